@@ -1,0 +1,274 @@
+"""Typed schema of params.yaml: the one way to load and validate the pipeline's parameters.
+
+Stages call :func:`load_params`; library code in ``pipeline/`` receives plain values or the
+group models defined here and never reads params.yaml itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ARCHS = ("deepflash", "hdrnet", "pix2pix")
+ENCODINGS = ("A", "B", "C")
+SPLITS = ("train", "val", "test")
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the key and the fix."""
+
+
+class _Group(BaseModel):
+    # Unknown keys are typos more often than not: refuse them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Group):
+    """Where the raw pairs are and what size the network sees."""
+
+    raw_dir: str = "data/raw/demo"
+    layout: Literal["pairs", "faid", "yaleb"] = "pairs"
+    size: int = Field(512, ge=32, multiple_of=32)
+
+
+class DemoParams(_Group):
+    """Synthetic flash/studio generator (pipeline/demo.py)."""
+
+    seed: int = 0
+    n_subjects: int = Field(6, ge=3)
+    poses: int = Field(2, ge=1)
+    width: int = Field(768, ge=128)
+    height: int = Field(1024, ge=128)
+    portraits_dir: str | None = None
+    max_rotation_deg: float = Field(3.0, ge=0, le=20)
+    max_scale: float = Field(0.03, ge=0, lt=0.3)
+    max_shift_frac: float = Field(0.02, ge=0, lt=0.2)
+    max_shear: float = Field(0.02, ge=0, lt=0.3)
+    noise_sigma: float = Field(0.01, ge=0, le=0.2)
+
+
+class IngestParams(_Group):
+    """Raw-layout reading, validation and the subject-level split."""
+
+    seed: int = 0
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.15, ge=0, lt=1)
+    min_side: int = Field(64, ge=1)
+    max_pixels: int = Field(100_000_000, ge=1)
+    aspect_tolerance: float = Field(0.02, ge=0)
+    max_reject_fraction: float = Field(0.5, ge=0, le=1)
+    yaleb_studio_lights: list[str] = Field(default_factory=lambda: ["P00A+000E+20"], min_length=1)
+
+    @model_validator(mode="after")
+    def _ratios(self) -> IngestParams:
+        if self.train + self.val >= 1:
+            raise ValueError("ingest.train + ingest.val must be below 1 (test gets the rest)")
+        return self
+
+
+class RegisterParams(_Group):
+    """Mutual-information affine registration (pipeline/registration.py)."""
+
+    max_side: int = Field(512, ge=64)
+    optimizer: Literal["regular_step", "one_plus_one"] = "regular_step"
+    iterations: int = Field(200, ge=1)
+    levels: int = Field(3, ge=1, le=6)
+    histogram_bins: int = Field(50, ge=8)
+    sampling_fraction: float = Field(0.25, gt=0, le=1)
+    seed: int = 0
+    on_failure: Literal["identity", "reject"] = "identity"
+    workers: int = Field(2, ge=1)
+    preview_side: int = Field(256, ge=32)
+
+
+class CropParams(_Group):
+    """Face detection and the square face crop (pipeline/faces.py)."""
+
+    detector: Literal["hog", "cnn"] = "hog"
+    detect_max_side: int = Field(800, ge=64)
+    margin: float = Field(0.4, ge=0, le=3)
+    pad_mode: Literal["constant", "edge", "reflect"] = "reflect"
+    on_missing: Literal["center", "reject"] = "center"
+
+
+class AugmentParams(_Group):
+    """The paper's 20x paired augmentation (pipeline/augment.py)."""
+
+    rotations: list[float] = Field(default_factory=lambda: [-20.0, -10.0, 0.0, 10.0, 20.0])
+    border_mode: Literal["constant", "reflect", "replicate"] = "reflect"
+    splits: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["train", "val", "test"]
+    )
+
+
+class BilateralParams(_Group):
+    """The bilateral filter BL of the encodings (pipeline/bilateral.py)."""
+
+    sigma_s_fraction: float = Field(0.03, gt=0, le=0.5)
+    sigma_r: float = Field(0.4, gt=0)
+    mode: Literal["per_channel", "joint"] = "per_channel"
+
+
+class ModelParams(_Group):
+    """Network choice (pipeline/models registry)."""
+
+    arch: Literal["deepflash", "hdrnet", "pix2pix"] = "deepflash"
+    width: float = Field(1.0, gt=0, le=4)
+    encoder_weights: str | None = None
+
+
+class LossParams(_Group):
+    """Problem encoding and loss (pipeline/encoding.py, pipeline/losses.py)."""
+
+    encoding: Literal["A", "B", "C"] = "C"
+    centred: bool = True
+
+
+class AdamParams(_Group):
+    """Adam settings of one architecture."""
+
+    lr: float = Field(1e-5, gt=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    eps: float = Field(1e-8, gt=0)
+
+
+class OptimizerParams(_Group):
+    """Adam settings per architecture (each paper's defaults)."""
+
+    deepflash: AdamParams = AdamParams(lr=1e-5)
+    hdrnet: AdamParams = AdamParams(lr=1e-4)
+    pix2pix: AdamParams = AdamParams(lr=2e-4, beta1=0.5)
+
+
+class TrainParams(_Group):
+    """Training loop (pipeline/train.py)."""
+
+    seed: int = 0
+    epochs: int = Field(62, ge=1)
+    batch_size: int = Field(4, ge=1)
+    num_workers: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    channels_last: bool = True
+    target_val_loss: float = Field(0.0, ge=0)
+    patience: int = Field(0, ge=0)
+    max_images_per_epoch: int = Field(0, ge=0)
+    optimizer: OptimizerParams = OptimizerParams()
+
+
+class EvaluateParams(_Group):
+    """Evaluation protocol (pipeline/evaluate.py)."""
+
+    seed: int = 0
+    protocol_images: int = Field(30, ge=1)
+    samples: int = Field(4, ge=0)
+    batch_size: int = Field(8, ge=1)
+
+
+class MlflowParams(_Group):
+    """MLflow conventions (pipeline/tracking.py)."""
+
+    experiment: str = Field("deepflash", min_length=1)
+    log_model: bool = False
+    role: Literal["candidate", "baseline"] = "candidate"
+
+
+class Params(_Group):
+    """The whole params.yaml."""
+
+    data: DataParams = DataParams()
+    demo: DemoParams = DemoParams()
+    ingest: IngestParams = IngestParams()
+    register: RegisterParams = RegisterParams()
+    crop: CropParams = CropParams()
+    augment: AugmentParams = AugmentParams()
+    bilateral: BilateralParams = BilateralParams()
+    model: ModelParams = ModelParams()
+    loss: LossParams = LossParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    mlflow: MlflowParams = MlflowParams()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _none_is_default(cls, value: Any) -> Any:
+        # An empty group in YAML (`demo:`) loads as None: treat it as "all defaults".
+        return {} if value is None else value
+
+
+def _format_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"] if part != "__root__") or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            parent = key.rsplit(".", 1)[0] if "." in key else ""
+            message = "unknown key" + (f" in group '{parent}'" if parent else " (unknown group)")
+            allowed = _allowed_keys(parent)
+            if allowed:
+                message += f"; allowed keys: {', '.join(allowed)}"
+        elif "input" in item and item["type"] != "missing":
+            message += f" (got {item['input']!r})"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(dotted_group: str) -> list[str]:
+    model: type[BaseModel] = Params
+    for part in [p for p in dotted_group.split(".") if p]:
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        if not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def validate_params(raw: dict[str, Any] | None, source: str = "params") -> Params:
+    """Validate a params mapping; raise :class:`ParamsError` naming every bad key."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as error:
+        raise ParamsError(_format_error(error, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml (the one params loader of the project)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run from the repository root)") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: top level must be a mapping of groups")
+    return validate_params(raw, str(path))
+
+
+def flatten(params: Params | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested params to dotted keys (MLflow params, `dvc exp run -S` overrides)."""
+    data = params.model_dump() if isinstance(params, BaseModel) else params
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def override_args(path: str | Path) -> list[str]:
+    """`-S key=value` arguments for `dvc exp run` from a partial params file (params-paper.yaml)."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    validate_params(raw, str(path))
+    args: list[str] = []
+    for key, value in flatten(raw).items():
+        args += ["-S", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
+    return args

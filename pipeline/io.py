@@ -1,0 +1,183 @@
+"""Image and JSON input/output: the one image reader and writer of the project.
+
+Every image enters the pipeline as float32 RGB in [0, 1], HxWx3, upright (EXIF orientation
+applied), whatever it was on disk: 8- or 16-bit, grey, grey+alpha, RGBA, palette, CMYK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow's own bomb check only warns below 2x its limit; we check sizes ourselves.
+Image.MAX_IMAGE_PIXELS = None
+
+_EXIF_ORIENTATION = 0x0112
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+class ImageReadError(ValueError):
+    """An image could not be used; ``reason`` is a short machine-friendly explanation."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image after EXIF orientation, reading only its header."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path) as pil:
+            width, height = pil.size
+            if _orientation(pil) in (5, 6, 7, 8):
+                width, height = height, width
+            return width, height
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ImageReadError(path, f"not an image ({error.__class__.__name__})") from None
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read any common image as upright float32 RGB in [0, 1] (HxWx3).
+
+    Raises :class:`ImageReadError` for empty, truncated, unreadable or oversized files.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path) as pil:
+            if max_pixels is not None and pil.width * pil.height > max_pixels:
+                raise ImageReadError(
+                    path,
+                    f"too many pixels ({pil.width}x{pil.height} > {max_pixels}): "
+                    "possible decompression bomb",
+                )
+            orientation = _orientation(pil)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                pil.load()
+            array = _to_rgb_float(pil, path)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image (unknown format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        message = str(error)
+        reason = "truncated file" if "truncated" in message else f"unreadable ({message})"
+        raise ImageReadError(path, reason) from None
+    return np.ascontiguousarray(_apply_orientation(array, orientation))
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, bits: int = 8) -> Path:
+    """Write float [0, 1] (or uint8/uint16) RGB or grey to PNG/JPEG/TIFF; parents created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.asarray(image)
+    if array.dtype.kind == "f":
+        scale = 65535 if bits == 16 else 255
+        array = np.clip(np.rint(np.nan_to_num(array) * scale), 0, scale)
+        array = array.astype(np.uint16 if bits == 16 else np.uint8)
+    if array.dtype == np.uint16:
+        # Pillow cannot write 16-bit RGB; OpenCV can (BGR order).
+        out = array[..., ::-1] if array.ndim == 3 else array
+        if not cv2.imwrite(str(path), np.ascontiguousarray(out)):
+            raise OSError(f"{path}: could not write image")
+        return path
+    options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+    Image.fromarray(array).save(path, **options)
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Load a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON (indented, keys sorted, parents created), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ImageReadError(path, "file not found")
+    if not path.is_file():
+        raise ImageReadError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "zero bytes")
+
+
+def _orientation(pil: Image.Image) -> int:
+    try:
+        return int(pil.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # a corrupt EXIF block must not make a good image unreadable
+        return 1
+
+
+def _to_rgb_float(pil: Image.Image, path: Path) -> np.ndarray:
+    mode = pil.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = np.asarray(pil, dtype=np.float32)
+        peak = 65535.0 if mode.startswith("I;16") or grey.max(initial=0) > 255 else 255.0
+        return np.repeat((grey / peak).clip(0, 1)[..., None], 3, axis=2)
+    if mode == "F":
+        grey = np.asarray(pil, dtype=np.float32)
+        return np.repeat(grey.clip(0, 1)[..., None], 3, axis=2)
+    if mode in ("RGB", "RGBA") and pil.format in ("PNG", "TIFF"):
+        # Pillow reduces 16-bit colour PNG/TIFF to 8 bits; OpenCV keeps all 16.
+        deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+        if deep is not None and deep.dtype == np.uint16 and deep.ndim == 3:
+            rgb = deep[..., 2::-1] if deep.shape[2] >= 3 else deep
+            return rgb.astype(np.float32) / 65535.0
+    rgb = pil.convert("RGB")
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation tag (1-8) to an HxWxC array, as ImageOps.exif_transpose does."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, 1)[::-1],  # transverse
+        8: lambda a: np.rot90(a, 1),
+    }
+    op = ops.get(orientation)
+    return op(array) if op else array
+
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageReadError",
+    "image_size",
+    "read_image",
+    "read_json",
+    "write_image",
+    "write_json",
+]
