@@ -6,11 +6,11 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install repro test lint format bench clean-venv
+.PHONY: install repro paper test format bench clean-venv
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)" "setuptools<81" wheel
 	# face_recognition declares `dlib` (source-only, 10+ min compile); dlib-bin provides it.
@@ -18,20 +18,27 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Stage commands call `python`: put the venv first on PATH so they use it.
+RUN    := PATH="$(abspath $(BIN)):$$PATH"
+
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	$(RUN) dvc repro
+
+# The paper's full settings (params-paper.yaml) as one DVC experiment.
+paper: $(STAMP)
+	$(RUN) dvc exp run -n paper $$($(BIN)/deepflash params-overrides params-paper.yaml)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(RUN) python -m pytest -q
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do $(RUN) python $$b || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -6,6 +6,7 @@ group models defined here and never reads params.yaml itself.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -175,6 +176,10 @@ class MlflowParams(_Group):
     experiment: str = Field("deepflash", min_length=1)
     log_model: bool = False
     role: Literal["candidate", "baseline"] = "candidate"
+
+
+# `register` shadows ABCMeta.register on the class only; instances return the group.
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 
 class Params(_Group):
