@@ -33,5 +33,455 @@ def params_overrides(path: str) -> None:
 # --- subcommands added by their modules' owners below (keep one section each) ---
 
 
+# --- demo (owner: pipeline/demo.py) ---
+@main.command("demo")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--subjects", "n_subjects", default=6, show_default=True, help="Number of subjects.")
+@click.option("--poses", default=2, show_default=True, help="Flash/studio pairs per subject.")
+@click.option("--width", default=768, show_default=True, help="Photo width, px.")
+@click.option("--height", default=1024, show_default=True, help="Photo height, px.")
+@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+@click.option(
+    "--portraits-dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder of portraits, one subject per file (default: astronaut + grace_hopper).",
+)
+@click.option("--noise-sigma", default=0.01, show_default=True, help="Flash sensor noise std.")
+@click.option("--force", is_flag=True, help="Replace OUT_DIR if it holds a previous demo.")
+def demo(
+    out_dir: str,
+    n_subjects: int,
+    poses: int,
+    width: int,
+    height: int,
+    seed: int,
+    portraits_dir: str | None,
+    noise_sigma: float,
+    force: bool,
+) -> None:
+    """Generate synthetic flash/studio portrait pairs with known misalignments into OUT_DIR."""
+    from pipeline.demo import generate_demo
+
+    try:
+        summary = generate_demo(
+            out_dir,
+            n_subjects=n_subjects,
+            poses=poses,
+            width=width,
+            height=height,
+            seed=seed,
+            portraits_dir=portraits_dir,
+            noise_sigma=noise_sigma,
+            overwrite=force,
+        )
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        click.echo(f"deepflash demo: {error}", err=True)
+        sys.exit(2)
+    click.echo(
+        f"{len(summary.pairs)} pairs of {len(summary.subjects)} subjects -> {summary.out_dir} "
+        "(truth.csv, contact_sheet.png)"
+    )
+
+
+# --- enhance (owner: pipeline/enhance.py) ---
+
+
+@main.command("enhance")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (one input).")
+@click.option(
+    "--out-dir", type=click.Path(file_okay=False), help="Output folder (same file names)."
+)
+@click.option(
+    "--model",
+    "model_path",
+    default="models/model.pt",
+    show_default=True,
+    type=click.Path(),
+    help="Model file written by the train stage (it holds arch, encoding, size, filter).",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--skip-no-face", is_flag=True, help="Skip photos without a face instead of copying them."
+)
+@click.option(
+    "--feather",
+    type=click.FloatRange(0.01, 1.0),
+    default=0.35,
+    show_default=True,
+    help="Soft edge of the blend mask, as a fraction of its radius.",
+)
+@click.option(
+    "--detector",
+    type=click.Choice(["hog", "cnn"]),
+    default=None,
+    help="Face detector (default: the model's).",
+)
+def enhance_command(
+    inputs: tuple[str, ...],
+    output: str | None,
+    out_dir: str | None,
+    model_path: str,
+    device: str,
+    skip_no_face: bool,
+    feather: float,
+    detector: str | None,
+) -> None:
+    """Relight every face of flash photos INPUTS (files, folders, globs) with a trained model.
+
+    Examples: deepflash enhance selfie.jpg -o studio.jpg;
+    deepflash enhance 'photos/*.jpg' --out-dir relit/ --device cuda
+    """
+    import logging
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from pipeline.enhance import EnhanceError, enhance_paths
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        with logging_redirect_tqdm():
+            results = enhance_paths(
+                inputs,
+                model_path=model_path,
+                output=output,
+                out_dir=out_dir,
+                device=device,
+                feather=feather,
+                skip_no_face=skip_no_face,
+                detector=detector,
+            )
+    except EnhanceError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    faces = sum(len(result.faces) for result in results)
+    summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
+    click.echo(f"{len(results)} photo(s): {summary}; {faces} face(s) relit", err=True)
+    if counts.get("failed"):
+        sys.exit(1)
+
+
+# --- export (owner: pipeline/export.py) ---
+
+
+@main.command("export")
+@click.option(
+    "--model", "model_path", default="models/model.pt", show_default=True, type=click.Path()
+)
+@click.option(
+    "--onnx", "onnx_path", type=click.Path(dir_okay=False), help="Write an ONNX file here."
+)
+@click.option(
+    "--torchscript",
+    "torchscript_path",
+    type=click.Path(dir_okay=False),
+    help="Write a TorchScript file here.",
+)
+@click.option("--opset", default=17, show_default=True, help="ONNX opset version.")
+@click.option(
+    "--check/--no-check", default=True, show_default=True, help="Compare the export with PyTorch."
+)
+def export_command(
+    model_path: str, onnx_path: str | None, torchscript_path: str | None, opset: int, check: bool
+) -> None:
+    """Export a trained model to ONNX and/or TorchScript (network only; meta embedded)."""
+    from pipeline.enhance import EnhanceError
+    from pipeline.export import ExportError, export_model_file
+
+    try:
+        results = export_model_file(
+            model_path,
+            onnx_path=onnx_path,
+            torchscript_path=torchscript_path,
+            opset=opset,
+            check=check,
+        )
+    except (EnhanceError, ExportError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    for name, entry in results.items():
+        diff = entry["max_abs_diff"]
+        parity = "not checked" if diff is None else f"max abs diff vs PyTorch {diff:.2e}"
+        click.echo(f"{name}: {entry['path']} ({parity})")
+
+
+# --- evaluate and grid (owner: pipeline/evaluate.py, pipeline/report.py) ---
+
+
+@main.command("evaluate")
+@click.option(
+    "--model",
+    "model_path",
+    default="models/model.pt",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+)
+@click.option(
+    "--raw-dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Raw flash/studio pairs.",
+)
+@click.option(
+    "--layout", type=click.Choice(["pairs", "faid", "yaleb"]), default="pairs", show_default=True
+)
+@click.option(
+    "--out",
+    "out_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Metrics JSON to write.",
+)
+@click.option(
+    "--samples-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Also write Fig. 5 sample grids here.",
+)
+@click.option(
+    "--params",
+    "params_path",
+    default="params.yaml",
+    show_default=True,
+    help="register/crop/evaluate settings (defaults when absent).",
+)
+@click.option(
+    "--keep",
+    "keep_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Keep the crops in this folder (default: a temporary one).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="Default: evaluate.device.",
+)
+def evaluate_command(
+    model_path: str,
+    raw_dir: str,
+    layout: str,
+    out_path: str | None,
+    samples_dir: str | None,
+    params_path: str,
+    keep_dir: str | None,
+    device: str | None,
+) -> None:
+    """Evaluate a trained model on any raw dataset RAW_DIR, beside the identity baseline.
+
+    Ingests, registers and crops the pairs into a temporary folder (no augmentation: one
+    image per pair), then prints the metrics table (full set and the paper's protocol
+    sample) and writes them as JSON. Example:
+    deepflash evaluate --model models/model.pt --raw-dir ../shared/data/flash_pairs --layout faid
+    """
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    from pipeline.config import Params, ParamsError, load_params
+    from pipeline.evaluate import EvaluateError, evaluate_raw, format_table
+    from pipeline.io import write_json
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        params = load_params(params_path) if Path(params_path).is_file() else Params()
+    except ParamsError as error:
+        click.echo(str(error), err=True)
+        sys.exit(2)
+    with tempfile.TemporaryDirectory(prefix="deepflash-eval-") as tmp:
+        try:
+            results = evaluate_raw(
+                model_path,
+                raw_dir,
+                layout,
+                Path(keep_dir or tmp),
+                params,
+                device=device or params.evaluate.device,
+                samples_dir=samples_dir,
+            )
+        except EvaluateError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+    for scope in ("full", "protocol"):
+        click.echo(f"{scope}:")
+        click.echo(format_table(results["metrics"], scope))
+    for item in results["rejected"]:
+        click.echo(f"skipped {item['file']}: {item['reason']}", err=True)
+    if out_path:
+        write_json(out_path, results)
+        click.echo(f"metrics written to {out_path}", err=True)
+
+
+@main.group("grid")
+def grid_group() -> None:
+    """The grid of the paper's Tables 2 and 3: each arch end-to-end (A) and with encoding C.
+
+    deepflash grid queue --run 2   queues arch x encoding as DVC experiments and runs them;
+    deepflash grid table           prints the Tables 2/3 layout from the MLflow runs.
+    """
+
+
+def _venv_env() -> dict[str, str]:
+    """The environment for dvc: this interpreter's bin first on PATH, so that the stages'
+    `python` is the project's venv python (also in dvc's queue workers)."""
+    import os
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+@grid_group.command("queue")
+@click.option(
+    "--archs", default="deepflash,hdrnet,pix2pix", show_default=True, help="Comma-separated."
+)
+@click.option(
+    "--encodings", default="A,C", show_default=True, help="Comma-separated (A = end-to-end)."
+)
+@click.option(
+    "--prefix",
+    default="grid",
+    show_default=True,
+    help="Experiment names: <prefix>-<arch>-<encoding>.",
+)
+@click.option(
+    "-S", "--set-param", "extra", multiple=True, help="More `-S key=value` for every run."
+)
+@click.option("--dry-run", is_flag=True, help="Only print the commands.")
+@click.option(
+    "--run",
+    "jobs",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Then run the queue in the foreground with N parallel jobs (0: only queue; start later with `dvc queue start -j N`).",
+)
+def grid_queue(
+    archs: str, encodings: str, prefix: str, extra: tuple[str, ...], dry_run: bool, jobs: int
+) -> None:
+    """Queue one `dvc exp run` per arch x encoding (and optionally run the queue)."""
+    import shlex
+    import subprocess
+
+    from pipeline.config import ARCHS, ENCODINGS
+
+    arch_list = [a.strip() for a in archs.split(",") if a.strip()]
+    enc_list = [e.strip().upper() for e in encodings.split(",") if e.strip()]
+    bad = [a for a in arch_list if a not in ARCHS] + [e for e in enc_list if e not in ENCODINGS]
+    if bad:
+        click.echo(
+            f"error: unknown arch/encoding {bad}; archs {ARCHS}, encodings {ENCODINGS}", err=True
+        )
+        sys.exit(2)
+    commands = []
+    for arch in arch_list:
+        for encoding in enc_list:
+            cmd = ["dvc", "exp", "run", "--queue", "-n", f"{prefix}-{arch}-{encoding}"]
+            cmd += ["-S", f"model.arch={arch}", "-S", f"loss.encoding={encoding}"]
+            for item in extra:
+                cmd += ["-S", item]
+            commands.append(cmd)
+    if jobs > 0:
+        commands.append(["dvc", "exp", "run", "--run-all", "-j", str(jobs)])
+    env = _venv_env()
+    for cmd in commands:
+        click.echo(shlex.join(cmd))
+        if not dry_run:
+            done = subprocess.run(cmd, env=env, check=False)
+            if done.returncode != 0:
+                click.echo(f"error: `{shlex.join(cmd)}` failed ({done.returncode})", err=True)
+                sys.exit(done.returncode)
+    if jobs <= 0 and not dry_run:
+        click.echo(
+            "queued; run them with `dvc queue start -j 2` (PATH with the venv first), "
+            "follow with `dvc queue status`, then `deepflash grid table`.",
+            err=True,
+        )
+
+
+@grid_group.command("table")
+@click.option(
+    "--experiment", default=None, help="MLflow experiment (default: params mlflow.experiment)."
+)
+@click.option(
+    "--fingerprint",
+    default=None,
+    help="Data fingerprint of the runs (default: the workspace's data; 'all' for every run).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the markdown here.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the table as JSON.",
+)
+def grid_table(
+    experiment: str | None, fingerprint: str | None, out_path: str | None, json_path: str | None
+) -> None:
+    """Print the Tables 2/3 layout (SSIM, PSNR per split; each arch, A vs C; the paper) from
+    the best evaluated MLflow run per arch x encoding on the same data."""
+    from pathlib import Path
+
+    from pipeline import tracking
+    from pipeline.config import Params, load_params
+    from pipeline.io import write_json
+    from pipeline.report import best_runs, render_best_runs, render_tables23, run_record, tables23
+
+    params = load_params() if Path("params.yaml").is_file() else Params()
+    experiment = experiment or params.mlflow.experiment
+    fingerprint = fingerprint or tracking.data_fingerprint(".")
+    query = f"tags.`{tracking.EVALUATED_TAG}` = 'true'"
+    if fingerprint != "all":
+        query += f" and tags.`data.fingerprint` = '{fingerprint}'"
+    records = [run_record(r) for r in tracking.search_runs(experiment, query)]
+    best = best_runs(records)
+    tables = {"pgt": tables23(best, "pgt"), "gt": tables23(best, "gt")}
+    lines = [
+        f"# Tables 2 and 3 grid ({len(records)} evaluated runs, data fingerprint {fingerprint})",
+        "",
+    ]
+    lines += render_tables23(tables) + ["## Best runs", ""] + render_best_runs(best)
+    text = "\n".join(lines)
+    click.echo(text)
+    if out_path:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_text(text)
+    if json_path:
+        write_json(
+            json_path,
+            {
+                "fingerprint": fingerprint,
+                "runs": len(records),
+                "tables23": tables,
+                "best_runs": {
+                    k: {
+                        "run_id": r["run_id"],
+                        "run_name": r["run_name"],
+                        "rank_value": r["rank_value"],
+                    }
+                    for k, r in best.items()
+                },
+            },
+        )
+    if not records:
+        click.echo(f"no evaluated run in MLflow experiment {experiment!r} for these data", err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 # Pillow's own bomb check only warns below 2x its limit; we check sizes ourselves.
 Image.MAX_IMAGE_PIXELS = None
@@ -142,7 +142,9 @@ def _to_rgb_float(pil: Image.Image, path: Path) -> np.ndarray:
     mode = pil.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         grey = np.asarray(pil, dtype=np.float32)
-        peak = 65535.0 if mode.startswith("I;16") or grey.max(initial=0) > 255 else 255.0
+        # Pillow opens 8-bit grey as "L", so "I" holds deeper data (16-bit PGM/PNG/TIFF): a
+        # dark 16-bit image (all values <= 255) must still be scaled by 65535, not 255.
+        peak = 65535.0 if grey.max(initial=0) <= 65535 else float(2**31 - 1)  # 32-bit signed "I"
         return np.repeat((grey / peak).clip(0, 1)[..., None], 3, axis=2)
     if mode == "F":
         grey = np.asarray(pil, dtype=np.float32)
@@ -165,7 +167,7 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
         4: lambda a: a[::-1],
         5: lambda a: np.swapaxes(a, 0, 1),
         6: lambda a: np.rot90(a, -1),
-        7: lambda a: np.rot90(a, 1)[::-1],  # transverse
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],  # transverse (anti-diagonal)
         8: lambda a: np.rot90(a, 1),
     }
     op = ops.get(orientation)

@@ -1,0 +1,212 @@
+"""Benchmark `deepflash enhance` on a 12 MP photo, stage by stage, against a full-frame baseline.
+
+Photo: matplotlib's public-domain Grace Hopper portrait scaled x5 (face box ~930 px, a selfie's
+proportions) and reflected out to 4000x3000, with a little sensor noise, saved as a quality-92
+JPEG. Model: DeepFlash at width 1.0 (the paper's network: VGG-16 encoder + HDRCNN decoder),
+random weights (timing needs no training), encoding C, 512 px input (the paper's size).
+
+Ours: :func:`pipeline.enhance.enhance_file` (read, detect, crop, model, reconstruct, blend,
+write); only the pixels under a face's mask are resampled and blended.
+Baseline "full-frame": the same read, detection, crops and network, then the obvious
+implementation of the rest: the network output resized to the crop's full side with
+``cv2.resize``, pasted into a photo-sized canvas, a photo-sized mask, eq. 2 and the blend over
+the whole frame in numpy, and the same writer.
+
+Run: ``.venv/bin/python benchmarks/bench_enhance.py [--threads 2] [--repeats 3] [--size 512]``
+(prints a table and a JSON line). The face detector's and the model's one-off start-up costs
+(imports, model file load) are reported separately from the per-photo figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.encoding import reconstruct  # noqa: E402
+
+from pipeline import faces as face_lib  # noqa: E402
+from pipeline.enhance import (  # noqa: E402
+    DEFAULT_FEATHER,
+    MASK_AXES,
+    enhance_file,
+    face_crops,
+    load_enhancer,
+    run_model,
+    source_metadata,
+    write_output,
+)
+from pipeline.io import read_image  # noqa: E402
+from pipeline.models import build_model, save_model_file  # noqa: E402
+
+STAGES = ("read", "detect", "crop", "model", "reconstruct", "blend", "write")
+
+
+def make_photo(path: Path, width: int = 4000, height: int = 3000, seed: int = 0) -> Path:
+    """A 12 MP JPEG portrait (Grace Hopper x5, reflected to the frame, mild noise)."""
+    import matplotlib.cbook as cbook
+    from PIL import Image
+
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as pil:
+        portrait = np.asarray(pil.convert("RGB"))
+    scale = height / portrait.shape[0]
+    portrait = cv2.resize(
+        portrait, (round(portrait.shape[1] * scale), height), interpolation=cv2.INTER_CUBIC
+    )
+    pad = width - portrait.shape[1]
+    frame = cv2.copyMakeBorder(portrait, 0, 0, pad // 2, pad - pad // 2, cv2.BORDER_REFLECT_101)
+    noise = np.random.default_rng(seed).normal(0, 3, frame.shape)
+    frame = np.clip(frame + noise, 0, 255).astype(np.uint8)
+    Image.fromarray(frame).save(path, quality=92)
+    return path
+
+
+def make_model(path: Path, size: int, width: float) -> Path:
+    """A random-init DeepFlash model file with the meta enhance reads."""
+    torch.manual_seed(0)
+    model = build_model("deepflash", width=width)
+    meta = {
+        "arch": "deepflash",
+        "width": width,
+        "encoding": "C",
+        "size": size,
+        "bilateral": {"sigma_s_fraction": 0.03, "sigma_r": 0.4, "mode": "per_channel"},
+        "centred": True,
+    }
+    save_model_file(path, model, meta)
+    return path
+
+
+def baseline_full_frame(source: Path, target: Path, model, meta, device) -> dict[str, float]:
+    """The straightforward version: whole-frame resize, mask and blend (same crops and network)."""
+    t: dict[str, float] = {}
+
+    def lap(stage: str, start: float) -> float:
+        now = time.perf_counter()
+        t[stage] = now - start
+        return now
+
+    start = time.perf_counter()
+    image = read_image(source)
+    start = lap("read", start)
+    boxes = face_lib.detect_faces(image)
+    start = lap("detect", start)
+    crops, squares = face_crops(image, boxes, meta)
+    start = lap("crop", start)
+    ys = run_model(model, meta, crops, device)
+    start = lap("model", start)
+    h, w = image.shape[:2]
+    out = image.copy()
+    for y, (x0, y0, side) in zip(ys, squares, strict=True):
+        full = cv2.resize(y, (side, side), interpolation=cv2.INTER_LINEAR)
+        canvas = np.full_like(image, 0.5)  # y = 0.5 means "no change" in eq. 2
+        sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+        canvas[sy0:sy1, sx0:sx1] = full[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+        pred = np.clip(reconstruct(image, canvas, meta["encoding"]), 0, 1)
+        start = lap("reconstruct", start)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        cx, cy = x0 + side / 2.0, y0 + side / 2.0
+        radius = np.sqrt(
+            ((xx + 0.5 - cx) / (MASK_AXES[0] * side / 2)) ** 2
+            + ((yy + 0.5 - cy) / (MASK_AXES[1] * side / 2)) ** 2
+        )
+        s = np.clip((1 - radius) / DEFAULT_FEATHER, 0, 1)
+        mask = (s**3 * (s * (s * 6 - 15) + 10))[..., None]
+        out = out * (1 - mask) + pred * mask
+        start = lap("blend", start)
+    write_output(target, out, source_metadata(source))
+    lap("write", start)
+    return t
+
+
+def main() -> None:
+    """Run the benchmark and print the table and a JSON summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch / OpenCV threads (2 = the target box)"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, default=512, help="network input side (paper: 512)")
+    parser.add_argument("--width", type=float, default=1.0, help="model width (paper: 1.0)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        photo = make_photo(tmp / "photo_12mp.jpg")
+        model_file = make_model(tmp / "model.pt", args.size, args.width)
+
+        start = time.perf_counter()
+        model, meta, device = load_enhancer(model_file, args.device)
+        load_s = time.perf_counter() - start
+        start = time.perf_counter()
+        face_lib.detect_faces(np.zeros((64, 64, 3), np.float32))  # imports dlib's models once
+        detector_start_s = time.perf_counter() - start
+        # One untimed warm-up run per method (oneDNN primitive creation, page faults).
+        enhance_file(photo, tmp / "warm.jpg", model, meta, device=device)
+        baseline_full_frame(photo, tmp / "warm_base.jpg", model, meta, device)
+
+        ours_runs, base_runs = [], []
+        for _ in range(args.repeats):
+            ours_runs.append(
+                enhance_file(photo, tmp / "ours.jpg", model, meta, device=device).timings
+            )
+            base_runs.append(baseline_full_frame(photo, tmp / "base.jpg", model, meta, device))
+        faces = enhance_file(photo, tmp / "ours.jpg", model, meta, device=device).faces
+
+    def median_stage(runs: list[dict[str, float]], stage: str) -> float:
+        return statistics.median(run.get(stage, 0.0) for run in runs)
+
+    ours = {stage: median_stage(ours_runs, stage) for stage in STAGES}
+    base = {stage: median_stage(base_runs, stage) for stage in STAGES}
+    ours_total = statistics.median(sum(run.values()) for run in ours_runs)
+    base_total = statistics.median(sum(run.values()) for run in base_runs)
+
+    print(
+        f"photo 4000x3000 (12 MP JPEG), {len(faces)} face(s), crop side {[f.crop[2] for f in faces]} px"
+    )
+    print(
+        f"model deepflash width {args.width} at {args.size} px, encoding C, random init, device {device}"
+    )
+    print(f"threads {args.threads}; median of {args.repeats} runs after a warm-up")
+    print(f"{'stage':<12}{'ours s':>9}{'full-frame s':>14}")
+    for stage in STAGES:
+        print(f"{stage:<12}{ours[stage]:>9.3f}{base[stage]:>14.3f}")
+    print(f"{'total':<12}{ours_total:>9.3f}{base_total:>14.3f}")
+    print(
+        f"speed-up vs full-frame baseline: {base_total / ours_total:.2f}x; target < 3 s: {'met' if ours_total < 3 else 'NOT met'}"
+    )
+    print(
+        f"one-off start-up (not per photo): model load {load_s:.2f} s, face detector import {detector_start_s:.2f} s"
+    )
+    summary = {
+        "threads": args.threads,
+        "size": args.size,
+        "width": args.width,
+        "device": str(device),
+        "faces": len(faces),
+        "ours_s": round(ours_total, 3),
+        "baseline_full_frame_s": round(base_total, 3),
+        "speedup": round(base_total / ours_total, 2),
+        "ours_stages_s": {k: round(v, 3) for k, v in ours.items()},
+        "baseline_stages_s": {k: round(v, 3) for k, v in base.items()},
+        "model_load_s": round(load_s, 2),
+        "detector_start_s": round(detector_start_s, 2),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

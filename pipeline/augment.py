@@ -1,0 +1,242 @@
+"""The paper's 20x paired augmentation (Section 4), with albumentations.
+
+Per pair: rotations (default -20, -10, 0, 10, 20 degrees) about the face-box centre, times
+{the whole crop, the crop to the face box rescaled to full size}, times {as is, mirrored}:
+5 x 2 x 2 = 20 variants. Each variant is ONE fixed affine matrix (rotation, zoom and mirror
+folded together, so each output pixel is interpolated once) applied by ONE albumentations
+transform to the flash image and, through ``additional_targets``, to the studio image: the
+two images of a variant share their geometry exactly. Nothing is random.
+
+Variant names: ``rot<signed degrees>_<full|face>_<orig|flip>``, e.g. ``rot-20_full_orig``,
+``rot+10_face_flip``, ``rot+0_full_orig`` (the identity). Positive angles turn the picture
+counter-clockwise on screen (OpenCV's ``getRotationMatrix2D`` convention).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+# albumentations asks PyPI for a newer version at import: a network call (and a warning
+# offline) in every stage run. Pipelines must not depend on the network: switch it off.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A  # noqa: E402
+from albumentations.augmentations.geometric import functional as fgeometric  # noqa: E402
+
+from pipeline.faces import Box
+from pipeline.io import read_image, write_image
+
+DEFAULT_ROTATIONS = (-20.0, -10.0, 0.0, 10.0, 20.0)
+MODES = ("full", "face")
+FLIPS = ("orig", "flip")
+IDENTITY_VARIANT = "rot+0_full_orig"
+
+BORDER_MODES = {
+    "constant": cv2.BORDER_CONSTANT,  # black
+    "reflect": cv2.BORDER_REFLECT_101,  # mirror without repeating the edge pixel
+    "replicate": cv2.BORDER_REPLICATE,  # repeat the edge pixel
+}
+
+
+class FixedAffine(A.DualTransform):
+    """Albumentations transform applying one fixed 2x3 forward matrix (source -> output).
+
+    Albumentations' own ``Affine`` rotates about the image centre and translates by whole
+    pixels only, so it cannot rotate about an arbitrary face centre; this transform takes
+    the matrix itself and otherwise behaves like ``Affine`` (same warp function, border
+    handling, keypoint mapping).
+    """
+
+    def __init__(
+        self,
+        matrix: np.ndarray,
+        border_mode: int = cv2.BORDER_REFLECT_101,
+        interpolation: int = cv2.INTER_LINEAR,
+        p: float = 1.0,
+    ):
+        super().__init__(p=p)
+        forward = np.asarray(matrix, dtype=np.float64)
+        if forward.shape != (2, 3) or not np.all(np.isfinite(forward)):
+            raise ValueError(f"expected a finite 2x3 matrix, got {np.asarray(matrix).tolist()}")
+        self.matrix = np.vstack([forward, [0.0, 0.0, 1.0]])
+        self.border_mode = border_mode
+        self.interpolation = interpolation
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The fixed matrix; the output keeps the input's height and width."""
+        return {"matrix": self.matrix, "output_shape": params["shape"][:2]}
+
+    def apply(
+        self, img: np.ndarray, matrix: np.ndarray, output_shape: tuple[int, int], **params: Any
+    ) -> np.ndarray:
+        """Warp an image (flash or studio) with the fixed matrix."""
+        return fgeometric.warp_affine(
+            img,
+            matrix,
+            interpolation=self.interpolation,
+            fill=0,
+            border_mode=self.border_mode,
+            output_shape=output_shape,
+        )
+
+    def apply_to_keypoints(
+        self, keypoints: np.ndarray, matrix: np.ndarray, **params: Any
+    ) -> np.ndarray:
+        """Map keypoints (x, y, ...) with the same matrix (pixel-centre coordinates)."""
+        out = np.array(keypoints, dtype=np.float64, copy=True)
+        if len(out):
+            xy = out[:, :2] @ matrix[:2, :2].T + matrix[:2, 2]
+            out[:, :2] = xy
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        """Arguments albumentations' serialisation records."""
+        return ("matrix", "border_mode", "interpolation")
+
+
+def variant_name(rotation: float, mode: str, flip: str) -> str:
+    """``rot-20_full_orig`` style name of one variant (filesystem-safe)."""
+    if mode not in MODES or flip not in FLIPS:
+        raise ValueError(f"mode must be one of {MODES} and flip one of {FLIPS}")
+    return f"rot{rotation + 0.0:+g}_{mode}_{flip}"  # + 0.0: no "-0"
+
+
+def variant_matrix(
+    rotation: float, mode: str, flip: str, face_box: Box, width: int, height: int
+) -> np.ndarray:
+    """Forward 2x3 matrix (input pixel -> output pixel) of one variant.
+
+    ``full``: rotate the crop about the face-box centre. ``face``: rotate about the centre,
+    and scale the square around the face box (side = the box's longer side) up to the
+    output's shorter side, centred: the face box "rescaled to full size" without changing
+    its aspect ratio. ``flip`` then mirrors left-right.
+    """
+    top, right, bottom, left = face_box
+    longer = max(right - left, bottom - top)
+    if longer <= 0:
+        raise ValueError(f"empty face box {face_box}")
+    # Box edges -> pixel-centre coordinates: the box covers left <= x < right.
+    centre = ((left + right - 1) / 2.0, (top + bottom - 1) / 2.0)
+    if mode == "full":
+        zoom, target = 1.0, centre
+    elif mode == "face":
+        zoom, target = min(width, height) / longer, ((width - 1) / 2.0, (height - 1) / 2.0)
+    else:
+        raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
+    matrix = cv2.getRotationMatrix2D(centre, float(rotation), zoom)
+    matrix[:, 2] += np.subtract(target, centre)
+    if flip == "flip":
+        mirror = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        matrix = (mirror @ np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    elif flip != "orig":
+        raise ValueError(f"unknown flip {flip!r}; use one of {FLIPS}")
+    return matrix
+
+
+def variant_matrices(
+    face_box: Box,
+    width: int,
+    height: int,
+    rotations: Sequence[float] = DEFAULT_ROTATIONS,
+) -> list[tuple[str, np.ndarray]]:
+    """(name, forward matrix) of every variant, in a fixed order: rotation, mode, flip."""
+    if len(set(rotations)) != len(rotations) or not rotations:
+        raise ValueError(f"rotations must be distinct and non-empty (got {list(rotations)})")
+    return [
+        (
+            variant_name(rotation, mode, flip),
+            variant_matrix(rotation, mode, flip, face_box, width, height),
+        )
+        for rotation in rotations
+        for mode in MODES
+        for flip in FLIPS
+    ]
+
+
+def augment_pair(
+    flash: np.ndarray,
+    studio: np.ndarray,
+    box: Box,
+    rotations: Sequence[float] = DEFAULT_ROTATIONS,
+    border_mode: str = "reflect",
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """All variants of a flash/studio crop pair: ``[(name, flash, studio), ...]``.
+
+    ``box`` is the face box (top, right, bottom, left) in the crop's pixels. With the
+    default rotations there are exactly 20 variants. Both images get the same albumentations
+    transform (the studio image as an additional ``image`` target).
+    """
+    if flash.shape != studio.shape:
+        raise ValueError(f"flash and studio shapes differ: {flash.shape} vs {studio.shape}")
+    if border_mode not in BORDER_MODES:
+        raise ValueError(f"unknown border mode {border_mode!r}; use one of {tuple(BORDER_MODES)}")
+    height, width = flash.shape[:2]
+    variants = []
+    for name, matrix in variant_matrices(box, width, height, rotations):
+        transform = A.Compose(
+            [FixedAffine(matrix, border_mode=BORDER_MODES[border_mode])],
+            additional_targets={"studio": "image"},
+        )
+        out = transform(image=flash, studio=studio)
+        variants.append((name, out["image"], out["studio"]))
+    return variants
+
+
+def identity_pair(
+    flash: np.ndarray, studio: np.ndarray
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The single un-augmented variant (for splits that are not augmented)."""
+    return [(IDENTITY_VARIANT, flash, studio)]
+
+
+def augment_pair_files(
+    pair_id: str,
+    flash_path: str | os.PathLike,
+    studio_path: str | os.PathLike,
+    box: Box,
+    out_dir: str | os.PathLike,
+    *,
+    augment: bool = True,
+    rotations: Sequence[float] = DEFAULT_ROTATIONS,
+    border_mode: str = "reflect",
+) -> list[tuple[str, str, str]]:
+    """Read a cropped pair, write its variants as ``<pair_id>__<variant>_{flash,studio}.png``.
+
+    ``augment=False`` writes only the identity variant. Returns ``[(variant, flash_png,
+    studio_png), ...]`` in variant order.
+    """
+    flash, studio = read_image(flash_path), read_image(studio_path)
+    if augment:
+        variants = augment_pair(flash, studio, box, rotations, border_mode)
+    else:
+        variants = identity_pair(flash, studio)
+    out_dir = Path(out_dir)
+    written = []
+    for name, flash_out, studio_out in variants:
+        flash_png = write_image(out_dir / f"{pair_id}__{name}_flash.png", flash_out)
+        studio_png = write_image(out_dir / f"{pair_id}__{name}_studio.png", studio_out)
+        written.append((name, str(flash_png), str(studio_png)))
+    return written
+
+
+__all__ = [
+    "BORDER_MODES",
+    "DEFAULT_ROTATIONS",
+    "FLIPS",
+    "IDENTITY_VARIANT",
+    "MODES",
+    "FixedAffine",
+    "augment_pair",
+    "augment_pair_files",
+    "identity_pair",
+    "variant_matrices",
+    "variant_matrix",
+    "variant_name",
+]

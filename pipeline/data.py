@@ -1,0 +1,153 @@
+"""Torch dataset of the processed flash/studio pairs (``data/processed/index.csv``).
+
+Each item is ``(flash, studio)``: float32 CHW tensors in [0, 1] of one augmented pair. The
+index is written by the augment stage with columns split, pair_id, subject, variant, flash,
+studio; image paths in it are relative to the repository root (or absolute).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pipeline.io import read_image
+
+INDEX_COLUMNS = ("split", "pair_id", "subject", "variant", "flash", "studio")
+
+
+class DataIndexError(ValueError):
+    """The processed index or one of its images cannot be used; the message names the file."""
+
+
+def read_index(index_csv: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of ``index.csv`` as dicts; raises :class:`DataIndexError` on a missing file or column."""
+    index_csv = Path(index_csv)
+    if not index_csv.is_file():
+        raise DataIndexError(f"{index_csv}: processed index not found (run the augment stage)")
+    with index_csv.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in INDEX_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataIndexError(f"{index_csv}: missing column(s) {', '.join(missing)}")
+        return list(reader)
+
+
+def resolve_path(path: str, root: Path, index_dir: Path) -> Path:
+    """An index path: absolute as is, else relative to ``root``, else to the index's folder."""
+    candidate = Path(path)
+    if candidate.is_absolute():
+        return candidate
+    if (root / candidate).exists():
+        return root / candidate
+    # Indexes written by hand next to their images use paths relative to themselves.
+    if (index_dir / candidate).exists():
+        return index_dir / candidate
+    return root / candidate
+
+
+class PairDataset(Dataset):
+    """Flash/studio pairs of one or more splits of the processed index.
+
+    Args:
+        index_csv: ``data/processed/index.csv``.
+        splits: split name or names to keep (``"train"``, ``("val",)``, ...).
+        root: folder the relative image paths start from (the repository root); default: cwd.
+        size: expected square side; an image of another shape raises :class:`DataIndexError`.
+        cache: decode every image once in the constructor and keep it in memory (as uint8
+            when that is lossless). Loading up front, not lazily, lets forked DataLoader
+            workers share the decoded arrays instead of each decoding its own copy.
+    """
+
+    def __init__(
+        self,
+        index_csv: str | os.PathLike,
+        splits: str | Sequence[str],
+        root: str | os.PathLike | None = None,
+        size: int | None = None,
+        cache: bool = False,
+    ) -> None:
+        index_csv = Path(index_csv)
+        wanted = (splits,) if isinstance(splits, str) else tuple(splits)
+        root_dir = Path(root) if root is not None else Path.cwd()
+        self.size = size
+        self.records: list[dict[str, str]] = [
+            row for row in read_index(index_csv) if row["split"] in wanted
+        ]
+        self.paths: list[tuple[Path, Path]] = [
+            (
+                resolve_path(row["flash"], root_dir, index_csv.parent),
+                resolve_path(row["studio"], root_dir, index_csv.parent),
+            )
+            for row in self.records
+        ]
+        self._cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        if cache:
+            self._cache = [self._load_pair(i, compact=True) for i in range(len(self.paths))]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is None:
+            return self._load_pair(i, compact=False)
+        flash, studio = self._cache[i]
+        return _as_float(flash), _as_float(studio)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Memory held by the in-memory cache (0 without cache)."""
+        if self._cache is None:
+            return 0
+        return sum(t.numel() * t.element_size() for pair in self._cache for t in pair)
+
+    def _load_pair(self, i: int, compact: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        flash_path, studio_path = self.paths[i]
+        flash = self._load(flash_path)
+        studio = self._load(studio_path)
+        if flash.shape != studio.shape:
+            raise DataIndexError(
+                f"{studio_path}: {studio.shape[1]}x{studio.shape[0]} px differs from its flash "
+                f"image {flash_path} ({flash.shape[1]}x{flash.shape[0]} px)"
+            )
+        if compact:
+            return _compact(flash), _compact(studio)
+        return torch.from_numpy(flash).permute(2, 0, 1).contiguous(), torch.from_numpy(
+            studio
+        ).permute(2, 0, 1).contiguous()
+
+    def _load(self, path: Path) -> np.ndarray:
+        try:
+            image = read_image(path)
+        except ValueError as error:  # ImageReadError names the file and the reason
+            raise DataIndexError(str(error)) from None
+        if self.size is not None and image.shape[:2] != (self.size, self.size):
+            raise DataIndexError(
+                f"{path}: {image.shape[1]}x{image.shape[0]} px, expected {self.size}x{self.size} "
+                "(data.size changed since the crop stage ran?)"
+            )
+        return image
+
+
+def _compact(image: np.ndarray) -> torch.Tensor:
+    """CHW tensor, uint8 when the float image is exactly an 8-bit image (4x less memory)."""
+    scaled = image * 255.0
+    as_bytes = np.rint(scaled)
+    if np.array_equal(as_bytes.astype(np.float32) / 255.0, image):
+        return torch.from_numpy(as_bytes.astype(np.uint8)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous()
+
+
+def _as_float(tensor: torch.Tensor) -> torch.Tensor:
+    # The same division read_image does, so cached and uncached items are bit-identical.
+    if tensor.dtype == torch.uint8:
+        return tensor.to(torch.float32) / 255.0
+    return tensor
+
+
+__all__ = ["INDEX_COLUMNS", "DataIndexError", "PairDataset", "read_index", "resolve_path"]

@@ -1,0 +1,512 @@
+"""Evaluation of a trained model: the paper's metrics per split, beside the identity baseline.
+
+Per image of a split (all augmented variants: the "full" numbers) and on the paper's protocol
+(a seeded random sample of ``protocol_images`` images per split, Tables 2 and 3):
+
+- ``loss``: eq. 5 (or plain MSE, as the model was trained) between the output y and target t;
+- ``accuracy``: eq. 7;
+- ``ssim_pgt`` / ``psnr_pgt``: the reconstruction (eq. 2) against the preconditioned ground
+  truth o_bar = x - 2t + 1 (eq. 8, what the paper reports; equal to o for encoding A);
+- ``ssim_gt`` / ``psnr_gt``: the reconstruction against the raw ground truth o (the studio
+  photo), the same reference for every encoding;
+
+for the model and for the identity baseline (output = the flash image itself, i.e. the
+network output that makes the reconstruction equal to x: ``make_target(x, x)``, 0.5 for
+encodings B and C, x for A). Images are clipped to [0, 1] before SSIM/PSNR, as they would be
+shown; PSNR is capped at 100 dB (identical images) so that every value is finite JSON.
+SSIM values are fractions (0..1), PSNR in dB, accuracy in percent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+METRICS = ("loss", "accuracy", "ssim_pgt", "psnr_pgt", "ssim_gt", "psnr_gt")
+SYSTEMS = ("model", "identity")
+PSNR_CAP = 100.0
+TILE_LABELS = ("input", "BL(input)", "output", "precond. gt", "gt")
+_MIN_TILE = 128  # sample tiles are upscaled to at least this side so the labels fit
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu`` / ``cuda`` as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("evaluate.device is 'cuda' but no CUDA device is available")
+    return torch.device(device)
+
+
+def make_blur(bilateral: Mapping[str, Any], side: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The BL of the encodings for ``side``-pixel images, from a model file's bilateral settings."""
+    from pipeline.bilateral import bilateral_filter, sigma_s_for
+
+    sigma_s = sigma_s_for(side, float(bilateral["sigma_s_fraction"]))
+    sigma_r = float(bilateral["sigma_r"])
+    mode = bilateral.get("mode", "per_channel")
+
+    def blur(image: torch.Tensor) -> torch.Tensor:
+        return bilateral_filter(image, sigma_s, sigma_r, mode)
+
+    return blur
+
+
+def identity_output(
+    x: torch.Tensor, encoding: str, blur: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """The network output y whose reconstruction is the flash image x itself (the baseline)."""
+    from pipeline.encoding import make_target
+
+    # "The studio photo equals the flash photo": the target that o = x would give.
+    return make_target(x, x, encoding, blur)
+
+
+@dataclass
+class BatchOutput:
+    """Per-image metrics of one batch (system -> metric -> (N,) array) and its images."""
+
+    metrics: dict[str, dict[str, np.ndarray]]
+    images: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _per_image_loss(loss_fn: Callable, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    # Eq. 5 centres per image and channel, so the mean of per-image losses is the batch loss.
+    return torch.stack([loss_fn(y[i : i + 1], t[i : i + 1]).reshape(()) for i in range(len(y))])
+
+
+@torch.no_grad()
+def evaluate_batch(
+    model: torch.nn.Module,
+    flash: torch.Tensor,
+    studio: torch.Tensor,
+    encoding: str,
+    blur: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> BatchOutput:
+    """All metrics of one batch (N,3,H,W in [0,1]) for the model and the identity baseline."""
+    from pipeline import metrics as M
+    from pipeline.encoding import (
+        make_target,
+        network_input,
+        preconditioned_ground_truth,
+        reconstruct,
+    )
+
+    x, o = flash.float(), studio.float()
+    bl_x = blur(x)
+    t = make_target(x, o, encoding, blur)
+    y = model(network_input(x, encoding, blur)).float()
+    y_id = identity_output(x, encoding, blur)
+    pgt = preconditioned_ground_truth(x, t, encoding).clamp(0, 1)
+    gt = o.clamp(0, 1)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    recon = {}
+    for system, output in (("model", y), ("identity", y_id)):
+        pred = reconstruct(x, output, encoding).clamp(0, 1)
+        recon[system] = pred
+        values = {
+            "loss": _per_image_loss(loss_fn, output, t),
+            "accuracy": M.accuracy(output, t, bl_x),
+            "ssim_pgt": M.ssim(pred, pgt),
+            "psnr_pgt": M.psnr(pred, pgt),
+            "ssim_gt": M.ssim(pred, gt),
+            "psnr_gt": M.psnr(pred, gt),
+        }
+        out[system] = {k: _finite(k, v) for k, v in values.items()}
+    images = {
+        "input": x,
+        "bl_input": bl_x.clamp(0, 1),
+        "output": recon["model"],
+        "pgt": pgt,
+        "gt": gt,
+    }
+    return BatchOutput(out, images)
+
+
+def _finite(name: str, values: torch.Tensor) -> np.ndarray:
+    array = values.detach().float().cpu().numpy().reshape(-1).astype(np.float64)
+    if name.startswith("psnr"):
+        array = np.minimum(np.nan_to_num(array, nan=0.0, posinf=PSNR_CAP), PSNR_CAP)
+    return array
+
+
+def protocol_indices(n: int, k: int, seed: int, split: str) -> np.ndarray:
+    """The paper's protocol: ``k`` distinct random image indices out of ``n`` (all when n <= k),
+    seeded by ``seed`` and the split name (each split gets its own, reproducible draw)."""
+    if n <= k:
+        return np.arange(n)
+    rng = np.random.default_rng([seed, sum(split.encode())])
+    return np.sort(rng.choice(n, size=k, replace=False))
+
+
+def sample_grid(
+    images: Mapping[str, np.ndarray], labels: Sequence[str] = TILE_LABELS
+) -> np.ndarray:
+    """One row like the paper's Fig. 5: input, BL(input), reconstruction, preconditioned gt,
+    gt (HxWx3 float each), labelled above each tile; returns an HxWx3 uint8 image."""
+    from PIL import Image, ImageDraw
+
+    tiles = [np.asarray(images[key]) for key in ("input", "bl_input", "output", "pgt", "gt")]
+    side = max(_MIN_TILE, tiles[0].shape[0])
+    band = 16
+    canvas = Image.new("RGB", (side * len(tiles) + 2 * (len(tiles) - 1), side + band), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
+        array = (np.clip(tile, 0, 1) * 255 + 0.5).astype(np.uint8)
+        pil = Image.fromarray(array).resize((side, side), Image.Resampling.BICUBIC)
+        left = i * (side + 2)
+        canvas.paste(pil, (left, band))
+        draw.text((left + 3, 2), label, fill="black")
+    return np.asarray(canvas)
+
+
+def _to_hwc(image: torch.Tensor) -> np.ndarray:
+    return image.detach().float().cpu().permute(1, 2, 0).numpy()
+
+
+def evaluate_split(
+    model: torch.nn.Module,
+    dataset: torch.utils.data.Dataset,
+    encoding: str,
+    blur: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: Callable,
+    device: torch.device,
+    batch_size: int = 8,
+    keep: Iterable[int] = (),
+    desc: str = "evaluate",
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[int, dict[str, np.ndarray]]]:
+    """Per-image metrics of every image of ``dataset`` (items: flash, studio CHW tensors), and
+    the images of the indices in ``keep`` (for the sample grids)."""
+    keep = set(keep)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    per_image: dict[str, dict[str, list[np.ndarray]]] = {
+        s: {m: [] for m in METRICS} for s in SYSTEMS
+    }
+    kept: dict[int, dict[str, np.ndarray]] = {}
+    start = 0
+    for flash, studio in tqdm(loader, desc=desc, unit="batch", leave=False):
+        batch = evaluate_batch(model, flash.to(device), studio.to(device), encoding, blur, loss_fn)
+        for system in SYSTEMS:
+            for metric in METRICS:
+                per_image[system][metric].append(batch.metrics[system][metric])
+        for i in range(len(flash)):
+            if start + i in keep:
+                kept[start + i] = {k: _to_hwc(v[i]) for k, v in batch.images.items()}
+        start += len(flash)
+    stacked = {
+        s: {m: np.concatenate(v) if v else np.zeros(0) for m, v in ms.items()}
+        for s, ms in per_image.items()
+    }
+    return stacked, kept
+
+
+def summarise(
+    per_image: Mapping[str, Mapping[str, np.ndarray]], indices: np.ndarray | None = None
+) -> dict[str, dict[str, float]]:
+    """Mean of every metric per system, over ``indices`` (all images when None)."""
+    result: dict[str, dict[str, float]] = {}
+    for system, metrics in per_image.items():
+        result[system] = {}
+        for metric, values in metrics.items():
+            chosen = values if indices is None else values[indices]
+            result[system][metric] = float(np.mean(chosen)) if len(chosen) else float("nan")
+    return result
+
+
+def evaluate_model(
+    model_path: str | os.PathLike,
+    index_csv: str | os.PathLike,
+    root: str | os.PathLike = ".",
+    splits: Sequence[str] = ("train", "val", "test"),
+    protocol_images: int = 30,
+    seed: int = 0,
+    samples: int = 4,
+    batch_size: int = 8,
+    device: str = "auto",
+    samples_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Evaluate the model file on every split of a processed index.
+
+    Returns ``{split: {"images": n, "full": {system: {metric: mean}}, "protocol": {"images": k,
+    system: {...}}}}`` (a split without images: ``{"images": 0}``). Writes
+    ``<samples_dir>/<split>_<k>.png`` grids for the first ``samples`` protocol images.
+    The model's own settings (encoding, bilateral filter, centred loss, size) come from its
+    model file, so a model is always evaluated the way it was trained.
+    """
+    from pipeline.data import PairDataset
+    from pipeline.io import write_image
+    from pipeline.losses import make_loss
+    from pipeline.models import load_model_file
+
+    dev = resolve_device(device)
+    model, meta = load_model_file(model_path, map_location=dev)
+    model.to(dev).eval()
+    encoding = meta["encoding"]
+    size = int(meta["size"])
+    blur = make_blur(meta["bilateral"], size)
+    loss_fn = make_loss(bool(meta.get("centred", True)))
+    results: dict[str, Any] = {}
+    if samples_dir is not None:
+        samples_dir = Path(samples_dir)
+        samples_dir.mkdir(parents=True, exist_ok=True)
+        for stale in samples_dir.glob("*.png"):
+            stale.unlink()
+    for split in splits:
+        dataset = PairDataset(index_csv, split, root=root, size=size)
+        n = len(dataset)
+        if n == 0:
+            log.warning("split %s has no images in %s: skipped", split, index_csv)
+            results[split] = {"images": 0}
+            continue
+        chosen = protocol_indices(n, protocol_images, seed, split)
+        shown = [int(i) for i in chosen[:samples]]
+        per_image, kept = evaluate_split(
+            model,
+            dataset,
+            encoding,
+            blur,
+            loss_fn,
+            dev,
+            batch_size,
+            shown,
+            desc=f"evaluate {split}",
+        )
+        results[split] = {
+            "images": n,
+            "full": summarise(per_image),
+            "protocol": {"images": len(chosen), **summarise(per_image, chosen)},
+        }
+        if samples_dir is not None:
+            for k, index in enumerate(shown):
+                write_image(samples_dir / f"{split}_{k}.png", sample_grid(kept[index]))
+    return results
+
+
+class EvaluateError(RuntimeError):
+    """A raw dataset cannot be evaluated (no usable pair, unreadable folder); says why."""
+
+
+def evaluate_raw(
+    model_path: str | os.PathLike,
+    raw_dir: str | os.PathLike,
+    layout: str,
+    work_dir: str | os.PathLike,
+    params: Any,
+    device: str = "auto",
+    samples_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Evaluate a model file on a raw dataset: read ``raw_dir`` in ``layout``, register and
+    crop every pair into ``work_dir`` (no augmentation: one image per pair, split ``all``),
+    then :func:`evaluate_model`. ``params``: a :class:`pipeline.config.Params` whose ingest,
+    register, crop and evaluate groups are used (the crop side is the model's own size).
+
+    Returns ``{"model", "raw_dir", "layout", "pairs", "metrics": {"all": ...},
+    "rejected": [{file, reason}], "pair_details": [...]}``; raises :class:`EvaluateError`
+    when no pair is usable.
+    """
+    import csv
+
+    from pipeline.datasets import DatasetError, read_dataset
+    from pipeline.faces import NoFaceError, crop_pair_files
+    from pipeline.io import ImageReadError, read_image
+    from pipeline.models import load_model_file
+    from pipeline.registration import register
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        _, meta = load_model_file(model_path)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise EvaluateError(f"{model_path}: not a usable model file ({error})") from None
+    size = int(meta["size"])
+    ing, reg_p, crop_p = params.ingest, params.register, params.crop
+    try:
+        found = read_dataset(
+            raw_dir,
+            layout,
+            derived_dir=work / "derived",
+            min_side=ing.min_side,
+            max_pixels=ing.max_pixels,
+            aspect_tolerance=ing.aspect_tolerance,
+            yaleb_studio_lights=list(ing.yaleb_studio_lights),
+        )
+    except DatasetError as error:
+        raise EvaluateError(str(error)) from None
+    rejected = [{"file": r.file, "reason": r.reason} for r in found.rejected]
+    rows: list[dict[str, Any]] = []
+    for pair in tqdm(found.pairs, desc="register + crop", unit="pair", leave=False):
+        try:
+            registration = register(
+                read_image(pair.flash_path, max_pixels=ing.max_pixels),
+                read_image(pair.studio_path, max_pixels=ing.max_pixels),
+                max_side=reg_p.max_side,
+                optimizer=reg_p.optimizer,
+                iterations=reg_p.iterations,
+                levels=reg_p.levels,
+                histogram_bins=reg_p.histogram_bins,
+                sampling_fraction=reg_p.sampling_fraction,
+                seed=reg_p.seed,
+                on_failure=reg_p.on_failure,
+            )
+            if registration.status == "rejected":
+                rejected.append(
+                    {"file": pair.studio_path, "reason": f"registration: {registration.reason}"}
+                )
+                continue
+            record = crop_pair_files(
+                pair.pair_id,
+                pair.flash_path,
+                pair.studio_path,
+                registration.matrix,
+                work / "faces",
+                size=size,
+                detector=crop_p.detector,
+                max_side=crop_p.detect_max_side,
+                upsample=crop_p.upsample,
+                margin=crop_p.margin,
+                pad_mode=crop_p.pad_mode,
+                on_missing=crop_p.on_missing,
+                max_pixels=ing.max_pixels,
+            )
+        except ImageReadError as error:
+            rejected.append({"file": error.path, "reason": error.reason})
+            continue
+        except NoFaceError as error:
+            rejected.append({"file": pair.flash_path, "reason": str(error)})
+            continue
+        rows.append(
+            {
+                "split": "all",
+                "pair_id": pair.pair_id,
+                "subject": pair.subject,
+                "variant": "identity",
+                "flash": str(Path(record["flash"]).resolve()),
+                "studio": str(Path(record["studio"]).resolve()),
+                "registration": registration.status,
+                "mi_before": registration.mi_before,
+                "mi_after": registration.mi_after,
+                "crop": record["method"],
+            }
+        )
+    if not rows:
+        reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in rejected[:5]) or "no pairs found"
+        raise EvaluateError(f"{raw_dir}: no usable pair in layout {layout!r} ({reasons})")
+    index = work / "index.csv"
+    with index.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cfg = params.evaluate
+    metrics = evaluate_model(
+        model_path,
+        index,
+        root=work,
+        splits=("all",),
+        protocol_images=cfg.protocol_images,
+        seed=cfg.seed,
+        samples=cfg.samples,
+        batch_size=cfg.batch_size,
+        device=device,
+        samples_dir=samples_dir,
+    )
+    return {
+        "model": str(model_path),
+        "raw_dir": str(raw_dir),
+        "layout": layout,
+        "arch": meta.get("arch"),
+        "encoding": meta.get("encoding"),
+        "size": size,
+        "pairs": len(rows),
+        "metrics": metrics,
+        "rejected": rejected,
+        "pair_details": rows,
+    }
+
+
+def flat_metrics(results: Mapping[str, Any], prefix: str = "eval") -> dict[str, float]:
+    """``eval.<split>.<full|protocol>.<system>.<metric>`` -> value (MLflow metric names)."""
+    flat: dict[str, float] = {}
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, f"{key}.{k}")
+        elif isinstance(node, int | float) and not isinstance(node, bool) and np.isfinite(node):
+            flat[key] = float(node)
+
+    walk(results, prefix)
+    return flat
+
+
+def format_table(results: Mapping[str, Any], scope: str = "full") -> str:
+    """Plain-text table: one row per split and system, the six metrics as columns."""
+    header = [
+        "split",
+        "images",
+        "system",
+        "loss",
+        "acc %",
+        "SSIM pgt",
+        "PSNR pgt",
+        "SSIM gt",
+        "PSNR gt",
+    ]
+    rows = [header]
+    for split, block in results.items():
+        if not isinstance(block, Mapping) or scope not in block:
+            if isinstance(block, Mapping):
+                rows.append([split, "0", "-", *["-"] * 6])
+            continue
+        summary = block[scope]
+        n = summary.get("images", block["images"])
+        for system in SYSTEMS:
+            m = summary[system]
+            rows.append(
+                [
+                    split,
+                    str(n),
+                    system,
+                    f"{m['loss']:.5f}",
+                    f"{m['accuracy']:.2f}",
+                    f"{100 * m['ssim_pgt']:.2f}",
+                    f"{m['psnr_pgt']:.2f}",
+                    f"{100 * m['ssim_gt']:.2f}",
+                    f"{m['psnr_gt']:.2f}",
+                ]
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+__all__ = [
+    "METRICS",
+    "PSNR_CAP",
+    "SYSTEMS",
+    "BatchOutput",
+    "EvaluateError",
+    "evaluate_batch",
+    "evaluate_model",
+    "evaluate_raw",
+    "evaluate_split",
+    "flat_metrics",
+    "format_table",
+    "identity_output",
+    "make_blur",
+    "protocol_indices",
+    "resolve_device",
+    "sample_grid",
+    "summarise",
+]

@@ -1,0 +1,577 @@
+"""Mutual-information affine registration of a studio shot onto its flash shot (SimpleITK).
+
+The studio photo (moving image M) is taken about 400 ms before the flash photo (fixed image R)
+and the pose moves in between; the paper aligned them with MATLAB ``imregister`` in its
+multimodal configuration (Mattes mutual information, one-plus-one evolutionary optimizer). We
+do the same with SimpleITK: affine transform (6 degrees of freedom), Mattes MI, centred
+initialisation, multi-resolution pyramid, seeded metric sampling, estimated on a copy
+downscaled to ``max_side`` and returned as a matrix in full-resolution pixel coordinates.
+
+Conventions (used by every stage and test):
+
+* pixel coordinates: x to the right, y down, pixel centres on integers (OpenCV's convention).
+* ``Registration.matrix`` is a 2x3 affine mapping a FIXED pixel (x, y) to the matching MOVING
+  pixel, so ``cv2.warpAffine(moving, matrix, (w, h), flags=cv2.INTER_LINEAR |
+  cv2.WARP_INVERSE_MAP)`` aligns moving onto fixed. This is ITK's direction too (its
+  transforms map fixed points to moving points).
+* downscaling by a factor s (``cv2.resize`` with INTER_AREA) maps x to ``(x + 0.5) * s - 0.5``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import SimpleITK as sitk
+
+OPTIMIZERS = ("regular_step", "one_plus_one")
+STATUSES = ("ok", "identity_fallback", "rejected")
+
+# Degenerate-result limits (the issue's): an affine between two shots of one pose ~400 ms apart
+# never scales by more than this or shears this much; such an estimate is a failed optimisation.
+SCALE_RANGE = (0.7, 1.4)
+MAX_SHEAR = 0.3
+
+MIN_SAMPLES = 8192
+PRE_LEVELS=[]
+PRE_KIND=sitk.Euler2DTransform
+PRE_RELAX=0.5
+COARSE_OPT=None
+COARSE_OPT_ALL=False
+PHYS=False
+GF=False
+SMOOTH=0
+COARSE_MIN_STEP = 1.0
+MI_SAMPLES = 65536
+
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+@dataclass(frozen=True)
+class RegistrationOptions:
+    """Settings of :func:`register` (keyword options; the stage fills them from params.yaml).
+
+    ``seed`` drives the metric's random sampling and the one-plus-one optimizer's mutations;
+    SimpleITK seeds from the wall clock when given 0, so ``seed + 1`` is what ITK sees.
+    ``threads`` caps ITK's threads for this call: 1 (the default) makes results independent of
+    the machine's core count (ITK sums per-thread histograms in a thread-dependent order) and
+    lets the stage run one pair per core. ``sampling_fraction`` 1.0 uses every pixel (MATLAB's
+    ``UseAllPixels``). ``learning_rate`` and ``min_step`` are the regular-step optimizer's
+    first and last step lengths in pixels of the downscaled copy. ``init`` is ITK's centred
+    initialisation: ``geometry`` (image centres; the default, robust to the flash's lighting)
+    or ``moments`` (intensity centres of mass). One-plus-one settings default to MATLAB's
+    ``imregconfig('multimodal')``.
+    """
+
+    max_side: int = 512
+    optimizer: Literal["regular_step", "one_plus_one"] = "regular_step"
+    iterations: int = 200
+    levels: int = 3
+    histogram_bins: int = 50
+    sampling_fraction: float = 0.25
+    seed: int = 0
+    on_failure: Literal["identity", "reject"] = "identity"
+    threads: int = 1
+    init: Literal["geometry", "moments"] = "geometry"
+    learning_rate: float = 2.0
+    min_step: float = 0.005
+    growth_factor: float = 1.05
+    epsilon: float = 1.5e-6
+    initial_radius: float = 6.25e-3
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.on_failure not in ("identity", "reject"):
+            raise ValueError(f"on_failure must be 'identity' or 'reject', got {self.on_failure!r}")
+        if self.init not in ("geometry", "moments"):
+            raise ValueError(f"init must be 'geometry' or 'moments', got {self.init!r}")
+        if not 0 < self.sampling_fraction <= 1:
+            raise ValueError(f"sampling_fraction must be in (0, 1], got {self.sampling_fraction}")
+        for name in ("max_side", "iterations", "levels", "histogram_bins", "threads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_side < 16:
+            raise ValueError(f"max_side must be >= 16, got {self.max_side}")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Result of :func:`register`.
+
+    ``matrix`` is what to apply (2x3, full-resolution pixels, fixed -> moving): the estimate when
+    ``status`` is "ok", the identity otherwise ("identity_fallback", or "rejected": callers
+    must skip rejected pairs). ``estimated`` keeps the raw estimate for diagnosis. MI values are
+    Mattes mutual information (nats, larger is better) over all pixels of the downscaled pair,
+    before (identity) and after (the applied matrix).
+    """
+
+    matrix: np.ndarray
+    estimated: np.ndarray
+    status: str
+    reason: str
+    mi_before: float
+    mi_after: float
+    iterations: int
+    seconds: float
+    fixed_size: tuple[int, int]
+    moving_size: tuple[int, int]
+    stop_condition: str = ""
+    level_iterations: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        """True when the estimate passed every check and is the applied matrix."""
+        return self.status == "ok"
+
+    def warp(self, image: np.ndarray, border_mode: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+        """Align a full-resolution moving image onto the fixed image's grid (one interpolation)."""
+        return warp_image(image, self.matrix, self.fixed_size, border_mode=border_mode)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record (the per-pair file of the register stage, minus ``pair_id``)."""
+        return {
+            "matrix": np.asarray(self.matrix, dtype=float).tolist(),
+            "estimated": np.asarray(self.estimated, dtype=float).tolist(),
+            "status": self.status,
+            "reason": self.reason,
+            "mi_before": _finite_or_none(self.mi_before),
+            "mi_after": _finite_or_none(self.mi_after),
+            "iterations": int(self.iterations),
+            "level_iterations": [int(i) for i in self.level_iterations],
+            "seconds": float(self.seconds),
+            "fixed_size": list(self.fixed_size),
+            "moving_size": list(self.moving_size),
+            "stop_condition": self.stop_condition,
+        }
+
+
+def register(fixed: np.ndarray, moving: np.ndarray, **options: Any) -> Registration:
+    """Estimate the affine that aligns ``moving`` onto ``fixed`` by Mattes mutual information.
+
+    ``fixed`` and ``moving``: HxW grey or HxWxC colour arrays of any dtype (sizes may differ,
+    e.g. a studio shot at another resolution). ``options``: the fields of
+    :class:`RegistrationOptions`. Never raises for a failed optimisation: failures (MI not
+    improved, degenerate matrix, NaN, no convergence, ITK error) are recorded in ``status`` and
+    ``reason`` and replaced by the identity.
+    """
+    opts = RegistrationOptions(**options)
+    start = time.perf_counter()
+    fixed_grey = to_grey(fixed, "fixed")
+    moving_grey = to_grey(moving, "moving")
+    fixed_size = (fixed_grey.shape[1], fixed_grey.shape[0])
+    moving_size = (moving_grey.shape[1], moving_grey.shape[0])
+    fixed_levels, moving_levels, unit = _pyramid(
+        fixed_grey, moving_grey, opts.max_side, opts.levels
+    )
+    fixed_img, moving_img = fixed_levels[-1], moving_levels[-1]
+
+    estimated = np.full((2, 3), np.nan)
+    stop = ""
+    level_iterations: list[int] = []
+    reason = ""
+    mi_before = mi_after = float("nan")
+    try:
+        mi_before = _mutual_information(fixed_img, moving_img, sitk.AffineTransform(2), opts)
+        transform, stop, level_iterations = _optimise(fixed_levels, moving_levels, opts)
+        estimated = _pixel_matrix(transform, unit, fixed_size, moving_size)
+        mi_after = _mutual_information(fixed_img, moving_img, transform, opts)
+        reason = _failure(transform, estimated, mi_before, mi_after, stop, opts, fixed_size)
+    except RuntimeError as error:  # ITK raises RuntimeError (e.g. all samples map outside)
+        reason = "itk_error: " + _first_line(str(error))
+
+    if not reason:
+        status, matrix = "ok", estimated
+    else:
+        status = "identity_fallback" if opts.on_failure == "identity" else "rejected"
+        matrix = identity_matrix(fixed_size, moving_size)
+        if math.isfinite(mi_before):
+            mi_after = mi_before if status == "identity_fallback" else mi_after
+    return Registration(
+        matrix=matrix,
+        estimated=estimated,
+        status=status,
+        reason=reason,
+        mi_before=float(mi_before),
+        mi_after=float(mi_after),
+        iterations=int(sum(level_iterations)),
+        seconds=time.perf_counter() - start,
+        fixed_size=fixed_size,
+        moving_size=moving_size,
+        stop_condition=stop,
+        level_iterations=tuple(level_iterations),
+    )
+
+
+# --- geometry helpers (public: the stage, the crop stage and the tests use them) -------------
+
+
+def to_grey(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Float32 luminance of a grey or colour array of any dtype (integers scaled to [0, 1])."""
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"{name}: expected HxW or HxWx3/4 image, got shape {array.shape}")
+    if min(array.shape[:2]) < 8:
+        raise ValueError(f"{name}: image too small to register ({array.shape[1]}x{array.shape[0]})")
+    if array.dtype == bool:
+        array = array.astype(np.float32)
+    elif array.dtype.kind in "ui":
+        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    else:
+        array = array.astype(np.float32)
+    if array.ndim == 3:
+        # Rec. 601 luma: MI needs one channel; the flash mostly changes brightness and colour cast.
+        array = array[..., 0] * 0.299 + array[..., 1] * 0.587 + array[..., 2] * 0.114
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name}: image contains NaN or infinite values")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def scale_matrix(sx: float, sy: float | None = None) -> np.ndarray:
+    """3x3 map from full-resolution pixels to pixels of a copy resized by (sx, sy).
+
+    Pixel-centre convention of ``cv2.resize``: ``x_small = (x + 0.5) * s - 0.5``.
+    """
+    sy = sx if sy is None else sy
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
+def rescale_matrix(
+    matrix: np.ndarray,
+    fixed_scale: tuple[float, float] | float,
+    moving_scale: tuple[float, float] | float,
+) -> np.ndarray:
+    """The fixed -> moving matrix for resized copies of both images.
+
+    ``fixed_scale``/``moving_scale``: resize factors (new size / old size, per axis or one
+    number) of the fixed and moving images. Used to estimate on small copies and to apply the
+    result at full resolution (or to a preview) without a second interpolation.
+    """
+    fx, fy = (fixed_scale, fixed_scale) if np.isscalar(fixed_scale) else fixed_scale
+    mx, my = (moving_scale, moving_scale) if np.isscalar(moving_scale) else moving_scale
+    full = np.vstack([np.asarray(matrix, dtype=float), [0.0, 0.0, 1.0]])
+    out = scale_matrix(mx, my) @ full @ np.linalg.inv(scale_matrix(fx, fy))
+    return out[:2]
+
+
+def identity_matrix(fixed_size: tuple[int, int], moving_size: tuple[int, int]) -> np.ndarray:
+    """The "no motion" matrix between images whose sizes may differ (same field of view)."""
+    sx = moving_size[0] / fixed_size[0]
+    sy = moving_size[1] / fixed_size[1]
+    return rescale_matrix(IDENTITY, 1.0, (sx, sy))
+
+
+def warp_image(
+    moving: np.ndarray,
+    matrix: np.ndarray,
+    size: tuple[int, int],
+    border_mode: int = cv2.BORDER_REPLICATE,
+) -> np.ndarray:
+    """Resample ``moving`` onto a (w, h) fixed grid with a fixed -> moving pixel matrix."""
+    return cv2.warpAffine(
+        np.asarray(moving),
+        np.asarray(matrix, dtype=np.float64),
+        (int(size[0]), int(size[1])),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=border_mode,
+    )
+
+
+def grid_error(
+    estimated: np.ndarray, truth: np.ndarray, size: tuple[int, int], steps: int = 16
+) -> float:
+    """Mean displacement (px) between two fixed -> moving matrices over a grid on a (w, h) image."""
+    w, h = size
+    xs, ys = np.meshgrid(np.linspace(0, w - 1, steps), np.linspace(0, h - 1, steps))
+    points = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
+    diff = np.asarray(estimated, dtype=float) @ points - np.asarray(truth, dtype=float) @ points
+    return float(np.hypot(diff[0], diff[1]).mean())
+
+
+def decompose(matrix: np.ndarray) -> dict[str, float]:
+    """Rotation (degrees), scales and shear of the 2x2 part: A = R(angle) @ [[sx, sx*shear], [0, sy]].
+
+    For a fixed -> moving matrix, ``angle`` is the rotation taking fixed points to moving points
+    (x right, y down, so positive is clockwise on screen).
+    """
+    a = np.asarray(matrix, dtype=float)[:2, :2]
+    q, r = np.linalg.qr(a)
+    # Make the triangular factor's diagonal positive so q is a rotation (or a reflection).
+    signs = np.sign(np.diag(r))
+    signs[signs == 0] = 1.0
+    q, r = q * signs, (r.T * signs).T
+    angle = math.degrees(math.atan2(q[1, 0], q[0, 0]))
+    sx, sy = r[0, 0], r[1, 1]
+    return {
+        "angle": angle,
+        "sx": float(sx),
+        "sy": float(sy) * float(np.sign(np.linalg.det(q))),
+        "shear": float(r[0, 1] / sx) if sx else float("inf"),
+        "det": float(np.linalg.det(a)),
+    }
+
+
+# --- internals ---------------------------------------------------------------------------
+
+
+def _pyramid(
+    fixed: np.ndarray, moving: np.ndarray, max_side: int, levels: int
+) -> tuple[list[sitk.Image], list[sitk.Image], float]:
+    """Coarse-to-fine SimpleITK copies of both images in a normalised physical frame.
+
+    Physical coordinate = full-resolution FIXED pixel coordinate / ``unit``, with ``unit`` half
+    the fixed image's diagonal, so image points lie within about 1 of the centre. In that frame
+    a unit change of a matrix term and of a translation move points by similar amounts; the
+    regular-step optimizer takes steps of a fixed length in raw parameter units (its scales only
+    steer the direction), so without this normalisation a step sized for translations in pixels
+    would wreck the matrix terms, and one sized for the matrix would barely move translations.
+
+    The moving copies get the same physical extent as the fixed ones (a studio shot at another
+    resolution shows the same field of view), so the physical transform stays near the identity
+    and its scale/shear checks are meaningful whatever the two resolutions are.
+
+    Level l (0 = coarsest) is an INTER_AREA copy at 1 / 2^(levels-1-l) of the ``max_side``
+    copy: building the pyramid here (box filter, one pass) is cheaper than ITK's per-level
+    Gaussian smoothing of the full copy, and ITK then works on small images only.
+    """
+    fh, fw = fixed.shape
+    unit = 0.5 * math.hypot(fw, fh)
+    pyramids: list[list[sitk.Image]] = []
+    for grey in (fixed, moving):
+        h, w = grey.shape
+        s = min(1.0, max_side / max(h, w))
+        base = _resize(grey, max(8, round(w * s)), max(8, round(h * s)))
+        pyramid = []
+        for level in range(levels):
+            f = 2 ** (levels - 1 - level)
+            small_w, small_h = max(8, round(base.shape[1] / f)), max(8, round(base.shape[0] / f))
+            small = _resize(base, small_w, small_h)
+            if SMOOTH and f > 1: small = cv2.GaussianBlur(small, (0, 0), SMOOTH)
+            image = sitk.GetImageFromArray(small)
+            # Pixel centre i of the copy lies at full-res fixed coordinate (i + 0.5) * step - 0.5.
+            step = (fw / small_w, fh / small_h)
+            image.SetSpacing((step[0] / unit, step[1] / unit))
+            image.SetOrigin(((0.5 * step[0] - 0.5) / unit, (0.5 * step[1] - 0.5) / unit))
+            pyramid.append(image)
+        pyramids.append(pyramid)
+    return pyramids[0], pyramids[1], unit
+
+
+def _resize(grey: np.ndarray, w: int, h: int) -> np.ndarray:
+    if (w, h) == (grey.shape[1], grey.shape[0]):
+        return grey
+    interpolation = cv2.INTER_AREA if w < grey.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(grey, (w, h), interpolation=interpolation)
+
+
+def _method(opts: RegistrationOptions, sampling: float) -> sitk.ImageRegistrationMethod:
+    method = sitk.ImageRegistrationMethod()
+    method.SetNumberOfThreads(opts.threads)
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=opts.histogram_bins)
+    if sampling >= 1:
+        method.SetMetricSamplingStrategy(method.NONE)
+    else:
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        # seed + 1: SimpleITK treats seed 0 as "seed from the wall clock".
+        method.SetMetricSamplingPercentage(sampling, opts.seed + 1)
+    method.SetInterpolator(sitk.sitkLinear)
+    return method
+
+
+def _mutual_information(
+    fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, opts: RegistrationOptions
+) -> float:
+    """Mattes MI (positive, nats) of the downscaled pair on a fixed, seeded set of pixels.
+
+    Before and after are evaluated on the same pixels (same seed and grid), so they compare.
+    """
+    method = _method(opts, min(1.0, MI_SAMPLES / float(np.prod(fixed.GetSize()))))
+    method.SetInitialTransform(transform, inPlace=False)
+    return -float(method.MetricEvaluate(fixed, moving))
+
+
+def _optimise(
+    fixed: list[sitk.Image], moving: list[sitk.Image], opts: RegistrationOptions
+) -> tuple[sitk.AffineTransform, str, list[int]]:
+    """Coarse-to-fine optimisation; returns the transform, the last stop condition, iterations."""
+    init = (
+        sitk.CenteredTransformInitializerFilter.GEOMETRY
+        if opts.init == "geometry"
+        else sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
+    transform = sitk.AffineTransform(
+        sitk.CenteredTransformInitializer(fixed[-1], moving[-1], sitk.AffineTransform(2), init)
+    )
+    level_iterations: list[int] = []
+    stop = ""
+    for level in PRE_LEVELS:
+        pre = PRE_KIND()
+        pre.SetCenter(transform.GetCenter())
+        pre.SetTranslation(transform.GetTranslation())
+        method = _method(opts, min(1.0, max(opts.sampling_fraction, MIN_SAMPLES / float(np.prod(fixed[level].GetSize())))))
+        method.MetricUseMovingImageGradientFilterOff()
+        method.MetricUseFixedImageGradientFilterOff()
+        pixel = max(fixed[level].GetSpacing())
+        method.SetOptimizerAsRegularStepGradientDescent(opts.learning_rate * pixel, opts.min_step * pixel * COARSE_MIN_STEP, opts.iterations, PRE_RELAX, 1e-8)
+        method.SetOptimizerScales([1.0] * pre.GetNumberOfParameters())
+        method.SetInitialTransform(pre, inPlace=True)
+        count = {"n": 0}
+        def on_iteration(method: sitk.ImageRegistrationMethod = method, count=count) -> None:
+            count["n"] = method.GetOptimizerIteration() + 1
+        method.AddCommand(sitk.sitkIterationEvent, on_iteration)
+        method.Execute(fixed[level], moving[level])
+        level_iterations.append(count["n"])
+        transform.SetMatrix(pre.GetMatrix())
+        transform.SetTranslation(pre.GetTranslation())
+    # One Execute per pyramid level (rather than ITK's built-in level loop) so that the steps
+    # follow each level's pixel size: 2 pixels at the coarsest level cover the misalignment
+    # quickly, the finest refines.
+    for level, (fixed_level, moving_level) in enumerate(zip(fixed, moving)):
+        finest = level == len(fixed) - 1
+        pixels = float(np.prod(fixed_level.GetSize()))
+        method = _method(opts, min(1.0, max(opts.sampling_fraction, MIN_SAMPLES / pixels)))
+        # Central differences at the sampled points only: more exact than ITK's smoothed
+        # gradient image (about half the final error on flash pairs) and no per-level filter.
+        method.SetMetricUseMovingImageGradientFilter(GF)
+        method.MetricUseFixedImageGradientFilterOff()
+        pixel = max(fixed_level.GetSpacing())
+        if opts.optimizer == "regular_step" and COARSE_OPT and (not finest or COARSE_OPT_ALL):
+            COARSE_OPT(method, pixel)
+        elif opts.optimizer == "regular_step":
+            method.SetOptimizerAsRegularStepGradientDescent(
+                learningRate=opts.learning_rate * pixel,
+                # Coarse levels stop earlier: the next level refines anyway.
+                minStep=opts.min_step * pixel * (1 if finest else COARSE_MIN_STEP),
+                numberOfIterations=opts.iterations,
+                relaxationFactor=0.5,
+                gradientMagnitudeTolerance=1e-8,
+            )
+            # Every parameter moves image points by similar amounts in the normalised frame,
+            # so unit scales balance the step direction (the step length is in raw parameter
+            # units; see _pyramid).
+            if PHYS: method.SetOptimizerScalesFromPhysicalShift()
+            else: method.SetOptimizerScales([1.0] * transform.GetNumberOfParameters())
+        else:
+            method.SetOptimizerAsOnePlusOneEvolutionary(
+                numberOfIterations=opts.iterations,
+                epsilon=opts.epsilon,
+                initialRadius=opts.initial_radius,
+                growthFactor=opts.growth_factor,
+                seed=opts.seed + 1,
+            )
+            # The 1+1 search radius of parameter i is radius / scale_i. Physical-shift scales
+            # in a pixel frame (~r^2 for matrix terms) would freeze the matrix; in the
+            # normalised frame unit scales let a mutation move image corners by similar
+            # amounts through matrix terms and translations (MATLAB's radius 6.25e-3 is a
+            # matrix-term step).
+            method.SetOptimizerScales([1.0] * transform.GetNumberOfParameters())
+        method.SetInitialTransform(transform, inPlace=True)
+        count = {"n": 0}
+
+        def on_iteration(method: sitk.ImageRegistrationMethod = method, count=count) -> None:
+            count["n"] = method.GetOptimizerIteration() + 1
+
+        method.AddCommand(sitk.sitkIterationEvent, on_iteration)
+        method.Execute(fixed_level, moving_level)
+        level_iterations.append(count["n"])
+        stop = method.GetOptimizerStopConditionDescription()
+    return transform, stop, level_iterations
+
+
+def _pixel_matrix(
+    transform: sitk.AffineTransform,
+    unit: float,
+    fixed_size: tuple[int, int],
+    moving_size: tuple[int, int],
+) -> np.ndarray:
+    """2x3 full-resolution pixel matrix (fixed -> moving) of ITK's physical affine.
+
+    ITK: q = A (p - c) + c + t with p = (fixed full-res pixel) / unit and q in the moving
+    image's physical frame (its field of view stretched to the fixed image's size, same unit);
+    q * unit is then taken to the moving full-res pixel with the size ratio (pixel centres).
+    """
+    a = np.array(transform.GetMatrix(), dtype=float).reshape(2, 2)
+    c = np.array(transform.GetCenter(), dtype=float)
+    t = np.array(transform.GetTranslation(), dtype=float)
+    physical = np.eye(3)
+    physical[:2, :2] = a
+    physical[:2, 2] = c + t - a @ c
+    to_unit = np.diag([unit, unit, 1.0])
+    to_moving = scale_matrix(moving_size[0] / fixed_size[0], moving_size[1] / fixed_size[1])
+    return (to_moving @ to_unit @ physical @ np.linalg.inv(to_unit))[:2]
+
+
+def _failure(
+    transform: sitk.AffineTransform,
+    estimated: np.ndarray,
+    mi_before: float,
+    mi_after: float,
+    stop: str,
+    opts: RegistrationOptions,
+    fixed_size: tuple[int, int],
+) -> str:
+    """Why an estimate must not be applied ("" when it may)."""
+    params = np.array(transform.GetParameters(), dtype=float)
+    if not (np.isfinite(params).all() and np.isfinite(estimated).all()):
+        return "nan_matrix"
+    if not (math.isfinite(mi_before) and math.isfinite(mi_after)):
+        return "nan_metric"
+    parts = decompose(np.array(transform.GetMatrix()).reshape(2, 2))
+    if parts["det"] <= 0:
+        return "degenerate: reflection or singular matrix"
+    for name in ("sx", "sy"):
+        if not SCALE_RANGE[0] <= parts[name] <= SCALE_RANGE[1]:
+            return f"degenerate: scale {parts[name]:.3f} outside {list(SCALE_RANGE)}"
+    if abs(parts["shear"]) > MAX_SHEAR:
+        return f"degenerate: shear {parts['shear']:.3f} above {MAX_SHEAR}"
+    if mi_after < mi_before:
+        return f"mi_not_improved: {mi_before:.4f} -> {mi_after:.4f}"
+    if opts.optimizer == "regular_step" and "Maximum number of iterations" in stop:
+        # The regular-step optimizer stops on a small step when it converged; running out of
+        # iterations at the finest level means it was still moving. (One-plus-one, like MATLAB,
+        # always spends its fixed budget, so its budget is not a failure.)
+        return "no_convergence: " + _first_line(stop)
+    return ""
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:200] if text.strip() else ""
+
+
+def _option_names() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(RegistrationOptions))
+
+
+OPTION_NAMES = _option_names()
+
+__all__ = [
+    "IDENTITY",
+    "MAX_SHEAR",
+    "OPTION_NAMES",
+    "OPTIMIZERS",
+    "SCALE_RANGE",
+    "STATUSES",
+    "Registration",
+    "RegistrationOptions",
+    "decompose",
+    "grid_error",
+    "identity_matrix",
+    "register",
+    "rescale_matrix",
+    "scale_matrix",
+    "to_grey",
+    "warp_image",
+]
+
+_ = Path  # (kept for the file helpers below)

@@ -1,0 +1,41 @@
+"""DVC stage `train`: train params.model.arch on data/processed (pipeline/train.py).
+
+Outputs: models/model.pt (weights + everything needed to use them), models/checkpoints/
+(persist: a re-run after a crash resumes from the last epoch), models/mlflow_run.json (the
+MLflow run, continued by `evaluate`), metrics/train.json and plots/train.csv.
+
+Single process: `python stages/train.py`. Several GPUs or nodes:
+`torchrun --nproc_per_node=N stages/train.py` (only rank 0 logs and writes).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import tracking  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
+from pipeline.train import TrainPaths, train  # noqa: E402
+
+RUN_FILE = Path("models/mlflow_run.json")
+
+
+def main() -> None:
+    """Train from the repository root, then record the MLflow run (rank 0)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    params = load_params()
+    root = Path.cwd()
+    result = train(
+        params,
+        TrainPaths(root=root),
+        start_tracking=lambda run_id: tracking.start_run(params, root, run_id=run_id),
+    )
+    if result.dist.is_main:
+        tracking.write_run_file(RUN_FILE, result.run or tracking.RunHandle())
+
+
+if __name__ == "__main__":
+    main()

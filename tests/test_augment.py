@@ -1,0 +1,245 @@
+"""The paper's 20x paired augmentation: names, geometry shared by flash and studio, stage."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from pipeline.augment import (
+    IDENTITY_VARIANT,
+    augment_pair,
+    identity_pair,
+    variant_matrices,
+    variant_matrix,
+    variant_name,
+)
+from pipeline.io import read_image, write_image
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 96
+BOX = (30, 70, 66, 34)  # (top, right, bottom, left): 36 px face box centred at (51.5, 47.5)
+CENTRE = (51.5, 47.5)  # the box centre in pixel-centre coordinates: ((34+70-1)/2, (30+66-1)/2)
+
+EXPECTED_NAMES = [
+    f"rot{r}_{mode}_{flip}"
+    for r in ("-20", "-10", "+0", "+10", "+20")
+    for mode in ("full", "face")
+    for flip in ("orig", "flip")
+]
+
+
+def _photo(side: int = SIZE, seed: int | None = None) -> np.ndarray:
+    image = skdata.astronaut().astype(np.float32) / 255.0
+    image = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    if seed is not None:  # a different "studio" picture: same scene, other light and noise
+        rng = np.random.default_rng(seed)
+        image = np.clip(0.6 * image[..., ::-1] + 0.2 + rng.normal(0, 0.02, image.shape), 0, 1)
+    return image.astype(np.float32)
+
+
+def _marked(image: np.ndarray, x: float, y: float) -> np.ndarray:
+    """Dim ``image`` and add a bright Gaussian marker (sigma 1.5 px) centred at (x, y)."""
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
+    blob = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))
+    return np.clip(0.3 * image + blob[..., None], 0, 1).astype(np.float32)
+
+
+def _marker_at(image: np.ndarray) -> tuple[float, float]:
+    """Centroid of the marker: pixels clearly brighter than the dimmed background (<= 0.3)."""
+    weight = np.clip(image.mean(axis=2) - 0.35, 0, None)
+    ys, xs = np.nonzero(weight)
+    w = weight[ys, xs]
+    return float((xs * w).sum() / w.sum()), float((ys * w).sum() / w.sum())
+
+
+def test_exactly_twenty_named_variants():
+    flash = _photo()
+    variants = augment_pair(flash, flash.copy(), BOX)
+    assert [name for name, _, _ in variants] == EXPECTED_NAMES
+    assert len(variants) == 20
+    for _, f, s in variants:
+        assert f.shape == s.shape == (SIZE, SIZE, 3)
+        assert f.dtype == np.float32
+    assert variant_name(-0.0, "full", "orig") == IDENTITY_VARIANT
+    assert variant_name(7.5, "face", "flip") == "rot+7.5_face_flip"
+
+
+def test_twenty_distinct_variants():
+    flash = _photo()
+    images = [f for _, f, _ in augment_pair(flash, _photo(seed=1), BOX)]
+    for i in range(20):
+        for j in range(i):
+            assert np.abs(images[i] - images[j]).mean() > 0.01, (
+                EXPECTED_NAMES[i],
+                EXPECTED_NAMES[j],
+            )
+
+
+def test_identical_images_stay_identical_in_every_variant():
+    flash = _photo()
+    for name, f, s in augment_pair(flash, flash.copy(), BOX):
+        assert np.array_equal(f, s), name
+
+
+def test_known_variants():
+    flash = _photo()
+    variants = {name: f for name, f, _ in augment_pair(flash, flash, BOX)}
+    # Identity and pure mirror are exact (whole-pixel samples).
+    assert np.array_equal(variants["rot+0_full_orig"], flash)
+    np.testing.assert_allclose(variants["rot+0_full_flip"], flash[:, ::-1], atol=1e-6)
+    # The face variant is the square around the face box (36 px) scaled to the whole crop.
+    top, right, bottom, left = BOX
+    square = cv2.resize(flash[top:bottom, left:right], (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(variants["rot+0_face_orig"] - square).mean() < 0.01
+    assert np.abs(variants["rot+0_face_flip"] - square[:, ::-1]).mean() < 0.01
+
+
+@pytest.mark.parametrize("border", ["constant", "reflect", "replicate"])
+def test_border_mode_fills_the_rotated_corners(border):
+    flash = _photo()
+    out = dict((n, f) for n, f, _ in augment_pair(flash, flash, BOX, border_mode=border))
+    corner = out["rot+20_full_orig"][:3, :3]
+    if border == "constant":
+        assert corner.max() == 0.0
+    else:
+        assert corner.max() > 0.05
+
+
+def test_marker_lands_at_the_same_place_in_flash_and_studio():
+    """Different pictures, same marker spot: every variant puts both markers in one place,
+    which is where the variant's matrix says."""
+    spot = (62.0, 38.0)  # inside the face box, off its centre: rotation moves it
+    flash = _marked(_photo(), *spot)
+    studio = _marked(_photo(seed=3), *spot)
+    matrices = dict(variant_matrices(BOX, SIZE, SIZE))
+    for name, f, s in augment_pair(flash, studio, BOX):
+        in_flash, in_studio = np.array(_marker_at(f)), np.array(_marker_at(s))
+        assert np.hypot(*(in_flash - in_studio)) < 0.05, name
+        expected = matrices[name] @ np.array([*spot, 1.0])
+        zoom = SIZE / 36 if "_face_" in name else 1.0
+        assert np.hypot(*(in_flash - expected)) < 0.1 * zoom, (name, in_flash, expected)
+
+
+def test_rotation_is_about_the_face_centre_counter_clockwise():
+    # The face centre is a fixed point of the full variants and goes to the middle of the
+    # face variants; a point to its right moves up for positive angles (y points down).
+    cx, cy = CENTRE
+    for angle in (-20.0, -10.0, 10.0, 20.0):
+        full = variant_matrix(angle, "full", "orig", BOX, SIZE, SIZE)
+        np.testing.assert_allclose(full @ [cx, cy, 1.0], [cx, cy], atol=1e-9)
+        face = variant_matrix(angle, "face", "orig", BOX, SIZE, SIZE)
+        np.testing.assert_allclose(face @ [cx, cy, 1.0], [(SIZE - 1) / 2] * 2, atol=1e-9)
+        theta = np.deg2rad(angle)
+        moved = full @ [cx + 10.0, cy, 1.0]
+        np.testing.assert_allclose(moved, [cx + 10 * np.cos(theta), cy - 10 * np.sin(theta)])
+        flipped = variant_matrix(angle, "full", "flip", BOX, SIZE, SIZE) @ [cx, cy, 1.0]
+        np.testing.assert_allclose(flipped, [SIZE - 1 - cx, cy], atol=1e-9)
+
+
+def test_reruns_are_identical_and_inputs_untouched():
+    flash, studio = _photo(), _photo(seed=2)
+    before = flash.copy(), studio.copy()
+    first = augment_pair(flash, studio, BOX)
+    second = augment_pair(flash, studio, BOX)
+    for (n1, f1, s1), (n2, f2, s2) in zip(first, second, strict=True):
+        assert n1 == n2 and f1.tobytes() == f2.tobytes() and s1.tobytes() == s2.tobytes()
+    assert np.array_equal(flash, before[0]) and np.array_equal(studio, before[1])
+
+
+def test_identity_pair_and_errors():
+    flash = _photo()
+    [(name, f, s)] = identity_pair(flash, flash)
+    assert name == IDENTITY_VARIANT and f is flash and s is flash
+    assert len(augment_pair(flash, flash, BOX, rotations=[0, 15])) == 8
+    with pytest.raises(ValueError, match="shapes differ"):
+        augment_pair(flash, flash[:-1], BOX)
+    with pytest.raises(ValueError, match="border mode"):
+        augment_pair(flash, flash, BOX, border_mode="wrap")
+    with pytest.raises(ValueError, match="distinct"):
+        augment_pair(flash, flash, BOX, rotations=[10, 10])
+    with pytest.raises(ValueError, match="empty face box"):
+        augment_pair(flash, flash, (10, 10, 10, 10))
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _run_stage(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / "augment.py")],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_augment_stage_end_to_end(tmp_path):
+    """A crop-stage index made here: augmented splits get 20 variants, the rest 1."""
+    root = tmp_path
+    (root / "params.yaml").write_text("augment:\n  splits: [train, val]\n  workers: 2\n")
+    faces = root / "data" / "interim" / "faces"
+    rows = []
+    for k, (pair_id, split) in enumerate([("s1__a", "train"), ("s2__a", "val"), ("s3__a", "test")]):
+        flash, studio = f"{faces}/{pair_id}_flash.png", f"{faces}/{pair_id}_studio.png"
+        write_image(flash, _photo(64, seed=None if k == 0 else 10 + k))
+        write_image(studio, _photo(64, seed=20 + k))
+        rows.append([pair_id, pair_id.split("__")[0], split, flash, studio, 20, 44, 44, 20])
+    with open(faces / "index.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["pair_id", "subject", "split", "flash", "studio"]
+            + ["face_top", "face_right", "face_bottom", "face_left"]
+        )
+        writer.writerows(rows)
+
+    run = _run_stage(root)
+    assert run.returncode == 0, run.stderr
+    processed = root / "data" / "processed"
+    with open(processed / "index.csv") as handle:
+        index = list(csv.DictReader(handle))
+    assert list(index[0]) == ["split", "pair_id", "subject", "variant", "flash", "studio"]
+    assert len(index) == 20 + 20 + 1
+    assert [r["variant"] for r in index if r["pair_id"] == "s1__a"] == EXPECTED_NAMES
+    [test_row] = [r for r in index if r["split"] == "test"]
+    assert test_row["variant"] == IDENTITY_VARIANT
+    assert test_row["flash"] == "data/processed/test/s3__a__rot+0_full_orig_flash.png"
+    # The identity variant is the crop itself, pixel for pixel.
+    assert np.array_equal(
+        read_image(root / test_row["flash"]), read_image(faces / "s3__a_flash.png")
+    )
+    for row in index:
+        assert (root / row["flash"]).is_file() and (root / row["studio"]).is_file()
+    assert len(list((processed / "train").glob("*.png"))) == 40
+    metrics = json.loads((root / "metrics" / "augment.json").read_text())
+    assert metrics == {
+        "pairs": 3,
+        "pairs_augmented": 2,
+        "variants_per_pair": 20,
+        "images": 41,
+        "images_train": 20,
+        "images_val": 20,
+        "images_test": 1,
+    }
+    first = _hashes(processed)
+    assert _run_stage(root).returncode == 0
+    assert _hashes(processed) == first  # reruns are byte-identical

@@ -1,0 +1,403 @@
+"""Tests of the raw-layout readers, validation, split and the ingest stage (pipeline/datasets)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from pipeline.datasets import (
+    MANIFEST_COLUMNS,
+    DatasetError,
+    build_manifest,
+    ingest_metrics,
+    read_dataset,
+    reject_problem,
+    split_sizes,
+    split_subjects,
+)
+from pipeline.datasets.records import Pair
+from pipeline.io import read_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------ helpers
+def _image(path: Path, width: int = 96, height: int = 128, mode: str = "RGB", **save) -> Path:
+    """A small deterministic test image (gradient + a bright block), parents created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:height, 0:width]
+    rgb = np.stack(
+        [xx * 255 // max(1, width - 1), yy * 255 // max(1, height - 1), (xx + yy) % 256], 2
+    )
+    rgb[: height // 4, : width // 4] = 255
+    img = Image.fromarray(rgb.astype(np.uint8))
+    if mode == "P":
+        img = img.quantize(16)
+    elif mode == "I;16":
+        img = Image.fromarray((yy * 500).astype(np.uint16))
+    elif mode != "RGB":
+        img = img.convert(mode)
+    img.save(path, **save)
+    return path
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height but holds almost no data (a bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def _tree_digest(root: Path) -> str:
+    """Hash of every entry under root: path, kind, content or link target, mtime."""
+    digest = hashlib.sha256()
+    for top, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = Path(top) / name
+            info = path.lstat()
+            digest.update(str(path.relative_to(root)).encode())
+            if path.is_symlink():
+                digest.update(b"L" + os.readlink(path).encode())
+            elif path.is_file():
+                digest.update(b"F" + path.read_bytes() + str(info.st_mtime_ns).encode())
+            else:
+                digest.update(b"D")
+    return digest.hexdigest()
+
+
+# Good pairs and the reason each bad input must be rejected with (substring).
+GOOD = {"alice/p0", "alice/p1", "bob/p0", "carol/p0", "dave/p0", "kate/p0"}
+BAD = {
+    "bob/p1_flash.jpg": "truncated file",
+    "bob/p1_studio.jpg": "partner rejected (flash p1_flash.jpg: truncated file)",
+    "carol/p1_studio.jpg": "zero bytes",
+    "carol/p1_flash.jpg": "partner rejected (studio p1_studio.jpg: zero bytes)",
+    "dave/p1_flash.jpg": "not an image",
+    "dave/p1_studio.jpg": "partner rejected (flash p1_flash.jpg: not an image",
+    "erin/p0_flash.jpg": "flash image without studio partner (expected erin/p0_studio.<ext>)",
+    "erin/p1_studio.jpg": "studio image without flash partner",
+    "frank/p0_flash.jpg": "2 files claim the flash image of pair frank/p0",
+    "frank/p0_flash.png": "2 files claim the flash image of pair frank/p0",
+    "frank/p0_studio.jpg": "pair frank/p0 rejected: several files claim its flash image",
+    "gina/p0_flash.jpg": "aspect mismatch: flash 96x128 (0.750) vs studio 128x96 (1.333)",
+    "gina/p0_studio.jpg": "aspect mismatch",
+    "hank/p0_flash.jpg": "too small: 48x64, shorter side < min_side 64",
+    "hank/p0_studio.jpg": "too small: 48x64",
+    "ivan/p0_flash.png": "decompression bomb: 40000x40000 = 1600000000 pixels",
+    "ivan/p0_studio.jpg": "partner rejected (flash p0_flash.png: decompression bomb",
+    "judy/p0_flash.jpg": "symlink leaves the raw folder",
+    "judy/p0_studio.jpg": "partner rejected (flash p0_flash.jpg: symlink leaves the raw folder",
+    "alice/IMG_0001.jpg": "name is neither <pose>_flash.<ext> nor <pose>_studio.<ext>",
+    "escape": "symlink leaves the raw folder",
+}
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Path:
+    """A `pairs` folder mixing six good pairs with every kind of bad input."""
+    root = tmp_path / "raw"
+    _image(root / "alice/p0_flash.jpg")
+    _image(root / "alice/p0_studio.jpg")
+    _image(root / "alice/p1_flash.png", mode="I;16")  # 16-bit grey
+    _image(root / "alice/p1_studio.png", mode="P")  # palette
+    (root / "alice/notes.txt").write_text("ignored: not an image, not a pair name")
+    _image(root / "alice/IMG_0001.jpg")
+    for name in ("bob", "carol", "dave"):
+        _image(root / f"{name}/p0_flash.jpg")
+        _image(root / f"{name}/p0_studio.png", mode="RGBA")
+    good = _image(root / "bob/p1_flash.jpg").read_bytes()
+    (root / "bob/p1_flash.jpg").write_bytes(good[: len(good) // 2])
+    _image(root / "bob/p1_studio.jpg")
+    _image(root / "carol/p1_flash.jpg")
+    (root / "carol/p1_studio.jpg").write_bytes(b"")
+    (root / "dave/p1_flash.jpg").write_text("this is a text file, not a JPEG")
+    _image(root / "dave/p1_studio.jpg")
+    _image(root / "erin/p0_flash.jpg")
+    _image(root / "erin/p1_studio.jpg")
+    _image(root / "frank/p0_flash.jpg")
+    _image(root / "frank/p0_flash.png")
+    _image(root / "frank/p0_studio.jpg")
+    _image(root / "gina/p0_flash.jpg", 96, 128)
+    _image(root / "gina/p0_studio.jpg", 128, 96)
+    _image(root / "hank/p0_flash.jpg", 48, 64)
+    _image(root / "hank/p0_studio.jpg", 48, 64)
+    _png_header_only(root / "ivan/p0_flash.png", 40000, 40000)
+    _image(root / "ivan/p0_studio.jpg", 128, 128)
+    outside = _image(tmp_path / "outside/photo.jpg")
+    (root / "judy").mkdir()
+    (root / "judy/p0_flash.jpg").symlink_to(outside)
+    _image(root / "judy/p0_studio.jpg")
+    (root / "escape").symlink_to(tmp_path / "outside", target_is_directory=True)
+    # EXIF orientation 6: stored landscape 128x96, upright portrait 96x128.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _image(root / "kate/p0_flash.jpg", 128, 96, exif=exif)
+    _image(root / "kate/p0_studio.jpg", 96, 128)
+    # Top-level files (a demo's truth.csv and contact sheet) are not pairs: ignored.
+    (root / "truth.csv").write_text("subject,pose\n")
+    _image(root / "contact_sheet.png")
+    return root
+
+
+# -------------------------------------------------------------------------------- pairs
+def test_every_bad_input_rejected_with_its_reason_good_pairs_kept(raw: Path, tmp_path: Path):
+    """Each bad case is listed with its reason; the six good pairs of the folder are kept."""
+    before = _tree_digest(raw)
+    result = read_dataset(raw, "pairs", derived_dir=tmp_path / "derived")
+    assert {f"{p.subject}/{p.pose}" for p in result.pairs} == GOOD
+    reasons = {Path(r.file).relative_to(raw).as_posix(): r.reason for r in result.rejected}
+    assert set(reasons) == set(BAD)
+    for file, expected in BAD.items():
+        assert expected in reasons[file], (file, reasons[file])
+    assert len(result.rejected_pairs) == 10  # bob/p1 ... judy/p0; IMG_0001 and escape cost none
+    assert result.reject_fraction == pytest.approx(10 / 16)
+    assert _tree_digest(raw) == before  # the raw folder was only read
+
+
+def test_pair_records_sizes_after_orientation_and_conversion(raw: Path):
+    """EXIF-rotated JPEG gives the upright size; 16-bit grey, palette and RGBA are accepted."""
+    result = read_dataset(raw, "pairs")
+    by_id = {p.pair_id: p for p in result.pairs}
+    kate = by_id["kate__p0"]
+    assert (kate.width, kate.height) == (96, 128)  # stored as 128x96 with orientation 6
+    assert read_image(kate.flash_path).shape == (128, 96, 3)
+    alice = by_id["alice__p1"]
+    assert (alice.width, alice.height, alice.studio_width, alice.studio_height) == (
+        96,
+        128,
+        96,
+        128,
+    )
+    assert alice.flash_path == (raw / "alice/p1_flash.png").as_posix()
+    assert all(p.source == "pairs" for p in result.pairs)
+
+
+def test_manifest_split_and_metrics(raw: Path):
+    """Manifest columns as in CONTRACTS.md; one split per subject; metrics count it all."""
+    result = read_dataset(raw, "pairs")
+    manifest = build_manifest(result.pairs, 0.7, 0.15, seed=0)
+    assert tuple(manifest.columns) == MANIFEST_COLUMNS
+    assert manifest["pair_id"].is_unique and list(manifest["pair_id"]) == sorted(
+        manifest["pair_id"]
+    )
+    assert (manifest.groupby("subject")["split"].nunique() == 1).all()
+    metrics = ingest_metrics(result, manifest)
+    # 5 subjects: val round(0.75) = 1, test round(0.75) = 1, train the other 3.
+    assert metrics["subjects"] == 5
+    assert (metrics["subjects_train"], metrics["subjects_val"], metrics["subjects_test"]) == (
+        3,
+        1,
+        1,
+    )
+    assert metrics["train"] + metrics["val"] + metrics["test"] == metrics["pairs"] == 6
+    assert (metrics["rejected"], metrics["rejected_files"]) == (10, len(BAD))
+    problem = reject_problem(result, 0.5)
+    assert (
+        problem is not None and "10 of 16 pairs rejected (62%) > max_reject_fraction 50%" in problem
+    )
+    assert reject_problem(result, 0.7) is None
+
+
+def test_missing_folder_and_unknown_layout(tmp_path: Path):
+    """Whole-folder problems raise DatasetError naming the folder or the allowed layouts."""
+    with pytest.raises(DatasetError, match="raw folder not found"):
+        read_dataset(tmp_path / "nope", "pairs")
+    with pytest.raises(DatasetError, match="allowed: pairs, faid, yaleb"):
+        read_dataset(tmp_path, "zip")
+    with pytest.raises(DatasetError, match="inside the raw folder"):
+        read_dataset(tmp_path, "yaleb", derived_dir=tmp_path / "derived")
+
+
+# -------------------------------------------------------------------------------- split
+@pytest.mark.parametrize(
+    ("n", "val", "expected"),
+    [(0, 0.15, (0, 0, 0)), (1, 0.15, (1, 0, 0)), (2, 0.15, (1, 0, 1)), (3, 0.15, (1, 1, 1)),
+     (6, 0.15, (4, 1, 1)), (19, 0.15, (13, 3, 3)), (10, 0.0, (7, 0, 3))],
+)  # fmt: skip
+def test_split_sizes(n: int, val: float, expected: tuple[int, int, int]):
+    """Train gets >= 1; with >= 3 subjects val (ratio > 0) and test get >= 1."""
+    assert split_sizes(n, 0.7, val) == expected
+
+
+def test_split_is_subject_level_seeded_and_changes_with_seed():
+    """Every pose of a subject lands in one split; a seed gives one split, another seed another."""
+    found = [
+        Pair(f"s{i:02d}__p{k}", f"s{i:02d}", f"p{k}", "f.jpg", "s.jpg", 96, 128, 96, 128, "pairs")
+        for i in range(20)
+        for k in range(3)
+    ]
+    m0 = build_manifest(found, 0.7, 0.15, seed=0)
+    assert (m0.groupby("subject")["split"].nunique() == 1).all()
+    per_split = m0.groupby("split")["subject"].nunique().to_dict()
+    assert per_split == {"train": 14, "val": 3, "test": 3}
+    assert build_manifest(found, 0.7, 0.15, seed=0).equals(m0)
+    m1 = build_manifest(found, 0.7, 0.15, seed=1)
+    assert not m1["split"].equals(m0["split"])
+    assert m1.drop(columns="split").equals(m0.drop(columns="split"))  # only the split changes
+    subjects = [f"s{i:02d}" for i in range(20)]
+    assert split_subjects(subjects, 0.7, 0.15, 0) == split_subjects(
+        reversed(subjects), 0.7, 0.15, 0
+    )
+
+
+# --------------------------------------------------------------------------------- faid
+def test_faid_layout(tmp_path: Path):
+    """`*_flash` pairs with `*_ambient` in the same folder; each pair is its own subject."""
+    root = tmp_path / "faid"
+    _image(root / "People_001_flash.png")
+    _image(root / "People_001_ambient.png")
+    _image(root / "Rooms/People_002_flash.jpg")
+    _image(root / "Rooms/People_002_ambient.jpg")
+    _image(root / "People_003_flash.png")
+    _image(root / "People_004_noflash.png")
+    result = read_dataset(root, "faid")
+    assert [(p.subject, p.pose, p.source) for p in result.pairs] == [
+        ("People_001", "0", "faid"),
+        ("Rooms-People_002", "0", "faid"),
+    ]
+    reasons = {Path(r.file).name: r.reason for r in result.rejected}
+    assert reasons == {
+        "People_003_flash.png": "flash image without ambient partner (expected <name>_ambient.<ext>)",
+        "People_004_noflash.png": "name is neither <name>_flash.<ext> nor <name>_ambient.<ext>",
+    }
+
+
+# -------------------------------------------------------------------------------- yaleb
+LIGHTS = ["P00A+000E+20", "P00A-020E+10"]
+
+
+def _pgm(path: Path, value: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grey = (np.arange(168 * 192).reshape(192, 168) % 50 + value).astype(np.uint8)
+    Image.fromarray(grey).save(path)
+    return path
+
+
+def test_yaleb_layout_synthetic(tmp_path: Path):
+    """Flash = camera-axis light; studio = mean of the lights found; gaps recorded or rejected."""
+    root = tmp_path / "CroppedYale"
+    _pgm(root / "yaleB01/yaleB01_P00A+000E+00.pgm", 10)
+    _pgm(root / "yaleB01/yaleB01_P00A+000E+20.pgm", 100)
+    _pgm(root / "yaleB01/yaleB01_P00A-020E+10.pgm", 140)
+    _pgm(root / "yaleB01/yaleB01_P00A+050E+00.pgm", 250)  # not a studio light: ignored
+    _pgm(root / "yaleB02/yaleB02_P00A+000E+00.pgm", 10)
+    _pgm(root / "yaleB02/yaleB02_P00A-020E+10.pgm", 60)  # one light missing: kept
+    _pgm(root / "yaleB03/yaleB03_P00A+000E+00.pgm", 10)  # no light at all: rejected
+    _pgm(root / "yaleB04/yaleB04_P00A+000E+20.pgm", 10)  # no flash: rejected
+    before = _tree_digest(root)
+    derived = tmp_path / "derived"
+    result = read_dataset(root, "yaleb", derived_dir=derived, yaleb_studio_lights=LIGHTS)
+    assert [p.pair_id for p in result.pairs] == ["yaleB01__P00", "yaleB02__P00"]
+    pair = result.pairs[0]
+    assert pair.flash_path == (derived / "yaleB01__P00_flash.png").as_posix()
+    assert (pair.width, pair.height, pair.source) == (168, 192, "yaleb")
+    base = np.arange(168 * 192).reshape(192, 168) % 50
+    np.testing.assert_allclose(read_image(pair.flash_path)[..., 0] * 255, base + 10, atol=0.01)
+    np.testing.assert_allclose(read_image(pair.studio_path)[..., 1] * 255, base + 120, atol=0.01)
+    np.testing.assert_allclose(
+        read_image(result.pairs[1].studio_path)[..., 2] * 255, base + 60, atol=0.01
+    )
+    reasons = {Path(r.file).name: (r.reason, r.pair) for r in result.rejected}
+    assert reasons == {
+        "yaleB02_P00A+000E+20.pgm": (
+            "studio light P00A+000E+20 missing (left out of the mean)",
+            None,
+        ),
+        "yaleB03_P00A+000E+20.pgm": (
+            "studio light P00A+000E+20 missing (left out of the mean)",
+            None,
+        ),
+        "yaleB03_P00A-020E+10.pgm": (
+            "studio light P00A-020E+10 missing (left out of the mean)",
+            None,
+        ),
+        "yaleB03": ("no usable studio light among P00A+000E+20, P00A-020E+10", "yaleB03/P00"),
+        "yaleB04_P00A+000E+00.pgm": (
+            "flash image (light on the camera axis) missing",
+            "yaleB04/P00",
+        ),
+    }
+    assert result.missing_lights == 3
+    assert _tree_digest(root) == before
+
+
+def test_yaleb_shared_gives_one_pair_per_person(tmp_path: Path, shared_data: Path):
+    """The real cropped Extended Yale B: exactly one pair per person, studio = mean of lights."""
+    root = shared_data / "yaleb" / "CroppedYale"
+    if not root.is_dir():
+        pytest.skip(f"shared test data not available: {root}")
+    people = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("yaleB"))
+    lights = ["P00A+000E+20", "P00A-020E+10", "P00A+020E+10", "P00A-035E+15", "P00A+035E+15"]
+    result = read_dataset(root, "yaleb", derived_dir=tmp_path, yaleb_studio_lights=lights)
+    assert [p.subject for p in result.pairs] == people
+    assert len({p.pair_id for p in result.pairs}) == len(people) == 19
+    assert all((p.width, p.height) == (168, 192) for p in result.pairs)
+    first = result.pairs[0]
+    stack = [read_image(root / first.subject / f"{first.subject}_{light}.pgm") for light in lights]
+    np.testing.assert_allclose(
+        read_image(first.studio_path), np.mean(stack, axis=0), atol=0.5 / 255 + 1e-6
+    )
+    flash_raw = read_image(root / first.subject / f"{first.subject}_P00A+000E+00.pgm")
+    np.testing.assert_array_equal(read_image(first.flash_path), flash_raw)
+    manifest = build_manifest(result.pairs, 0.7, 0.15, seed=0)
+    assert manifest.groupby("split")["subject"].nunique().to_dict() == {
+        "train": 13,
+        "val": 3,
+        "test": 3,
+    }
+
+
+# -------------------------------------------------------------------------------- stage
+def _run_stage(workdir: Path, raw_dir: Path, max_reject_fraction: float, monkeypatch) -> int:
+    params = {
+        "data": {"raw_dir": str(raw_dir), "layout": "pairs"},
+        "ingest": {"max_reject_fraction": max_reject_fraction},
+    }
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(workdir)
+    spec = importlib.util.spec_from_file_location("stage_ingest", REPO / "stages" / "ingest.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    return stage.main()
+
+
+def test_stage_fails_on_too_many_rejects_but_writes_the_list(
+    raw: Path, tmp_path: Path, monkeypatch, capsys
+):
+    """10 of 16 pairs rejected > 50%: exit 1 with a summary, rejected.csv written, no manifest."""
+    work = tmp_path / "work"
+    work.mkdir()
+    before = _tree_digest(raw)
+    assert _run_stage(work, raw, 0.5, monkeypatch) == 1
+    assert "10 of 16 pairs rejected (62%) > max_reject_fraction 50%" in capsys.readouterr().err
+    rejected = pd.read_csv(work / "reports/rejected.csv")
+    assert list(rejected.columns) == ["file", "reason"] and len(rejected) == len(BAD)
+    assert not (work / "data/interim/manifest.csv").exists()
+    assert (work / "data/interim/derived/README.txt").is_file()
+
+    assert _run_stage(work, raw, 0.7, monkeypatch) == 0
+    manifest = pd.read_csv(work / "data/interim/manifest.csv")
+    assert tuple(manifest.columns) == MANIFEST_COLUMNS and len(manifest) == 6
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    metrics = yaml.safe_load((work / "metrics/ingest.json").read_text())
+    assert (metrics["pairs"], metrics["rejected"], metrics["subjects"]) == (6, 10, 5)
+    assert _tree_digest(raw) == before

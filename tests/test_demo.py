@@ -1,0 +1,243 @@
+"""Tests of the synthetic flash/studio generator (pipeline/demo.py)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main as cli
+from pipeline.demo import (
+    Misalignment,
+    default_prepared_sources,
+    default_sources,
+    generate_demo,
+    make_pose_specs,
+    make_subject_specs,
+    read_truth,
+    render_pair,
+)
+from pipeline.io import read_image, write_image
+
+SMALL = {"width": 192, "height": 256}
+LIMITS = {"max_rotation_deg": 3.0, "max_scale": 0.03, "max_shift_frac": 0.02, "max_shear": 0.02}
+
+
+@pytest.fixture(scope="module")
+def sources():
+    """The two default portraits, prepared once (face box, person/skin/hair maps)."""
+    return default_prepared_sources()
+
+
+def _interior_error(moved: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:
+    return float(np.abs(moved - reference)[valid].mean())
+
+
+def _valid_after_warp(matrix: np.ndarray, width: int, height: int, margin: int = 6) -> np.ndarray:
+    """Flash pixels whose studio partner lies inside the studio image (away from its border)."""
+    ones = np.zeros((height, width), np.float32)
+    ones[margin:-margin, margin:-margin] = 1
+    back = cv2.warpAffine(
+        ones, matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    )
+    return back > 0.5
+
+
+def test_misalignment_matrix_convention():
+    """M maps the flash centre to centre + shift; its linear part is R(theta) s Shear."""
+    mis = Misalignment(rotation_deg=2.0, scale=1.02, shear=0.01, shift_x=5.0, shift_y=-3.0)
+    m = mis.matrix(101, 201)
+    centre = np.array([50.0, 100.0, 1.0])
+    np.testing.assert_allclose(m @ centre, [55.0, 97.0], atol=1e-9)
+    theta = math.radians(2.0)
+    expected = (
+        1.02
+        * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+        @ np.array([[1, 0.01], [0, 1]])
+    )
+    np.testing.assert_allclose(m[:, :2], expected, atol=1e-12)
+    assert np.linalg.det(m[:, :2]) == pytest.approx(1.02**2)
+
+
+def test_generator_is_deterministic(tmp_path: Path):
+    """Two runs with one seed are byte-identical; another seed changes the images."""
+    options = {"n_subjects": 2, "poses": 2, "seed": 3, **SMALL}
+    generate_demo(tmp_path / "a", **options)
+    generate_demo(tmp_path / "b", **options)
+    files_a = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
+    files_b = sorted(
+        p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file()
+    )
+    assert files_a == files_b
+    assert len(files_a) == 2 * 2 * 2 + 2  # 4 pairs + truth.csv + contact_sheet.png
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    generate_demo(tmp_path / "c", **{**options, "seed": 4})
+    assert (tmp_path / "c" / "truth.csv").read_bytes() != (
+        tmp_path / "a" / "truth.csv"
+    ).read_bytes()
+    flash = "s00-astronaut/p0_flash.jpg"
+    assert (tmp_path / "c" / flash).read_bytes() != (tmp_path / "a" / flash).read_bytes()
+
+
+def test_truth_csv_matches_the_written_warps(tmp_path: Path):
+    """With the flash and noise off, truth.csv's matrix warps the studio file onto the flash file."""
+    summary = generate_demo(
+        tmp_path, n_subjects=2, poses=2, seed=1, flash=False, noise_sigma=0.0, **SMALL, **LIMITS
+    )
+    truth = read_truth(tmp_path / "truth.csv")
+    assert len(truth) == 4
+    w, h = SMALL["width"], SMALL["height"]
+    for row, written in zip(truth.itertuples(), summary.pairs, strict=True):
+        np.testing.assert_allclose(row.matrix, written.matrix, atol=1e-9)
+        # The stored parameters rebuild the stored matrix and respect the limits.
+        mis = Misalignment(row.rotation_deg, row.scale, row.shear, row.shift_x, row.shift_y)
+        np.testing.assert_allclose(mis.matrix(w, h), row.matrix, atol=1e-9)
+        assert abs(row.rotation_deg) <= 3.0 and abs(row.scale - 1) <= 0.03
+        assert abs(row.shear) <= 0.02
+        assert abs(row.shift_x) <= 0.02 * w and abs(row.shift_y) <= 0.02 * h
+
+        flash = read_image(tmp_path / row.flash)
+        studio = read_image(tmp_path / row.studio)
+        valid = _valid_after_warp(row.matrix, w, h)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        aligned = cv2.warpAffine(studio, row.matrix, (w, h), flags=flags)
+        wrong_way = cv2.warpAffine(
+            studio, cv2.invertAffineTransform(row.matrix), (w, h), flags=flags
+        )
+        error = _interior_error(aligned, flash, valid)
+        identity_error = _interior_error(studio, flash, valid)
+        wrong_way_error = _interior_error(wrong_way, flash, valid)
+        # JPEG (q95) and two interpolations leave ~0.01; a wrong matrix leaves 5-10x that.
+        assert error < 0.02
+        assert error < 0.4 * identity_error
+        assert error < 0.4 * wrong_way_error
+
+
+def test_render_pair_physics(sources):
+    """Studio warps back onto its aligned render; the flash darkens the background, cools,
+    adds the requested noise."""
+    w, h = 240, 320
+    subject = make_subject_specs([s.name for s in sources], 1, seed=0)[0]
+    pose = make_pose_specs(subject, 1, 0, w, h, **LIMITS)[0]
+    clean = render_pair(sources[0], subject, pose, w, h, noise_sigma=0.0, seed=0)
+    valid = _valid_after_warp(clean.matrix, w, h)
+    back = cv2.warpAffine(
+        clean.studio, clean.matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
+    assert _interior_error(back, clean.studio_aligned, valid) < 0.015
+    assert _interior_error(clean.studio, clean.studio_aligned, valid) > 0.04
+
+    # Face centre (from the specs) vs the top corners (background behind the head).
+    fx = round((subject.face_x + pose.shift[0]) * w)
+    fy = round((subject.face_y + pose.shift[1]) * h)
+    face = (slice(fy - 8, fy + 8), slice(fx - 8, fx + 8))
+    corners = np.concatenate(
+        [clean.flash[:30, :30].reshape(-1, 3), clean.flash[:30, -30:].reshape(-1, 3)]
+    )
+    corners_studio = np.concatenate(
+        [
+            clean.studio_aligned[:30, :30].reshape(-1, 3),
+            clean.studio_aligned[:30, -30:].reshape(-1, 3),
+        ]
+    )
+    flash_ratio = corners.mean() / clean.flash[face].mean()
+    studio_ratio = corners_studio.mean() / clean.studio_aligned[face].mean()
+    assert flash_ratio < 0.75 * studio_ratio  # inverse-square fall-off darkens the background
+    blue_red = lambda img: img[..., 2].mean() / img[..., 0].mean()  # noqa: E731
+    assert blue_red(clean.flash) > 1.1 * blue_red(clean.studio_aligned)  # cooler flash
+
+    noisy = render_pair(sources[0], subject, pose, w, h, noise_sigma=0.02, seed=0)
+    inside = (clean.flash > 0.05) & (clean.flash < 0.95)  # away from clipping
+    assert np.std((noisy.flash - clean.flash)[inside]) == pytest.approx(0.02, rel=0.1)
+    np.testing.assert_array_equal(noisy.studio, clean.studio)  # studio shot: no sensor noise
+
+
+def test_default_demo_faces_are_detectable(tmp_path: Path):
+    """The default demo (6 subjects x 2 poses, 768x1024): HOG finds the face in every image,
+    where the specs put it (the flash) and where the misalignment moves it (the studio)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # face_recognition_models imports pkg_resources
+        import face_recognition
+
+    summary = generate_demo(tmp_path)
+    assert summary.metrics()["pairs"] == 12 and summary.metrics()["subjects"] == 6
+    assert summary.faces_not_found == []
+    assert len({s.name for s in summary.subjects}) == 6
+    specs = {s.name: s for s in summary.subjects}
+    for pair in summary.pairs:
+        subject = specs[pair.subject]
+        pose = make_pose_specs(subject, 2, 0, 768, 1024, **LIMITS)[int(pair.pose[1:])]
+        centre = np.array(
+            [(subject.face_x + pose.shift[0]) * 768, (subject.face_y + pose.shift[1]) * 1024, 1.0]
+        )
+        for path, expected in ((pair.flash, centre[:2]), (pair.studio, pair.matrix @ centre)):
+            image = (read_image(path) * 255).round().astype(np.uint8)
+            boxes = face_recognition.face_locations(image)  # default settings: HOG, upsample 1
+            assert boxes, f"no face found in {path}"
+            top, right, bottom, left = max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
+            found = np.array([(left + right) / 2, (top + bottom) / 2])
+            assert np.linalg.norm(found - expected) < 0.1 * 768, path
+
+
+def test_portraits_dir_and_variants(tmp_path: Path):
+    """A folder with one portrait gives one source; extra subjects are mirrored variants."""
+    folder = tmp_path / "portraits"
+    astronaut = default_sources()[0][1]
+    write_image(folder / "Ms Collins.png", astronaut)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.jpg").write_bytes(b"")
+    summary = generate_demo(
+        tmp_path / "out", n_subjects=2, poses=1, portraits_dir=folder, width=128, height=160
+    )
+    assert summary.sources == ["Ms-Collins"]
+    assert summary.skipped_portraits == [(str(folder / "broken.jpg"), "zero bytes")]
+    first, second = summary.subjects
+    assert (first.name, second.name) == ("s00-Ms-Collins", "s01-Ms-Collins-v1")
+    assert (first.mirror, second.mirror) == (False, True)
+    assert second.skin_gain != (1.0, 1.0, 1.0) and second.hair_gain is not None
+    sheet = read_image(tmp_path / "out" / "contact_sheet.png")
+    # 2 pairs x (flash, studio) in 2 columns of 144 px thumbnails (3:4 -> 180 px high), 4 px gaps.
+    assert sheet.shape == (2 * (180 + 4) + 4, 2 * (144 + 4) + 4, 3)
+
+
+def test_refuses_to_overwrite_a_foreign_folder(tmp_path: Path):
+    """A non-empty folder that is not a demo is never replaced."""
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        generate_demo(tmp_path, n_subjects=1, poses=1, width=128, height=160)
+    with pytest.raises(FileExistsError, match="not a demo folder"):
+        generate_demo(tmp_path, n_subjects=1, poses=1, width=128, height=160, overwrite=True)
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_cli_demo(tmp_path: Path):
+    """`deepflash demo OUT --subjects N` writes N subjects x poses pairs and truth.csv."""
+    out = tmp_path / "demo"
+    args = [
+        "demo",
+        str(out),
+        "--subjects",
+        "2",
+        "--poses",
+        "1",
+        "--width",
+        "128",
+        "--height",
+        "160",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    truth = read_truth(out / "truth.csv")
+    assert list(truth["subject"]) == ["s00-astronaut", "s01-grace-hopper"]
+    assert (out / "s01-grace-hopper" / "p0_studio.jpg").is_file()
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 2 and "not empty" in again.output
+    assert CliRunner().invoke(cli, [*args, "--force"]).exit_code == 0

@@ -1,0 +1,429 @@
+"""Face detection, square crop and the composed (registration o crop o resize) warp."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from pipeline.faces import (
+    IDENTITY,
+    NoFaceError,
+    box_area,
+    center_crop_box,
+    compose,
+    crop_faces,
+    crop_matrix,
+    crop_pair,
+    crop_pair_files,
+    detect_faces,
+    face_box_in_crop,
+    nominal_face_box,
+    resample,
+    square_crop_box,
+)
+from pipeline.io import ImageReadError, read_image, write_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Single-person portraits checked one by one (a representative subset, to stay fast): all 40
+# CelebA-HQ faces (1024 px) detected on a 256 px copy, plus these press photos at the default
+# 800 px: the 12.6 MP deepface_img49 (4352x2903), small faces in wide shots (img57: 90 px face
+# in 2048 px; img27, img37), a tall portrait (kate_siegel), a tight crop whose square leaves
+# the photo (gfpgan Adele), a small 450 px image (aflw) and a 330 px one (img5).
+PRESS_PORTRAITS = [
+    "deepface_img49.jpg",
+    "deepface_img57.jpg",
+    "deepface_img27.jpg",
+    "deepface_img37.jpg",
+    "facenet_data_test_images_kate_siegel_1.jpg",
+    "gfpgan_cropped_faces_Adele_crop.png",
+    "facealignment_aflw-test.jpg",
+    "deepface_img5.jpg",
+]
+
+
+def _astronaut(side: int = 512) -> np.ndarray:
+    image = skdata.astronaut().astype(np.float32) / 255.0
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+
+
+def _centroid(channel: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.nonzero(channel > 1e-4)
+    weights = channel[ys, xs]
+    return float((xs * weights).sum() / weights.sum()), float((ys * weights).sum() / weights.sum())
+
+
+def _box_centre(box) -> tuple[float, float]:
+    top, right, bottom, left = box
+    return (left + right) / 2.0, (top + bottom) / 2.0
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def test_square_crop_box_known_answers():
+    # 200 px box, margin 0.4 on each side -> 360 px square on the same centre (200, 200).
+    assert square_crop_box((100, 300, 300, 100), 0.4) == (20, 20, 360)
+    # Non-square box: the longer side (200, vertical) sets the square.
+    assert square_crop_box((100, 260, 300, 140), 0.4) == (20, 20, 360)
+    assert square_crop_box((10, 60, 60, 10), 0.0) == (10, 10, 50)
+    assert center_crop_box(168, 192) == (0, 12, 168)
+    assert center_crop_box(400, 300) == (50, 0, 300)
+    # Photo box -> crop box: the 360 px square becomes 128 px, edges scale by 128/360.
+    assert face_box_in_crop((100, 300, 300, 100), (20, 20, 360), 128) == (28, 100, 100, 28)
+    # The no-face box is what square_crop_box would have grown into the whole crop.
+    assert nominal_face_box(128, 0.4) == (28, 100, 100, 28)
+    with pytest.raises(ValueError, match="empty face box"):
+        square_crop_box((10, 10, 20, 10), 0.4)
+
+
+@pytest.mark.parametrize(
+    ("crop", "size"),
+    [((150, 50, 200), 100), ((120, 40, 250), 100), ((100, 20, 330), 100), ((180, 80, 50), 100)],
+    ids=["shrink-2x", "shrink-2.5x", "shrink-3.3x", "enlarge-2x"],
+)
+def test_crop_moves_a_marker_to_the_predicted_pixel(crop, size):
+    # A smooth marker (Gaussian blob, sigma 6 px) centred at flash pixel (203.0, 101.5): its
+    # centroid is not biased by the sampling grid, so it pins the geometry to 0.02 px.
+    yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
+    blob = np.exp(-((xx - 203.0) ** 2 + (yy - 101.5) ** 2) / (2 * 6.0**2))
+    image = np.repeat(blob[..., None], 3, axis=2)
+    out = resample(image, crop_matrix(crop, size), size)
+    x0, y0, side = crop
+    s = side / size
+    cx, cy = _centroid(out[..., 0])
+    assert cx == pytest.approx((203.0 - x0 + 0.5) / s - 0.5, abs=0.02)
+    assert cy == pytest.approx((101.5 - y0 + 0.5) / s - 0.5, abs=0.02)
+    # Mass is kept: an output pixel is s^2 flash pixels.
+    assert out[..., 0].sum() == pytest.approx(blob.sum() / s**2, rel=0.01)
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect"])
+@pytest.mark.parametrize(
+    "crop",
+    [(-4, -3, 18), (-25, -20, 60), (-40, -30, 18)],
+    ids=["over-the-edge", "larger-than-photo", "off-the-photo"],
+)
+def test_padding_outside_the_photo_follows_numpy_pad(mode, crop):
+    rng = np.random.default_rng(0)
+    image = rng.random((10, 12, 3), dtype=np.float32)
+    # Scale 1 and whole-pixel offsets: every sample is an exact pixel, so the result must
+    # equal numpy.pad's (same mode names and meaning), however far the square reaches.
+    x0, y0, side = crop
+    out = resample(image, crop_matrix(crop, side), side, pad_mode=mode)
+    big = 100
+    padded = np.pad(image, ((big, big), (big, big), (0, 0)), mode=mode)
+    expected = padded[y0 + big : y0 + big + side, x0 + big : x0 + big + side]
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("side", "period"),
+    [(704, 2.0), (704, 2.5), (704, 3.3), (1440, 2.0), (1440, 3.3), (1440, 6.0)],
+)
+def test_downscaling_is_anti_aliased(side, period):
+    # Vertical cosine gratings at 2.7x to 9x the frequency the output can hold (its Nyquist
+    # period is 2 * side / 160: 8.8 or 18 source px) must come out an even grey (their mean);
+    # sampling the same grid without the filter gives bands of moire. (Just above Nyquist
+    # the soft Gaussian lets some through, as any filter that keeps the image sharp does.)
+    x = np.arange(1600, dtype=np.float32)
+    grating = np.broadcast_to(
+        (0.5 + 0.5 * np.cos(2 * np.pi * x / period))[None, :, None], (1600, 1600, 3)
+    )
+    matrix = crop_matrix((60, 60, side), 160)
+    out = resample(grating, matrix, 160)
+    assert out.mean() == pytest.approx(0.5, abs=0.01)
+    assert out.std() < 0.01
+    naive = cv2.warpAffine(
+        np.ascontiguousarray(grating),
+        matrix,
+        (160, 160),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    )
+    assert naive.std() > 0.1
+
+
+def test_identical_images_give_identical_crops():
+    image = _astronaut()
+    flash, studio = crop_pair(image, image.copy(), IDENTITY, (100, 40, 300), 128)
+    assert flash.shape == studio.shape == (128, 128, 3)
+    assert flash.dtype == np.float32
+    assert np.array_equal(flash, studio)
+
+
+def test_composed_warp_undoes_a_known_registration():
+    """Studio = flash warped by M; cropping the studio with M must give the flash crop."""
+    flash = _astronaut(1024)
+    # M maps a flash pixel to the matching studio pixel: rotation 3 deg, scale 1.05, shift.
+    matrix = cv2.getRotationMatrix2D((500.0, 480.0), 3.0, 1.05)
+    matrix[:, 2] += (12.0, -7.0)
+    studio = cv2.warpAffine(flash, matrix, (1024, 1024), flags=cv2.INTER_CUBIC)
+    crop = (150, 120, 600)
+    flash_crop, studio_crop = crop_pair(flash, studio, matrix, crop, 256)
+    diff = np.abs(flash_crop - studio_crop)
+    # Left: the synthetic warp's own interpolation and the anti-alias filter acting on
+    # slightly different grids: 0.0008 on average, 0.007 at the 99th percentile (measured).
+    assert diff.mean() < 0.002
+    assert np.percentile(diff, 99) < 0.02
+    # Without the registration the same crop is far off: the test can tell.
+    _, unregistered = crop_pair(flash, studio, IDENTITY, crop, 256)
+    assert np.abs(flash_crop - unregistered).mean() > 5 * diff.mean()
+
+
+def test_composed_warp_is_one_affine_map():
+    # compose(outer, inner) applies inner first.
+    inner = np.array([[2.0, 0.0, 1.0], [0.0, 2.0, -1.0]])
+    outer = np.array([[0.0, -1.0, 5.0], [1.0, 0.0, 3.0]])
+    point = np.array([3.0, 4.0, 1.0])
+    expected = outer @ np.append(inner @ point, 1.0)
+    np.testing.assert_allclose(compose(outer, inner) @ point, expected)
+
+
+def test_uint8_input_matches_float_input():
+    image = _astronaut()
+    as_uint8 = np.rint(image * 255).astype(np.uint8)
+    a = resample(as_uint8, crop_matrix((50, 60, 300), 128), 128)
+    b = resample(as_uint8.astype(np.float32) / 255, crop_matrix((50, 60, 300), 128), 128)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_bad_matrices_are_refused():
+    image = _astronaut(64)
+    with pytest.raises(ValueError, match="2x3"):
+        resample(image, np.eye(3), 32)
+    with pytest.raises(ValueError, match="degenerate"):
+        resample(image, np.zeros((2, 3)), 32)
+    with pytest.raises(ValueError, match="pad mode"):
+        resample(image, IDENTITY, 32, pad_mode="wrap")
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def test_no_face_falls_back_to_the_centre_or_rejects():
+    blank = np.full((240, 320, 3), 0.5, np.float32)
+    assert detect_faces(blank) == []
+    result = crop_faces(blank, blank, IDENTITY, size=64, on_missing="center")
+    assert result.method == "center"
+    assert result.crop == (40, 0, 240)
+    assert result.face_box == nominal_face_box(64, 0.4)
+    assert result.faces == []
+    with pytest.raises(NoFaceError, match="no face found"):
+        crop_faces(blank, blank, IDENTITY, size=64, on_missing="reject")
+
+
+def test_the_largest_of_two_faces_is_chosen(shared_data):
+    """Two known faces pasted into one canvas at 160 px and 360 px: the big one wins."""
+    face = read_image(shared_data / "portraits" / "celebahq_ref_female_015248.jpg")
+    canvas = np.full((600, 900, 3), 0.4, np.float32)
+    canvas[40:200, 60:220] = cv2.resize(face, (160, 160), interpolation=cv2.INTER_AREA)
+    canvas[200:560, 480:840] = cv2.resize(face, (360, 360), interpolation=cv2.INTER_AREA)
+    faces = detect_faces(canvas)
+    assert len(faces) == 2
+    assert box_area(faces[0]) > 3 * box_area(faces[1])
+    cx, cy = _box_centre(faces[0])
+    assert 480 < cx < 840 and 200 < cy < 560
+    result = crop_faces(canvas, canvas, IDENTITY, size=64)
+    assert result.faces[0] == faces[0]
+    assert result.crop == square_crop_box(faces[0], 0.4)
+
+
+def test_a_face_on_every_celebahq_portrait(shared_data):
+    paths = sorted((shared_data / "portraits").glob("celebahq_*.jpg"))
+    assert len(paths) == 40
+    for path in paths:
+        image = read_image(path)
+        faces = detect_faces(image, max_side=256)
+        assert len(faces) == 1, path.name
+        top, right, bottom, left = faces[0]
+        # Aligned CelebA-HQ: one face near the middle, a fair part of the 1024 px frame.
+        cx, cy = _box_centre(faces[0])
+        assert abs(cx - 512) < 100 and abs(cy - 512) < 150, (path.name, faces[0])
+        assert 250 < right - left < 700, (path.name, faces[0])
+
+
+@pytest.mark.parametrize("name", PRESS_PORTRAITS)
+def test_single_portrait_crop_holds_the_face(shared_data, name):
+    image = read_image(shared_data / "portraits" / name)
+    size = 128
+    result = crop_faces(image, image, IDENTITY, size=size)
+    assert result.method == "detected"
+    assert len(result.faces) == 1
+    assert result.flash.shape == (size, size, 3)
+    top, right, bottom, left = result.face_box
+    # The face box sits whole inside the crop, centred, 1/1.8 of its side.
+    assert 0 <= left < right <= size and 0 <= top < bottom <= size
+    assert _box_centre(result.face_box) == pytest.approx((size / 2, size / 2), abs=1.5)
+    assert max(right - left, bottom - top) == pytest.approx(size / 1.8, abs=1.5)
+    # And the detector finds the face again in the 128 px crop, where the box says.
+    again = detect_faces(result.flash)
+    assert len(again) >= 1
+    assert np.hypot(*np.subtract(_box_centre(again[0]), _box_centre(result.face_box))) < 12
+
+
+@pytest.mark.parametrize(
+    ("name", "min_faces", "region"),
+    [
+        # (x range, y range) of the hand-checked largest face, as fractions of the photo.
+        ("deepface_couple.jpg", 2, ((0.15, 0.45), (0.45, 0.8))),  # her, left, 635 px box
+        ("deepface_selfie-many-people.jpg", 3, ((0.55, 0.8), (0.2, 0.5))),  # centre right
+        ("facenet_data_multiface.jpg", 5, ((0.0, 1.0), (0.0, 1.0))),  # near-equal faces
+    ],
+)
+def test_group_photo_crops_the_largest_face(shared_data, name, min_faces, region):
+    image = read_image(shared_data / "portraits" / name)
+    height, width = image.shape[:2]
+    result = crop_faces(image, image, IDENTITY, size=64)
+    assert len(result.faces) >= min_faces
+    areas = [box_area(box) for box in result.faces]
+    assert areas == sorted(areas, reverse=True)
+    assert result.crop == square_crop_box(result.faces[0], 0.4)
+    cx, cy = _box_centre(result.faces[0])
+    (x_lo, x_hi), (y_lo, y_hi) = region
+    assert x_lo * width < cx < x_hi * width and y_lo * height < cy < y_hi * height
+
+
+def test_detection_boxes_are_in_input_coordinates(shared_data):
+    # The photo blown up 2x (each pixel a 2x2 block): with max_side 745 the detector sees the
+    # very same 745x465 copy both times (the area-average undoes the blow-up exactly), so the
+    # boxes must come back exactly 2x in the big photo's pixels.
+    image = read_image(shared_data / "portraits" / "deepface_img27.jpg")  # 745x465
+    big = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+    small_faces = detect_faces(image, max_side=745)
+    big_faces = detect_faces(big, max_side=745)
+    assert len(small_faces) == len(big_faces) == 1
+    assert big_faces[0] == tuple(2 * v for v in small_faces[0])
+
+
+def test_cnn_detector_finds_a_face(shared_data):
+    image = read_image(shared_data / "portraits" / "celebahq_ref_male_012712.jpg")
+    faces = detect_faces(image, detector="cnn", max_side=200, upsample=0)
+    assert len(faces) == 1
+    assert abs(_box_centre(faces[0])[0] - 512) < 100
+
+
+def test_zero_byte_image_is_refused_cleanly(shared_data, tmp_path):
+    empty = shared_data / "portraits" / "facenet_data_test_images_bradley_cooper_1.jpg"
+    assert empty.stat().st_size == 0
+    with pytest.raises(ImageReadError) as info:
+        crop_pair_files("p", empty, empty, IDENTITY, tmp_path, size=64)
+    assert info.value.reason == "zero bytes"
+    assert not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _run_stage(root: Path, name: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / f"{name}.py")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_crop_stage_end_to_end(tmp_path):
+    """Manifest + registration JSONs made here; every kind of pair, run twice."""
+    root = tmp_path
+    (root / "params.yaml").write_text("data:\n  size: 64\ncrop:\n  workers: 2\n")
+    raw = root / "raw"
+    flash = _astronaut(640)
+    matrix = cv2.getRotationMatrix2D((320.0, 300.0), 2.0, 1.02)
+    matrix[:, 2] += (6.0, -4.0)
+    write_image(raw / "a_flash.png", flash)
+    write_image(raw / "a_studio.png", cv2.warpAffine(flash, matrix, (640, 640)))
+    write_image(raw / "b_flash.png", np.full((200, 300, 3), 0.5, np.float32))  # no face
+    write_image(raw / "b_studio.png", np.full((200, 300, 3), 0.6, np.float32))
+    (raw / "empty_flash.jpg").write_bytes(b"")
+    pairs = {
+        "s1__a": ("train", "a_flash.png", "a_studio.png", "ok", matrix),
+        "s2__b": ("val", "b_flash.png", "b_studio.png", "identity_fallback", IDENTITY),
+        "s3__empty": ("test", "empty_flash.jpg", "a_studio.png", "ok", IDENTITY),
+        "s4__rej": ("train", "a_flash.png", "a_studio.png", "rejected", IDENTITY),
+        "s5__noreg": ("train", "a_flash.png", "a_studio.png", None, None),
+    }
+    registered = root / "data" / "interim" / "registered"
+    registered.mkdir(parents=True)
+    with open(root / "data" / "interim" / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["pair_id", "subject", "pose", "split", "flash_path", "studio_path"])
+        for pair_id, (split, f, s, status, m) in pairs.items():
+            subject, pose = pair_id.split("__")
+            writer.writerow([pair_id, subject, pose, split, f"raw/{f}", f"raw/{s}"])
+            if status is not None:
+                record = {"pair_id": pair_id, "matrix": np.asarray(m).tolist(), "status": status}
+                record["reason"] = "MI did not improve" if status == "rejected" else ""
+                (registered / f"{pair_id}.json").write_text(json.dumps(record))
+
+    run = _run_stage(root, "crop")
+    assert run.returncode == 0, run.stderr
+    faces = root / "data" / "interim" / "faces"
+    with open(faces / "index.csv") as handle:
+        index = {row["pair_id"]: row for row in csv.DictReader(handle)}
+    assert sorted(index) == ["s1__a", "s2__b"]
+    assert list(index["s1__a"]) == [
+        "pair_id",
+        "subject",
+        "split",
+        "flash",
+        "studio",
+        "face_top",
+        "face_right",
+        "face_bottom",
+        "face_left",
+    ]
+    assert index["s1__a"]["split"] == "train" and index["s2__b"]["subject"] == "s2"
+    # The registered studio crop matches the flash crop (the stage used the matrix).
+    a_flash = read_image(root / index["s1__a"]["flash"])
+    a_studio = read_image(root / index["s1__a"]["studio"])
+    assert a_flash.shape == (64, 64, 3)
+    assert np.abs(a_flash - a_studio).mean() < 0.01
+    record = json.loads((faces / "s1__a.json").read_text())
+    assert record["method"] == "detected" and len(record["faces"]) == 1
+    assert record["crop"] == list(square_crop_box(tuple(record["faces"][0]), 0.4))
+    assert json.loads((faces / "s2__b.json").read_text())["method"] == "center"
+    with open(faces / "rejected.csv") as handle:
+        rejected = {row["file"]: row["reason"] for row in csv.DictReader(handle)}
+    assert rejected == {
+        "raw/empty_flash.jpg": "zero bytes",
+        str(
+            Path("data/interim/registered/s4__rej.json")
+        ): "registration rejected: MI did not improve",
+        str(Path("data/interim/registered/s5__noreg.json")): (
+            "no registration result (run the register stage)"
+        ),
+    }
+    metrics = json.loads((root / "metrics" / "crop.json").read_text())
+    assert metrics == {
+        "pairs": 5,
+        "cropped": 2,
+        "detected": 1,
+        "fallback": 1,
+        "rejected": 3,
+        "multiple_faces": 0,
+    }
+    first = _hashes(faces)
+    assert _run_stage(root, "crop").returncode == 0
+    assert _hashes(faces) == first  # reruns are byte-identical

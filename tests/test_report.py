@@ -1,0 +1,135 @@
+"""Tests of pipeline/report.py: best runs, deltas against the identity and the paper, markdown."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from pipeline.evaluate import flat_metrics
+from pipeline.report import (
+    PAPER_C,
+    best_runs,
+    build_comparison,
+    compare_metrics,
+    render_markdown,
+    run_record,
+    this_record,
+)
+
+
+def _system(ssim: float, psnr: float, loss: float = 0.004, acc: float = 96.0) -> dict:
+    return {
+        "loss": loss,
+        "accuracy": acc,
+        "ssim_pgt": ssim,
+        "psnr_pgt": psnr,
+        "ssim_gt": ssim - 0.1,
+        "psnr_gt": psnr - 2.0,
+    }
+
+
+def _results(ssim: float = 0.9, psnr: float = 21.0) -> dict:
+    block = {
+        "images": 40,
+        "full": {"model": _system(ssim, psnr), "identity": _system(0.7, 15.0, 0.01, 90.0)},
+        "protocol": {
+            "images": 30,
+            "model": _system(ssim + 0.01, psnr + 1),
+            "identity": _system(0.7, 15.0, 0.01, 90.0),
+        },
+    }
+    return {"train": block, "val": block, "test": {"images": 0}}
+
+
+def _record(arch: str, enc: str, ssim: float, run_id: str, start: int = 0) -> dict:
+    record = this_record(_results(ssim), arch, enc, run_id=run_id, run_name=run_id)
+    record["start_time"] = start
+    return record
+
+
+def test_best_runs_per_arch_and_encoding() -> None:
+    records = [
+        _record("deepflash", "C", 0.80, "a"),
+        _record("deepflash", "C", 0.85, "b"),
+        _record("deepflash", "A", 0.60, "c"),
+        _record("hdrnet", "C", 0.70, "d", start=1),
+        _record("hdrnet", "C", 0.70, "e", start=2),  # tie: the newer run wins
+        {"run_id": "f", "arch": "pix2pix", "encoding": "C", "metrics": {}},  # not evaluated
+    ]
+    best = best_runs(records)
+    assert list(best) == ["deepflash/A", "deepflash/C", "hdrnet/C"]
+    assert best["deepflash/C"]["run_id"] == "b"
+    # ranked by val SSIM vs the raw gt (full split): ssim - 0.1 in the fixture
+    assert best["deepflash/C"]["rank_value"] == pytest.approx(0.75)
+    assert best["hdrnet/C"]["run_id"] == "e"
+
+
+def test_comparison_numbers() -> None:
+    results = _results(0.9, 21.0)
+    this = this_record(results, "deepflash", "C", run_id="me")
+    others = [_record("hdrnet", "A", 0.5, "h"), _record("deepflash", "C", 0.95, "better")]
+    compare = build_comparison(results, this, others, fingerprint="fp")
+    assert compare["runs_compared"] == 3
+    cell = compare["vs_identity"]["val"]["full"]["ssim_pgt"]
+    assert cell == {"model": 0.9, "identity": 0.7, "delta": pytest.approx(0.2)}
+    assert "test" not in compare["vs_identity"]  # no images: nothing to compare
+    table1 = compare["vs_paper_table1"]["val"]
+    assert table1["loss"]["delta"] == pytest.approx(0.004 - 0.0042)
+    assert table1["accuracy"]["delta"] == pytest.approx(96.0 - 96.2)
+    # This run's protocol numbers against the paper's DeepFlash (Table 2).
+    own = compare["vs_paper_tables23"]["val"]
+    assert own["ssim"]["ours"] == pytest.approx(91.0) and own["ssim"]["paper"] == 87.76
+    assert own["psnr"]["delta"] == pytest.approx(22.0 - 20.42)
+    # Tables 2/3 cells come from the best run per arch x encoding (here the other run).
+    ssim = compare["tables23"]["pgt"]["ssim"]
+    assert ssim["val"]["deepflash/C"] == pytest.approx(96.0)
+    assert ssim["val"]["deepflash/C delta"] == pytest.approx(96.0 - 87.76)
+    assert ssim["val"]["hdrnet/A"] == pytest.approx(51.0)
+    assert ssim["val"]["hdrnet/C"] is None and ssim["val"]["hdrnet/C delta"] is None
+    assert ssim["train"]["pix2pix/C paper"] == PAPER_C["pix2pix"]["ssim"]["train"] == 71.0
+    assert compare["tables23"]["gt"]["psnr"]["val"]["deepflash/C"] == pytest.approx(20.0)
+    assert compare["best_runs"]["deepflash/C"]["run_id"] == "better"
+
+    flat = compare_metrics(compare)
+    assert flat["compare.val.full.vs_identity.psnr_pgt"] == pytest.approx(6.0)
+    assert flat["compare.val.vs_paper.accuracy"] == pytest.approx(-0.2)
+    assert flat["compare.train.vs_paper.ssim"] == pytest.approx(91.0 - 91.55)
+
+
+def test_markdown_layout() -> None:
+    results = _results()
+    compare = build_comparison(results, this_record(results, "hdrnet", "A", "r1"), [], "fp")
+    text = render_markdown(compare, results)
+    assert "# DeepFlash run report" in text
+    assert "### val (40 images; protocol 30)" in text
+    assert (
+        "| SSIM % vs precond. gt (eq. 8) | 90.00 | 70.00 | +20.00 | 91.00 | 70.00 | +21.00 |"
+        in text
+    )
+    assert "Splits without images (skipped): test." in text
+    assert "| val | loss | 0.00400 | 0.00420 | -0.00020 |" in text
+    header = "| split | deepflash A (end-to-end) | deepflash C | deepflash C paper | delta |"
+    assert header in text
+    # hdrnet A filled (this run), the paper's HDRNet C beside it, no C run yet.
+    assert "| val | - | - | 87.76 | - | 91.00 | - | 78.51 | - | - | - | 73.16 | - |" in text
+    assert "| hdrnet/A | this run | `r1` |" in text
+
+
+def test_run_record_from_mlflow_run() -> None:
+    run = SimpleNamespace(
+        info=SimpleNamespace(run_id="x", run_name="n", start_time=5),
+        data=SimpleNamespace(
+            tags={"model.arch": "pix2pix", "loss.encoding": "C", "data.fingerprint": "f"},
+            metrics={"eval.val.full.model.ssim_gt": 0.5},
+        ),
+    )
+    record = run_record(run)
+    assert record["arch"] == "pix2pix" and record["fingerprint"] == "f"
+    assert best_runs([record])["pix2pix/C"]["rank_value"] == 0.5
+
+
+def test_flat_metrics_names() -> None:
+    flat = flat_metrics(_results())
+    assert flat["eval.val.protocol.identity.loss"] == 0.01
+    assert flat["eval.val.images"] == 40 and flat["eval.test.images"] == 0
