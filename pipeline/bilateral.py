@@ -8,8 +8,8 @@ of the same family). For range levels ``r_k`` spaced ``range_rate * sigma_r`` ap
    ``J_k = W_k * value``, area-downsampled by ``s = spatial_rate * sigma_s`` pixels;
 2. blur: a Gaussian blur of the small ``(J_k, W_k)`` grids, its sigma chosen so that box
    downsampling + blur + bilinear upsampling add up to a Gaussian of ``sigma_s`` pixels;
-3. slice: every pixel reads ``(J, W)`` with bilinear interpolation in space and linear
-   interpolation in range between the two levels around its own value; output ``J / W``.
+3. slice: every pixel reads ``J / W`` with bilinear interpolation in space and linear
+   interpolation in range between the two levels around its own value.
 
 Cost: O(levels) cheap operations per pixel, independent of ``sigma_s`` (a brute-force window
 is O(sigma_s^2)). Pixels outside the image contribute nothing (the kernel is renormalised at the
@@ -183,38 +183,56 @@ def _lattice_filter(
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def _upsample(grid: torch.Tensor, s: int, h: int, w: int) -> torch.Tensor:
-    """Bilinear upsampling by an integer factor s (align_corners=False, edges clamped) to h x w.
+def _column_weights(w: int, gw: int, s: int, device: torch.device) -> torch.Tensor:
+    """(gw, w) matrix of bilinear upsampling by s along columns (align_corners=False).
+
+    Column positions are clamped to the grid: the edges repeat the first and last columns,
+    as ``F.interpolate`` does.
+    """
+    position = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / s - 0.5
+    taps = position.clamp_(0, gw - 1)[None, :] - torch.arange(gw, device=device)[:, None]
+    return (1.0 - taps.abs()).clamp_(min=0.0)
+
+
+def _upsample(grid: torch.Tensor, s: int, cols: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Bilinear upsampling by an integer factor s of (..., gh, gw) into ``out`` (..., gh*s, w).
 
     Same values as ``F.interpolate(..., mode="bilinear")``, about three times faster on CPU
-    for the large factors used here: columns by a small matrix product, then rows in blocks
-    of s, each block a lerp between two grid rows with a fixed weight pattern.
+    for the large factors used here, and into a reused buffer (fresh multi-megabyte tensors
+    cost page faults): columns by a small matrix product, then rows in blocks of s, each
+    block a lerp between two grid rows with a weight pattern that depends on the row in the
+    block only (row i*s + m lies between grid rows i-1 and i for m < s//2, else i and i+1).
     """
-    gh, gw = grid.shape[-2:]
-    # Column positions clamped to the grid: the edges repeat the first and last columns.
-    position = ((torch.arange(w, device=grid.device, dtype=grid.dtype) + 0.5) / s - 0.5).clamp_(
-        0, gw - 1
-    )
-    taps = position[None, :] - torch.arange(gw, device=grid.device, dtype=grid.dtype)[:, None]
-    cols = (1.0 - taps.abs()).clamp_(min=0.0)  # (gw, w): tent weights of each grid column
+    gh = grid.shape[-2]
     wide = grid @ cols  # (..., gh, w)
-
-    # Output row i*s + m lies between grid rows i-1 and i (m < s//2) or i and i+1, at a weight
-    # that depends on m only.
     half = s // 2
     offsets = (torch.arange(s, device=grid.device, dtype=grid.dtype) + 0.5) / s
     padded = torch.cat([wide[..., :1, :], wide, wide[..., -1:, :]], dim=-2)
     delta = padded[..., 1:, :] - padded[..., :-1, :]
-    out = wide.new_empty((*wide.shape[:-2], gh, s, w))
+    blocks = out.view(*out.shape[:-2], gh, s, out.shape[-1])
     torch.addcmul(
-        padded[..., :-2, None, :], delta[..., :-1, None, :], (offsets[:half] + 0.5)[:, None],
-        out=out[..., :half, :],
+        padded[..., :-2, None, :],
+        delta[..., :-1, None, :],
+        (offsets[:half] + 0.5)[:, None],
+        out=blocks[..., :half, :],
     )
     torch.addcmul(
-        padded[..., 1:-1, None, :], delta[..., 1:, None, :], (offsets[half:] - 0.5)[:, None],
-        out=out[..., half:, :],
+        padded[..., 1:-1, None, :],
+        delta[..., 1:, None, :],
+        (offsets[half:] - 0.5)[:, None],
+        out=blocks[..., half:, :],
     )
-    return out.flatten(-3, -2)[..., :h, :]
+    return out
+
+
+def _tent(v: torch.Tensor, point: tuple[int, ...], out: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
+    """Product over range dimensions of max(0, 1 - |v_d - point_d|), into ``out``."""
+    torch.sub(v[:1], point[0], out=out)
+    out.abs_().neg_().add_(1.0).clamp_(min=0.0)
+    for d in range(1, len(point)):
+        torch.sub(v[d : d + 1], point[d], out=tmp)
+        out.mul_(tmp.abs_().neg_().add_(1.0).clamp_(min=0.0))
+    return out
 
 
 def _lattice_chunk(
@@ -240,34 +258,48 @@ def _lattice_chunk(
     scale = math.sqrt(math.log2(math.e)) / (math.sqrt(2.0) * sigma_r)
     xs = xt * scale
     pool = {"kernel_size": s, "stride": s, "ceil_mode": True, "divisor_override": s * s}
+    # Full-resolution buffers reused across lattice points.
+    splat = x.new_empty((c + 1, b, h, w))  # (value * weight, weight)
+    plane = x.new_empty((1, b, h, w))
+    plane2 = x.new_empty((1, b, h, w)) if c > 1 else plane
 
     # Splat: the exact Gaussian range weight of every pixel for every lattice point, then
     # (value * weight, weight) box-downsampled.
     grid = x.new_empty((len(points), c + 1, b, gh, gw))
-    splat = x.new_empty((c + 1, b, h, w))  # reused buffer
     weight = splat[c:]
     for index, point in enumerate(points):
         torch.sub(xs[:1], (base + point[0]) * step * scale, out=weight)
         weight.square_()
         for d in range(1, c):
-            weight.add_((xs[d : d + 1] - (base + point[d]) * step * scale).square_())
+            torch.sub(xs[d : d + 1], (base + point[d]) * step * scale, out=plane)
+            weight.add_(plane.square_())
         weight.neg_().exp2_()
         torch.mul(xt, weight, out=splat[:c])
         grid[index] = F.avg_pool2d(splat, **pool) if s > 1 else splat
     grid = _blur_grid(grid, grid_sigma)
 
-    # Slice: bilinear in space, (multi)linear in range between the lattice points around the
-    # pixel's value, of J and W apart (homogeneous coordinates); then J / W.
-    acc = x.new_zeros((c + 1, b, h, w))
+    # Normalise on the grid (J / W per lattice point), then slice the ratio: bilinear in
+    # space, (multi)linear in range between the lattice points around the pixel's value (the
+    # tents sum to 1). Slicing one ratio instead of J and W apart halves the full-resolution
+    # work, at the same accuracy (measured). A cell that no pixel reaches (W underflow, tiny
+    # sigma_r) takes the lattice point's own value, so a neighbour reading it is not pulled
+    # to 0.
+    numer, denom = grid[:, :c], grid[:, c:]
+    levels = torch.tensor(points, device=x.device, dtype=x.dtype).add_(base).mul_(step)
+    ratio = torch.where(denom > 1e-30, numer / denom.clamp(min=1e-30), levels.view(-1, c, 1, 1, 1))
+    cols = _column_weights(w, gw, s, x.device) if s > 1 else None
+    cell_buffer = x.new_empty((c, b, gh * s, w)) if s > 1 else None
+    out = x.new_empty((c, b, h, w))
     for index, point in enumerate(points):
-        tent = (v[:1] - point[0]).abs_().neg_().add_(1.0).clamp_(min=0.0)
-        for d in range(1, c):
-            tent.mul_((v[d : d + 1] - point[d]).abs_().neg_().add_(1.0).clamp_(min=0.0))
-        cell = _upsample(grid[index], s, h, w) if s > 1 else grid[index]
-        acc.addcmul_(tent, cell)
-    numer, denom = acc[:c], acc[c:]
-    # denom > 0: the pixel itself weighs in its own levels; guard against underflow anyway.
-    out = torch.where(denom > 1e-30, numer / denom.clamp(min=1e-30), xt)
+        tent = _tent(v, point, plane, plane2)
+        if s > 1:
+            cell = _upsample(ratio[index], s, cols, cell_buffer)[..., :h, :]
+        else:
+            cell = ratio[index]
+        if index == 0:
+            torch.mul(tent, cell, out=out)
+        else:
+            out.addcmul_(tent, cell)
     return out.transpose(0, 1)
 
 

@@ -284,5 +284,8 @@ def override_args(path: str | Path) -> list[str]:
     validate_params(raw, str(path))
     args: list[str] = []
     for key, value in flatten(raw).items():
-        args += ["-S", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
+        args += [
+            "-S",
+            f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}",
+        ]
     return args

@@ -80,6 +80,10 @@ _TRUTH_COLUMNS = (
     "shear",
     "shift_x",
     "shift_y",
+    "face_x",
+    "face_y",
+    "face_w",
+    "face_h",
 )
 
 
@@ -166,6 +170,7 @@ class RenderedPair:
     studio: np.ndarray  # misaligned: what the demo writes
     studio_aligned: np.ndarray  # pixel-aligned with the flash image (before the misalignment)
     matrix: np.ndarray  # 2x3, flash pixel -> studio pixel
+    face: tuple[float, float, float, float]  # face centre x, y, width, height in flash px
 
 
 @dataclass
@@ -178,6 +183,7 @@ class DemoPair:
     studio: Path
     matrix: np.ndarray
     misalignment: Misalignment
+    face: tuple[float, float, float, float]  # face centre x, y, width, height in flash px
 
 
 @dataclass
@@ -225,14 +231,19 @@ def default_prepared_sources() -> tuple[Source, ...]:
 
 
 def folder_sources(
-    portraits_dir: str | Path,
+    portraits_dir: str | Path, limit: int | None = None
 ) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, str]]]:
-    """Portraits of a folder (sorted by name, one subject per file) and (file, reason) skips."""
+    """Portraits of a folder (sorted by name, one subject per file) and (file, reason) skips.
+
+    Reading stops after ``limit`` readable portraits.
+    """
     folder = Path(portraits_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: portraits folder not found")
     sources, skipped = [], []
     for path in sorted(folder.iterdir()):
+        if limit is not None and len(sources) >= limit:
+            break
         if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         try:
@@ -472,6 +483,7 @@ def render_pair(
         flash_canvas = _flash_light(scene, subject, width)
     else:
         flash_canvas = studio_canvas.copy()
+    fx, fy, fw, fh = scene.face
     flash_img = flash_canvas[pad_y : pad_y + height, pad_x : pad_x + width]
     if noise_sigma > 0:
         rng = np.random.default_rng([seed, 3, subject.index, pose.index])
@@ -494,6 +506,7 @@ def render_pair(
         studio=studio.clip(0, 1).astype(np.float32),
         studio_aligned=np.ascontiguousarray(studio_aligned.clip(0, 1), dtype=np.float32),
         matrix=matrix,
+        face=(fx - pad_x, fy - pad_y, fw, fh),
     )
 
 
@@ -501,12 +514,11 @@ def render_pair(
 class _Scene:
     albedo: np.ndarray  # linear RGB
     person: np.ndarray
-    skin: np.ndarray
-    head: np.ndarray  # soft head-ellipse weight
+    skin: np.ndarray  # skin of the head (where shine goes)
     depth: np.ndarray  # metres
     normal: tuple[np.ndarray, np.ndarray, np.ndarray]  # unit (x, y, z), z towards the camera
     centre: tuple[float, float]  # principal point (canvas px)
-    face_width: float  # px
+    face: tuple[float, float, float, float]  # centre x, centre y, width, height (canvas px)
     oil: np.ndarray  # smooth [0, 1] texture: where skin shines more
 
 
@@ -522,9 +534,14 @@ def _frame_scene(
 ) -> _Scene:
     cw, ch = width + 2 * pad_x, height + 2 * pad_y
     fcx, fcy, fw, fh = source.face
-    face_px = subject.face_fraction * pose.zoom * width  # face width in the output
-    scale = fw / face_px  # source px per output px
     image, person, skin, hair = source.image, source.person, source.skin, source.hair
+    theta = math.radians(pose.roll_deg)
+    cos, sin = math.cos(theta), math.sin(theta)
+    # Source px per output px. The rolled canvas must fit inside the photo: a tightly cropped
+    # portrait gets a larger face instead of mirrored borders.
+    extent = (abs(cos) * cw + abs(sin) * ch, abs(sin) * cw + abs(cos) * ch)
+    scale = fw / (subject.face_fraction * pose.zoom * width)
+    scale = min(scale, image.shape[1] / extent[0], image.shape[0] / extent[1])
     if scale > 1.5:
         # Shrinking a lot: area-average first so the warp does not alias.
         factor = 1.0 / scale
@@ -533,16 +550,27 @@ def _frame_scene(
             cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in (image, person, skin, hair)
         )
         fcx, fcy, fw, fh = fcx * factor, fcy * factor, fw * factor, fh * factor
-        scale = fw / face_px
-    target = (
-        (subject.face_x + pose.shift[0]) * width + pad_x,
-        (subject.face_y + pose.shift[1]) * height + pad_y,
-    )
-    theta = math.radians(pose.roll_deg)
-    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+        scale = min(scale * factor, image.shape[1] / extent[0], image.shape[0] / extent[1])
+    rot = np.array([[cos, -sin], [sin, cos]])
     mirror = np.diag([-1.0 if subject.mirror else 1.0, 1.0])
-    linear = scale * rot @ mirror
-    to_source = np.hstack([linear, (np.array([fcx, fcy]) - linear @ np.array(target))[:, None]])
+    linear = scale * rot @ mirror  # canvas offset -> source offset
+    # Where the face should land, then the canvas centre's place in the photo, moved (if need
+    # be) so that the canvas stays inside the photo; the face lands where that puts it.
+    centre = np.array([(cw - 1) / 2, (ch - 1) / 2])
+    wanted = np.array(
+        [
+            (subject.face_x + pose.shift[0]) * width + pad_x,
+            (subject.face_y + pose.shift[1]) * height + pad_y,
+        ]
+    )
+    face_src = np.array([fcx, fcy])
+    half = scale * np.array(extent) / 2
+    limit = np.array([image.shape[1], image.shape[0]], dtype=np.float64) - 0.5 - half
+    centre_src = np.clip(
+        face_src + linear @ (centre - wanted), np.minimum(-0.5 + half, limit), limit
+    )
+    to_source = np.hstack([linear, (centre_src - linear @ centre)[:, None]])
+    target = centre + np.linalg.solve(linear, face_src - centre_src)
 
     def warp(a: np.ndarray, interpolation: int) -> np.ndarray:
         return cv2.warpAffine(
@@ -570,15 +598,15 @@ def _frame_scene(
     face_w, face_h = fw / scale, fh / scale
     cx, cy = target
     yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
-    # Head axes in the rolled frame (the head rolls with the camera).
-    dx, dy = xx - cx, yy - (cy - 0.15 * face_h)
-    ux = (math.cos(theta) * dx + math.sin(theta) * dy) / (0.8 * face_w)
-    uy = (-math.sin(theta) * dx + math.cos(theta) * dy) / (1.1 * face_h)
+    # Head axes: the photo's upright axes as they appear in the rolled canvas (R(theta)).
+    dx, dy = xx - cx, yy - cy
+    ux = (cos * dx - sin * dy) / (0.8 * face_w)
+    uy = (sin * dx + cos * dy + 0.15 * face_h) / (1.1 * face_h)
     r2 = ux * ux + uy * uy
     head = (1 - _smoothstep(0.75, 1.05, np.sqrt(r2))) * person
     nz_head = np.sqrt(np.clip(1 - r2, 0.05, 1))
-    hx = math.cos(theta) * ux - math.sin(theta) * uy
-    hy = math.sin(theta) * ux + math.cos(theta) * uy
+    hx = cos * ux + sin * uy
+    hy = -sin * ux + cos * uy
     bx = np.clip((xx - cx) / (2.6 * face_w), -0.85, 0.85)
     nz_body = np.sqrt(1 - bx * bx)
 
@@ -614,11 +642,10 @@ def _frame_scene(
         albedo=albedo,
         person=person,
         skin=skin * head,
-        head=head,
         depth=depth.astype(np.float32),
         normal=tuple(n.astype(np.float32) for n in normal),
         centre=((cw - 1) / 2, (ch - 1) / 2),
-        face_width=face_w,
+        face=(float(cx), float(cy), float(face_w), float(face_h)),
         oil=oil.astype(np.float32),
     )
 
@@ -656,13 +683,13 @@ def _flash_light(scene: _Scene, subject: SubjectSpec, width: int) -> np.ndarray:
 
     hx, hy, hz = lvx + vx, lvy + vy, lvz + vz
     n_dot_h = np.clip((nx * hx + ny * hy + nz * hz) / np.sqrt(hx * hx + hy * hy + hz * hz), 0, 1)
-    shine = 0.55 * scene.skin * scene.oil * n_dot_h**40  # oily skin: tight, bright
+    shine = 0.3 * scene.skin * scene.oil * n_dot_h**60  # oily skin: tight, bright
     gloss = 0.06 * scene.person * n_dot_h**12  # clothes and hair: weak, broad
     specular = (shine + gloss) * irradiance * (cos > 0)
 
     ambient = 0.04
     flash_wb = np.asarray(subject.flash_white_balance, np.float32)
-    linear = (scene.albedo * (1.15 * direct + ambient)[..., None] + specular[..., None]) * flash_wb
+    linear = (scene.albedo * (direct + ambient)[..., None] + specular[..., None]) * flash_wb
     return _to_srgb(linear)
 
 
@@ -731,8 +758,8 @@ def generate_demo(
     if portraits_dir is None:
         sources, skipped = list(default_prepared_sources())[:n_subjects], []
     else:
-        raw_sources, skipped = folder_sources(portraits_dir)
-        sources = [prepare_source(name, image) for name, image in raw_sources[:n_subjects]]
+        raw_sources, skipped = folder_sources(portraits_dir, limit=n_subjects)
+        sources = [prepare_source(name, image) for name, image in raw_sources]
     subjects = make_subject_specs([s.name for s in sources], n_subjects, seed)
 
     pairs, rows, thumbs = [], [], []
@@ -761,7 +788,15 @@ def generate_demo(
             )
             m = rendered.matrix
             pairs.append(
-                DemoPair(subject.name, pose.name, flash_path, studio_path, m, pose.misalignment)
+                DemoPair(
+                    subject.name,
+                    pose.name,
+                    flash_path,
+                    studio_path,
+                    m,
+                    pose.misalignment,
+                    rendered.face,
+                )
             )
             rows.append(
                 {
@@ -778,6 +813,9 @@ def generate_demo(
                     "d": m[1, 1],
                     "ty": m[1, 2],
                     **asdict(pose.misalignment),
+                    **dict(
+                        zip(("face_x", "face_y", "face_w", "face_h"), rendered.face, strict=True)
+                    ),
                 }
             )
             thumbs.append((f"{subject.name} {pose.name}", rendered.flash, rendered.studio))

@@ -14,7 +14,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 # Pillow's own bomb check only warns below 2x its limit; we check sizes ourselves.
 Image.MAX_IMAGE_PIXELS = None
@@ -64,7 +64,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             orientation = _orientation(pil)
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                pil.load()
+                _load_strict(pil)
             array = _to_rgb_float(pil, path)
     except ImageReadError:
         raise
@@ -92,7 +92,12 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bits: int = 8) -> Pa
         if not cv2.imwrite(str(path), np.ascontiguousarray(out)):
             raise OSError(f"{path}: could not write image")
         return path
-    options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+    suffix = path.suffix.lower()
+    # PNG level 1: ~2.4x faster than Pillow's default for ~10% larger files (augment writes
+    # 40 PNGs per pair, so writing dominated that stage).
+    options = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+    if suffix == ".png":
+        options = {"compress_level": 1}
     Image.fromarray(array).save(path, **options)
     return path
 
@@ -131,9 +136,35 @@ def _check_file(path: Path) -> None:
         raise ImageReadError(path, "zero bytes")
 
 
-def _orientation(pil: Image.Image) -> int:
+def _load_strict(pil: Image.Image) -> None:
+    """Decode fully, raising on truncated data whatever the process-wide Pillow setting.
+
+    face_recognition sets ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` on import, which would
+    make Pillow pad a truncated file with grey instead of failing.
+    """
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        return int(pil.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+        pil.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def _orientation(pil: Image.Image) -> int:
+    """EXIF orientation from the header only (never decodes the pixels)."""
+    try:
+        if pil.format == "PNG":
+            # PngImageFile.getexif() decodes the whole image to look for an eXIf chunk after
+            # the pixel data (a bomb would be decoded by image_size); read the one before it,
+            # where writers put it, from the header.
+            raw = pil.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = pil.getexif()
+        return int(exif.get(_EXIF_ORIENTATION, 1) or 1)
     except Exception:  # a corrupt EXIF block must not make a good image unreadable
         return 1
 

@@ -37,17 +37,19 @@ STATUSES = ("ok", "identity_fallback", "rejected")
 SCALE_RANGE = (0.7, 1.4)
 MAX_SHEAR = 0.3
 
+# Sampling: at least MIN_SAMPLES pixels per level (a coarse level sampled at the fine level's
+# fraction gives noisy MI gradients), PRE_SAMPLES for the similarity stage, MI_SAMPLES for the
+# reported MI before/after.
 MIN_SAMPLES = 8192
-PRE_LEVELS=[]
-PRE_KIND=sitk.Euler2DTransform
-PRE_RELAX=0.5
-COARSE_OPT=None
-COARSE_OPT_ALL=False
-PHYS=False
-GF=False
-SMOOTH=0
-COARSE_MIN_STEP = 1.0
+NORM = 0
+NORM_LOG = 1
+PRE_SAMPLES = 4096
+PRE_ITERATIONS = 10
+PRE_LINE_ITERATIONS = 20
+PRE_SIDE = 64
+FINE_LEARNING_RATE = 1.0
 MI_SAMPLES = 65536
+COARSE_MIN_STEP = 10.0
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
@@ -348,12 +350,18 @@ def _pyramid(
         h, w = grey.shape
         s = min(1.0, max_side / max(h, w))
         base = _resize(grey, max(8, round(w * s)), max(8, round(h * s)))
+        if NORM:
+            sigma = NORM * max(base.shape)
+            if NORM_LOG:
+                lg = np.log(base + 0.02)
+                base = (lg - cv2.GaussianBlur(lg, (0, 0), sigma)).astype(np.float32)
+            else:
+                base = (base / (cv2.GaussianBlur(base, (0, 0), sigma) + 0.02)).astype(np.float32)
         pyramid = []
         for level in range(levels):
             f = 2 ** (levels - 1 - level)
             small_w, small_h = max(8, round(base.shape[1] / f)), max(8, round(base.shape[0] / f))
             small = _resize(base, small_w, small_h)
-            if SMOOTH and f > 1: small = cv2.GaussianBlur(small, (0, 0), SMOOTH)
             image = sitk.GetImageFromArray(small)
             # Pixel centre i of the copy lies at full-res fixed coordinate (i + 0.5) * step - 0.5.
             step = (fw / small_w, fh / small_h)
@@ -364,6 +372,29 @@ def _pyramid(
     return pyramids[0], pyramids[1], unit
 
 
+def _shrink_to(image: sitk.Image, side: int) -> sitk.Image:
+    """A copy of a pyramid level with its longer side at most ``side`` (same physical frame)."""
+    w, h = image.GetSize()
+    s = side / max(w, h)
+    if s >= 1:
+        return image
+    small_w, small_h = max(8, round(w * s)), max(8, round(h * s))
+    array = _resize(sitk.GetArrayViewFromImage(image), small_w, small_h)
+    out = sitk.GetImageFromArray(array)
+    spacing = image.GetSpacing()
+    origin = image.GetOrigin()
+    # Same pixel-centre rule as _pyramid: extent kept, spacing scaled, origin at the new centre.
+    new_spacing = (spacing[0] * w / small_w, spacing[1] * h / small_h)
+    out.SetSpacing(new_spacing)
+    out.SetOrigin(
+        (
+            origin[0] - 0.5 * spacing[0] + 0.5 * new_spacing[0],
+            origin[1] - 0.5 * spacing[1] + 0.5 * new_spacing[1],
+        )
+    )
+    return out
+
+
 def _resize(grey: np.ndarray, w: int, h: int) -> np.ndarray:
     if (w, h) == (grey.shape[1], grey.shape[0]):
         return grey
@@ -372,6 +403,7 @@ def _resize(grey: np.ndarray, w: int, h: int) -> np.ndarray:
 
 
 def _method(opts: RegistrationOptions, sampling: float) -> sitk.ImageRegistrationMethod:
+    """A Mattes-MI registration method with this call's bins, threads and seeded sampling."""
     method = sitk.ImageRegistrationMethod()
     method.SetNumberOfThreads(opts.threads)
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=opts.histogram_bins)
@@ -381,8 +413,21 @@ def _method(opts: RegistrationOptions, sampling: float) -> sitk.ImageRegistratio
         method.SetMetricSamplingStrategy(method.RANDOM)
         # seed + 1: SimpleITK treats seed 0 as "seed from the wall clock".
         method.SetMetricSamplingPercentage(sampling, opts.seed + 1)
+    # Central differences at the sampled points only: more exact than ITK's smoothed gradient
+    # image (about half the final error on flash-like pairs) and no whole-image filter per call.
+    method.MetricUseMovingImageGradientFilterOff()
+    method.MetricUseFixedImageGradientFilterOff()
     method.SetInterpolator(sitk.sitkLinear)
     return method
+
+
+def _fraction(image: sitk.Image, fraction: float, minimum: int, maximum: int | None = None) -> float:
+    """Sampling fraction giving at least ``minimum`` (at most ``maximum``) pixels of ``image``."""
+    pixels = float(np.prod(image.GetSize()))
+    count = max(fraction * pixels, minimum)
+    if maximum is not None:
+        count = min(count, maximum)
+    return min(1.0, count / pixels)
 
 
 def _mutual_information(
@@ -392,9 +437,27 @@ def _mutual_information(
 
     Before and after are evaluated on the same pixels (same seed and grid), so they compare.
     """
-    method = _method(opts, min(1.0, MI_SAMPLES / float(np.prod(fixed.GetSize()))))
+    method = _method(opts, _fraction(fixed, 1.0, 0, MI_SAMPLES))
     method.SetInitialTransform(transform, inPlace=False)
     return -float(method.MetricEvaluate(fixed, moving))
+
+
+def _execute(
+    method: sitk.ImageRegistrationMethod,
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    transform: sitk.Transform,
+) -> tuple[int, str]:
+    """Run one single-level optimisation in place; (iterations, stop condition)."""
+    method.SetInitialTransform(transform, inPlace=True)
+    count = {"n": 0}
+
+    def on_iteration() -> None:
+        count["n"] += 1
+
+    method.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    method.Execute(fixed, moving)
+    return count["n"], method.GetOptimizerStopConditionDescription()
 
 
 def _optimise(
@@ -409,55 +472,48 @@ def _optimise(
     transform = sitk.AffineTransform(
         sitk.CenteredTransformInitializer(fixed[-1], moving[-1], sitk.AffineTransform(2), init)
     )
+    n_params = transform.GetNumberOfParameters()
     level_iterations: list[int] = []
     stop = ""
-    for level in PRE_LEVELS:
-        pre = PRE_KIND()
-        pre.SetCenter(transform.GetCenter())
-        pre.SetTranslation(transform.GetTranslation())
-        method = _method(opts, min(1.0, max(opts.sampling_fraction, MIN_SAMPLES / float(np.prod(fixed[level].GetSize())))))
-        method.MetricUseMovingImageGradientFilterOff()
-        method.MetricUseFixedImageGradientFilterOff()
-        pixel = max(fixed[level].GetSpacing())
-        method.SetOptimizerAsRegularStepGradientDescent(opts.learning_rate * pixel, opts.min_step * pixel * COARSE_MIN_STEP, opts.iterations, PRE_RELAX, 1e-8)
-        method.SetOptimizerScales([1.0] * pre.GetNumberOfParameters())
-        method.SetInitialTransform(pre, inPlace=True)
-        count = {"n": 0}
-        def on_iteration(method: sitk.ImageRegistrationMethod = method, count=count) -> None:
-            count["n"] = method.GetOptimizerIteration() + 1
-        method.AddCommand(sitk.sitkIterationEvent, on_iteration)
-        method.Execute(fixed[level], moving[level])
-        level_iterations.append(count["n"])
-        transform.SetMatrix(pre.GetMatrix())
-        transform.SetTranslation(pre.GetTranslation())
+    if opts.optimizer == "regular_step":
+        # Stage 1, on the coarsest level: similarity (scale, rotation, shift) by Powell's
+        # method. Gradient descent on the full affine crawls along the valley that couples
+        # rotation and translation and can settle in a shear that mimics a rotation (ITK's
+        # 10-degree T1/PD case ends near 0-4 degrees); Powell's line searches follow the valley
+        # and 4 parameters cannot shear. The affine stages then start near the answer.
+        pre_fixed, pre_moving = (_shrink_to(image, PRE_SIDE) for image in (fixed[0], moving[0]))
+        similarity = sitk.Similarity2DTransform()
+        similarity.SetCenter(transform.GetCenter())
+        similarity.SetTranslation(transform.GetTranslation())
+        method = _method(opts, _fraction(pre_fixed, 1.0, 0, PRE_SAMPLES))
+        pixel = max(pre_fixed.GetSpacing())
+        method.SetOptimizerAsPowell(
+            numberOfIterations=PRE_ITERATIONS,
+            maximumLineIterations=PRE_LINE_ITERATIONS,
+            stepLength=opts.learning_rate * pixel,
+            stepTolerance=COARSE_MIN_STEP * opts.min_step * pixel,
+            valueTolerance=1e-6,
+        )
+        method.SetOptimizerScales([1.0] * similarity.GetNumberOfParameters())
+        count, _ = _execute(method, pre_fixed, pre_moving, similarity)
+        level_iterations.append(count)
+        transform.SetMatrix(similarity.GetMatrix())
+        transform.SetTranslation(similarity.GetTranslation())
     # One Execute per pyramid level (rather than ITK's built-in level loop) so that the steps
-    # follow each level's pixel size: 2 pixels at the coarsest level cover the misalignment
-    # quickly, the finest refines.
+    # follow each level's pixel size, and on pyramid copies made once by _pyramid.
     for level, (fixed_level, moving_level) in enumerate(zip(fixed, moving)):
         finest = level == len(fixed) - 1
-        pixels = float(np.prod(fixed_level.GetSize()))
-        method = _method(opts, min(1.0, max(opts.sampling_fraction, MIN_SAMPLES / pixels)))
-        # Central differences at the sampled points only: more exact than ITK's smoothed
-        # gradient image (about half the final error on flash pairs) and no per-level filter.
-        method.SetMetricUseMovingImageGradientFilter(GF)
-        method.MetricUseFixedImageGradientFilterOff()
+        method = _method(opts, _fraction(fixed_level, opts.sampling_fraction, MIN_SAMPLES))
         pixel = max(fixed_level.GetSpacing())
-        if opts.optimizer == "regular_step" and COARSE_OPT and (not finest or COARSE_OPT_ALL):
-            COARSE_OPT(method, pixel)
-        elif opts.optimizer == "regular_step":
+        if opts.optimizer == "regular_step":
             method.SetOptimizerAsRegularStepGradientDescent(
-                learningRate=opts.learning_rate * pixel,
+                learningRate=opts.learning_rate * pixel * (FINE_LEARNING_RATE if finest else 1.0),
                 # Coarse levels stop earlier: the next level refines anyway.
-                minStep=opts.min_step * pixel * (1 if finest else COARSE_MIN_STEP),
+                minStep=opts.min_step * pixel * (1.0 if finest else COARSE_MIN_STEP),
                 numberOfIterations=opts.iterations,
                 relaxationFactor=0.5,
                 gradientMagnitudeTolerance=1e-8,
             )
-            # Every parameter moves image points by similar amounts in the normalised frame,
-            # so unit scales balance the step direction (the step length is in raw parameter
-            # units; see _pyramid).
-            if PHYS: method.SetOptimizerScalesFromPhysicalShift()
-            else: method.SetOptimizerScales([1.0] * transform.GetNumberOfParameters())
         else:
             method.SetOptimizerAsOnePlusOneEvolutionary(
                 numberOfIterations=opts.iterations,
@@ -466,22 +522,13 @@ def _optimise(
                 growthFactor=opts.growth_factor,
                 seed=opts.seed + 1,
             )
-            # The 1+1 search radius of parameter i is radius / scale_i. Physical-shift scales
-            # in a pixel frame (~r^2 for matrix terms) would freeze the matrix; in the
-            # normalised frame unit scales let a mutation move image corners by similar
-            # amounts through matrix terms and translations (MATLAB's radius 6.25e-3 is a
-            # matrix-term step).
-            method.SetOptimizerScales([1.0] * transform.GetNumberOfParameters())
-        method.SetInitialTransform(transform, inPlace=True)
-        count = {"n": 0}
-
-        def on_iteration(method: sitk.ImageRegistrationMethod = method, count=count) -> None:
-            count["n"] = method.GetOptimizerIteration() + 1
-
-        method.AddCommand(sitk.sitkIterationEvent, on_iteration)
-        method.Execute(fixed_level, moving_level)
-        level_iterations.append(count["n"])
-        stop = method.GetOptimizerStopConditionDescription()
+        # Every parameter moves image points by similar amounts in the normalised frame (see
+        # _pyramid), so unit scales balance both optimizers. (The 1+1 search radius of
+        # parameter i is radius / scale_i: physical-shift scales in a pixel frame, ~r^2 for
+        # matrix terms, would freeze the matrix; MATLAB's radius 6.25e-3 is a matrix step.)
+        method.SetOptimizerScales([1.0] * n_params)
+        count, stop = _execute(method, fixed_level, moving_level, transform)
+        level_iterations.append(count)
     return transform, stop, level_iterations
 
 

@@ -401,3 +401,29 @@ def test_stage_fails_on_too_many_rejects_but_writes_the_list(
     metrics = yaml.safe_load((work / "metrics/ingest.json").read_text())
     assert (metrics["pairs"], metrics["rejected"], metrics["subjects"]) == (6, 10, 5)
     assert _tree_digest(raw) == before
+
+
+def test_faid_accepts_noflash_as_ambient(tmp_path):
+    """`<name>_noflash` pairs with `<name>_flash` in the faid layout (public sample naming)."""
+    import numpy as np
+
+    from pipeline.datasets import read_dataset
+    from pipeline.io import write_image
+
+    raw = tmp_path / "raw"
+    image = np.full((80, 60, 3), 0.5, dtype=np.float32)
+    write_image(raw / "p1_flash.png", image)
+    write_image(raw / "p1_noflash.png", image)
+    write_image(raw / "p2_flash.png", image)
+    write_image(raw / "p2_ambient.png", image)
+    result = read_dataset(
+        raw,
+        "faid",
+        derived_dir=tmp_path / "derived",
+        min_side=16,
+        max_pixels=10**7,
+        aspect_tolerance=0.02,
+        yaleb_studio_lights=["P00A+000E+20"],
+    )
+    assert sorted(p.subject for p in result.pairs) == ["p1", "p2"]
+    assert result.rejected == []

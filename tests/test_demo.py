@@ -135,9 +135,8 @@ def test_render_pair_physics(sources):
     assert _interior_error(back, clean.studio_aligned, valid) < 0.015
     assert _interior_error(clean.studio, clean.studio_aligned, valid) > 0.04
 
-    # Face centre (from the specs) vs the top corners (background behind the head).
-    fx = round((subject.face_x + pose.shift[0]) * w)
-    fy = round((subject.face_y + pose.shift[1]) * h)
+    # Face centre vs the top corners (background behind the head).
+    fx, fy = round(clean.face[0]), round(clean.face[1])
     face = (slice(fy - 8, fy + 8), slice(fx - 8, fx + 8))
     corners = np.concatenate(
         [clean.flash[:30, :30].reshape(-1, 3), clean.flash[:30, -30:].reshape(-1, 3)]
@@ -162,7 +161,7 @@ def test_render_pair_physics(sources):
 
 def test_default_demo_faces_are_detectable(tmp_path: Path):
     """The default demo (6 subjects x 2 poses, 768x1024): HOG finds the face in every image,
-    where the specs put it (the flash) and where the misalignment moves it (the studio)."""
+    where truth.csv puts it (the flash) and where the misalignment moves it (the studio)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # face_recognition_models imports pkg_resources
         import face_recognition
@@ -171,13 +170,10 @@ def test_default_demo_faces_are_detectable(tmp_path: Path):
     assert summary.metrics()["pairs"] == 12 and summary.metrics()["subjects"] == 6
     assert summary.faces_not_found == []
     assert len({s.name for s in summary.subjects}) == 6
-    specs = {s.name: s for s in summary.subjects}
-    for pair in summary.pairs:
-        subject = specs[pair.subject]
-        pose = make_pose_specs(subject, 2, 0, 768, 1024, **LIMITS)[int(pair.pose[1:])]
-        centre = np.array(
-            [(subject.face_x + pose.shift[0]) * 768, (subject.face_y + pose.shift[1]) * 1024, 1.0]
-        )
+    truth = read_truth(tmp_path / "truth.csv")
+    for pair, row in zip(summary.pairs, truth.itertuples(), strict=True):
+        assert (row.face_x, row.face_y) == pytest.approx(pair.face[:2], abs=1e-6)
+        centre = np.array([pair.face[0], pair.face[1], 1.0])
         for path, expected in ((pair.flash, centre[:2]), (pair.studio, pair.matrix @ centre)):
             image = (read_image(path) * 255).round().astype(np.uint8)
             boxes = face_recognition.face_locations(image)  # default settings: HOG, upsample 1
@@ -185,6 +181,7 @@ def test_default_demo_faces_are_detectable(tmp_path: Path):
             top, right, bottom, left = max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
             found = np.array([(left + right) / 2, (top + bottom) / 2])
             assert np.linalg.norm(found - expected) < 0.1 * 768, path
+            assert 0.6 < (right - left) / pair.face[2] < 1.6, path
 
 
 def test_portraits_dir_and_variants(tmp_path: Path):

@@ -142,3 +142,43 @@ def test_json_round_trip_numpy_and_atomic(tmp_path: Path):
     assert read_json(path) == {"a": [0, 1, 2], "b": 0.5, "p": "x"}
     assert list(json.loads(path.read_text())) == ["a", "b", "p"]
     assert [p.name for p in path.parent.iterdir()] == ["m.json"]
+
+
+def test_image_size_reads_only_the_png_header(tmp_path: Path, monkeypatch):
+    """image_size never decodes a PNG (Pillow's PNG getexif() would): bombs stay cheap."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_asymmetric()).save(tmp_path / "rotated.png", exif=exif)
+    Image.fromarray(_asymmetric()).save(tmp_path / "plain.png")
+    from PIL import PngImagePlugin
+
+    decoded = []
+    original = PngImagePlugin.PngImageFile.load
+
+    def recording_load(self):
+        decoded.append(self.filename)
+        return original(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", recording_load)
+    assert image_size(tmp_path / "rotated.png") == (24, 40)  # orientation 6 from the header
+    assert image_size(tmp_path / "plain.png") == (40, 24)
+    assert decoded == []
+    assert read_image(tmp_path / "rotated.png").shape == (40, 24, 3)
+    assert decoded  # read_image does decode
+
+
+def test_truncated_files_fail_even_when_pillow_is_told_to_accept_them(tmp_path: Path, monkeypatch):
+    """face_recognition sets ImageFile.LOAD_TRUNCATED_IMAGES = True on import; read_image
+    must still refuse truncated data (and leave the global setting as it found it)."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    for suffix in (".jpg", ".png"):
+        full = tmp_path / f"full{suffix}"
+        Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), np.uint8)).save(full)
+        cut = tmp_path / f"cut{suffix}"
+        cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+        with pytest.raises(ImageReadError, match="truncated file"):
+            read_image(cut)
+        assert read_image(full).shape == (64, 64, 3)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True

@@ -1,5 +1,8 @@
 """Layout ``faid`` (Flash and Ambient Illuminations Dataset): ``*_flash.*`` with ``*_ambient.*``.
 
+``*_noflash.*`` is accepted as a synonym of ``*_ambient.*`` (the naming of many public
+flash/no-flash samples, e.g. the FAID excerpts of flash-to-ambient repositories).
+
 Files may sit at any depth. Two files pair up when they share folder and prefix
 (``People_042_flash.png`` + ``People_042_ambient.png``); the ambient shot plays the studio role.
 FAID does not say who is in a photo, so every pair is its own subject (the prefix, with its
@@ -14,6 +17,8 @@ from pipeline.datasets.records import Discovery, Rejection
 from pipeline.datasets.validate import group_claims, is_image_name, pair_up
 
 ROLES = ("flash", "ambient")
+# File-name suffix -> role; "_noflash" does not end with "_flash", so the order is safe.
+SUFFIX_ROLES = {"flash": "flash", "ambient": "ambient", "noflash": "ambient"}
 
 
 def discover(raw_dir: Path, files: list[Path]) -> Discovery:
@@ -22,8 +27,8 @@ def discover(raw_dir: Path, files: list[Path]) -> Discovery:
     rejected = []
     for rel in files:
         stem = rel.name.rsplit(".", 1)[0] if "." in rel.name else rel.name
-        role = next((r for r in ROLES if stem.lower().endswith(f"_{r}")), None)
-        if role is None:
+        suffix = next((x for x in SUFFIX_ROLES if stem.lower().endswith(f"_{x}")), None)
+        if suffix is None:
             if is_image_name(rel):
                 rejected.append(
                     Rejection(
@@ -32,7 +37,8 @@ def discover(raw_dir: Path, files: list[Path]) -> Discovery:
                     )
                 )
             continue
-        prefix = stem[: -len(role) - 1]
+        role = SUFFIX_ROLES[suffix]
+        prefix = stem[: -len(suffix) - 1]
         if not prefix:
             rejected.append(Rejection((raw_dir / rel).as_posix(), f"empty name before _{role}"))
             continue

@@ -1,0 +1,90 @@
+"""Evaluation metrics: the paper's accuracy (eq. 7), SSIM and PSNR per image, and summaries.
+
+SSIM and PSNR come from torchmetrics (Gaussian 11x11 window, sigma 1.5, k1 0.01, k2 0.03, the
+usual Wang et al. 2004 settings) with ``data_range=1.0``: images are expected in [0, 1] (clamp
+reconstructions first; eq. 2 can leave the range). All per-image functions take (N, C, H, W)
+tensors, or one (C, H, W) image, and return a float32 tensor of shape (N,), computed in
+float32 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
+
+
+def _batch(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if a.shape != b.shape:
+        raise ValueError(f"image shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.ndim == 3:
+        a, b = a[None], b[None]
+    if a.ndim != 4:
+        raise ValueError(f"expected (N, C, H, W) or (C, H, W) images, got {tuple(a.shape)}")
+    return a.float(), b.float()
+
+
+def accuracy(y: torch.Tensor, t: torch.Tensor, bl_x: torch.Tensor) -> torch.Tensor:
+    """Eq. 7 per image: 100 - 100/(3wh) * sum |t_d - y_d|, in percent, shape (N,).
+
+    ``y_d = BL(x) - 2y + 1`` and ``t_d = BL(x) - 2t + 1`` are the decoded difference images of
+    the output y and target t (``bl_x`` = BL(x)); the sum runs over pixels and channels. Since
+    ``t_d - y_d = 2 (y - t)``, this is 100 - 200 * mean |y - t|.
+    """
+    y, t = _batch(y, t)
+    bl_x = bl_x.float().reshape(y.shape)
+    y_d = bl_x - 2.0 * y + 1.0
+    t_d = bl_x - 2.0 * t + 1.0
+    return 100.0 - 100.0 * (t_d - y_d).abs().mean(dim=(1, 2, 3))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM of every image pair (torchmetrics, data range 1.0), shape (N,); sides >= 11 px."""
+    a, b = _batch(a, b)
+    if min(a.shape[-2:]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {tuple(a.shape[-2:])}")
+    return structural_similarity_index_measure(a, b, data_range=1.0, reduction="none")
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of every image pair (torchmetrics, data range 1.0), shape (N,).
+
+    Identical images give +inf.
+    """
+    a, b = _batch(a, b)
+    return peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
+
+
+def summarise(values: Iterable[float] | torch.Tensor | np.ndarray) -> dict[str, float | int | None]:
+    """Mean, std (population), median, min, max and count of per-image values.
+
+    Non-finite values (a PSNR of +inf for identical images) are left out of the statistics
+    and counted in ``n_nonfinite``; with no finite values the statistics are None (JSON null).
+    """
+    if isinstance(values, torch.Tensor):
+        array = values.detach().double().cpu().numpy().ravel()
+    elif isinstance(values, np.ndarray):
+        array = values.astype(np.float64).ravel()
+    else:
+        array = np.asarray([float(v) for v in values], np.float64)
+    finite = array[np.isfinite(array)]
+    stats: dict[str, float | int | None] = {
+        "n": int(array.size),
+        "n_nonfinite": int(array.size - finite.size),
+    }
+    if finite.size == 0:
+        stats.update(mean=None, std=None, median=None, min=None, max=None)
+        return stats
+    stats.update(
+        mean=float(finite.mean()),
+        std=float(finite.std()),
+        median=float(np.median(finite)),
+        min=float(finite.min()),
+        max=float(finite.max()),
+    )
+    return stats

@@ -1,0 +1,107 @@
+"""The interface every network of the registry implements (one training loop serves them all).
+
+An :class:`ImageModel` maps a batch of RGB images (N, 3, H, W) in [0, 1] to (N, 3, H, W) in
+[0, 1]; which images these are (flash, BL(flash), difference targets) is the encoding's
+business, not the model's. The model also owns its optimizers and its training step, so
+pix2pix's GAN step plugs into the same loop as the supervised networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Autocast = Callable[[], AbstractContextManager[Any]]
+
+
+class AdamSettings(Protocol):
+    """What configure_optimizers needs (``pipeline.config.AdamParams`` fits)."""
+
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+
+
+def make_adam(params: Any, adam: AdamSettings) -> torch.optim.Adam:
+    """Adam with the given settings over ``params``."""
+    return torch.optim.Adam(
+        params, lr=adam.lr, betas=(adam.beta1, adam.beta2), eps=adam.eps
+    )
+
+
+def backward_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    """loss.backward() and optimizer.step(), through the GradScaler when there is one.
+
+    With a scaler, the caller calls ``scaler.update()`` once after the last step of the
+    iteration (the documented pattern for several optimizers).
+    """
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+
+
+class ImageModel(nn.Module):
+    """Base of the registry's networks: images (N, 3, H, W) in [0, 1] -> same shape in [0, 1].
+
+    Subclasses set ``size_multiple`` (input sides must be divisible by it) and implement
+    ``forward``. ``arch`` is set by :func:`pipeline.models.register_arch`; ``build_kwargs`` by
+    :func:`pipeline.models.build_model` (what rebuilds the same network from a model file).
+    """
+
+    arch: str = ""
+    size_multiple: int = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.build_kwargs: dict[str, Any] = {}
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Refuse inputs this network cannot take, with the reason."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"{self.arch or type(self).__name__}: expected (N, 3, H, W), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        if h % self.size_multiple or w % self.size_multiple:
+            raise ValueError(
+                f"{self.arch or type(self).__name__}: image sides must be multiples of "
+                f"{self.size_multiple}, got {h}x{w}"
+            )
+
+    def configure_optimizers(self, adam: AdamSettings) -> dict[str, torch.optim.Optimizer]:
+        """One Adam over all parameters, under the key "model"."""
+        return {"model": make_adam(self.parameters(), adam)}
+
+    def training_step(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        loss_fn: Loss,
+        optimizers: dict[str, torch.optim.Optimizer],
+        autocast: Autocast,
+        scaler: torch.amp.GradScaler | None,
+    ) -> dict[str, float]:
+        """One supervised step: zero_grad, forward under autocast, loss in float32, backward, step.
+
+        Returns ``{"loss": value}`` (the loss before the step).
+        """
+        optimizer = optimizers["model"]
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            outputs = self(inputs)
+        loss = loss_fn(outputs.float(), targets.float())
+        backward_step(loss, optimizer, scaler)
+        if scaler is not None:
+            scaler.update()
+        return {"loss": float(loss.detach())}

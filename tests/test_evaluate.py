@@ -1,0 +1,275 @@
+"""Tests of pipeline/evaluate.py: known answers for the oracle and identity outputs, the
+protocol sample, the sample grids, the whole evaluation of a processed index and of a raw
+folder (library and `deepflash evaluate`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from pipeline.encoding import make_target
+from pipeline.losses import make_loss
+
+from pipeline.config import Params
+from pipeline.evaluate import (
+    METRICS,
+    PSNR_CAP,
+    evaluate_batch,
+    evaluate_model,
+    evaluate_raw,
+    flat_metrics,
+    format_table,
+    identity_output,
+    make_blur,
+    protocol_indices,
+    sample_grid,
+    summarise,
+)
+from pipeline.io import write_image
+from pipeline.models import build_model, save_model_file
+
+BILATERAL = {"sigma_s_fraction": 0.03, "sigma_r": 0.4, "mode": "per_channel"}
+
+
+class Constant(torch.nn.Module):
+    """A "network" that returns a fixed output whatever its input (oracle / identity)."""
+
+    def __init__(self, output: torch.Tensor):
+        super().__init__()
+        self.output = output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output
+
+
+def _pair(n: int = 2, side: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    studio = torch.rand(n, 3, side, side, generator=gen) * 0.6 + 0.2
+    flash = (studio * 1.3 + 0.05 * torch.rand(n, 3, side, side, generator=gen)).clamp(0, 1)
+    return flash, studio
+
+
+@pytest.mark.parametrize("encoding", ["A", "B", "C"])
+def test_oracle_and_identity_known_answers(encoding: str) -> None:
+    flash, studio = _pair()
+    blur = make_blur(BILATERAL, 32)
+    loss_fn = make_loss(True)
+    target = make_target(flash, studio, encoding, blur)
+    oracle = evaluate_batch(Constant(target), flash, studio, encoding, blur, loss_fn).metrics
+    # The perfect output: zero loss, 100 % accuracy, reconstruction = preconditioned gt.
+    assert oracle["model"]["loss"] == pytest.approx([0, 0], abs=1e-7)
+    assert oracle["model"]["accuracy"] == pytest.approx([100, 100], abs=1e-4)
+    assert oracle["model"]["ssim_pgt"] == pytest.approx([1, 1], abs=1e-4)
+    assert list(oracle["model"]["psnr_pgt"]) == [PSNR_CAP, PSNR_CAP]
+
+    # The identity baseline reconstructs the flash image: PSNR vs gt by the formula.
+    ident = oracle["identity"]
+    mse = ((flash - studio) ** 2).mean(dim=(1, 2, 3)).numpy()
+    assert ident["psnr_gt"] == pytest.approx(10 * np.log10(1 / mse), abs=1e-3)
+    expected_y = flash if encoding == "A" else torch.full_like(flash, 0.5)
+    assert torch.allclose(identity_output(flash, encoding, blur), expected_y, atol=1e-6)
+    # A network that outputs the identity output scores exactly as the baseline.
+    same = evaluate_batch(Constant(expected_y), flash, studio, encoding, blur, loss_fn).metrics
+    for metric in METRICS:
+        assert same["model"][metric] == pytest.approx(same["identity"][metric], abs=1e-6)
+    if encoding == "A":
+        # Encoding A: the preconditioned gt is the studio photo itself.
+        assert ident["ssim_pgt"] == pytest.approx(ident["ssim_gt"], abs=1e-6)
+
+
+def test_protocol_indices() -> None:
+    assert list(protocol_indices(4, 30, 0, "val")) == [0, 1, 2, 3]
+    first = protocol_indices(100, 30, 0, "val")
+    assert len(set(first.tolist())) == 30 and first.max() < 100
+    assert np.array_equal(first, protocol_indices(100, 30, 0, "val"))
+    assert not np.array_equal(first, protocol_indices(100, 30, 1, "val"))
+    assert not np.array_equal(first, protocol_indices(100, 30, 0, "test"))
+
+
+def test_summarise_and_flatten() -> None:
+    per_image = {"model": {"loss": np.array([1.0, 2.0, 4.0])}}
+    assert summarise(per_image) == {"model": {"loss": pytest.approx(7 / 3)}}
+    assert summarise(per_image, np.array([0, 2])) == {"model": {"loss": 2.5}}
+    flat = flat_metrics({"val": {"images": 3, "full": summarise(per_image)}})
+    assert flat == {"eval.val.images": 3.0, "eval.val.full.model.loss": pytest.approx(7 / 3)}
+
+
+def test_sample_grid_layout() -> None:
+    colours = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1)]
+    keys = ("input", "bl_input", "output", "pgt", "gt")
+    images = {
+        k: np.ones((64, 64, 3), np.float32) * np.array(c, np.float32)
+        for k, c in zip(keys, colours, strict=True)
+    }
+    grid = sample_grid(images)
+    side = 128  # tiles are upscaled to at least 128 px so the labels fit
+    assert grid.shape == (side + 16, 5 * side + 4 * 2, 3) and grid.dtype == np.uint8
+    for i, colour in enumerate(colours):
+        centre = grid[16 + side // 2, i * (side + 2) + side // 2]
+        assert tuple(centre) == tuple(255 * np.array(colour))
+    assert (grid[:16] < 128).any()  # the labels are drawn in the band above
+
+
+def _processed(root: Path, side: int = 32) -> Path:
+    """A processed index with 3 train images and 1 val image (test split empty)."""
+    rows = []
+    for i, split in enumerate(["train", "train", "train", "val"]):
+        flash, studio = _pair(1, side, seed=i)
+        f = write_image(
+            root / "data/processed" / split / f"p{i}__v_flash.png",
+            flash[0].permute(1, 2, 0).numpy(),
+        )
+        s = write_image(
+            root / "data/processed" / split / f"p{i}__v_studio.png",
+            studio[0].permute(1, 2, 0).numpy(),
+        )
+        rows.append(
+            {
+                "split": split,
+                "pair_id": f"p{i}",
+                "subject": f"s{i}",
+                "variant": "v",
+                "flash": f.relative_to(root).as_posix(),
+                "studio": s.relative_to(root).as_posix(),
+            }
+        )
+    index = root / "data/processed/index.csv"
+    with index.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return index
+
+
+def _model_file(path: Path, encoding: str = "C", size: int = 32) -> Path:
+    torch.manual_seed(0)
+    model = build_model("deepflash", width=0.0625)
+    meta = {
+        "arch": "deepflash",
+        "width": 0.0625,
+        "encoding": encoding,
+        "size": size,
+        "bilateral": BILATERAL,
+        "centred": True,
+    }
+    save_model_file(path, model, meta)
+    return path
+
+
+def test_evaluate_model_on_a_processed_index(tmp_path: Path) -> None:
+    index = _processed(tmp_path)
+    model_path = _model_file(tmp_path / "model.pt")
+    results = evaluate_model(
+        model_path,
+        index,
+        root=tmp_path,
+        protocol_images=2,
+        seed=0,
+        samples=1,
+        batch_size=2,
+        device="cpu",
+        samples_dir=tmp_path / "samples",
+    )
+    assert results["test"] == {"images": 0}
+    assert results["train"]["images"] == 3 and results["train"]["protocol"]["images"] == 2
+    assert results["val"]["protocol"]["images"] == 1
+    # One val image: full and protocol are the same image.
+    assert results["val"]["full"]["model"] == results["val"]["protocol"]["model"]
+    for system in ("model", "identity"):
+        assert set(results["train"]["full"][system]) == set(METRICS)
+    # The identity baseline does not depend on the model: it is the flash image vs the gt.
+    flash, studio = _pair(1, 32, seed=3)
+    mse = float(((flash * 255).round() / 255 - (studio * 255).round() / 255).pow(2).mean())
+    assert results["val"]["full"]["identity"]["psnr_gt"] == pytest.approx(
+        10 * np.log10(1 / mse), abs=1e-3
+    )
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["train_0.png", "val_0.png"]
+    table = format_table(results)
+    assert "identity" in table and table.count("\n") == 6  # header, rule, 2 x 2 rows, test row
+    json.dumps(results, allow_nan=False)  # every value is finite JSON
+
+
+def _faid_copy(shared: Path, dest: Path) -> Path:
+    """The shared flash/no-flash pairs renamed to the faid layout (_noflash -> _ambient)."""
+    dest.mkdir()
+    for path in sorted((shared / "flash_pairs").iterdir()):
+        name = path.name.replace("_noflash", "_ambient")
+        shutil.copy(path, dest / name)
+    return dest
+
+
+def test_evaluate_raw_real_flash_pairs(shared_data: Path, tmp_path: Path) -> None:
+    raw = _faid_copy(shared_data, tmp_path / "raw")
+    model_path = _model_file(tmp_path / "model.pt", encoding="A", size=64)
+    params = Params.model_validate(
+        {
+            "register": {"max_side": 128, "iterations": 30},
+            "evaluate": {"protocol_images": 3, "samples": 1},
+        }
+    )
+    result = evaluate_raw(
+        model_path,
+        raw,
+        "faid",
+        tmp_path / "work",
+        params,
+        device="cpu",
+        samples_dir=tmp_path / "samples",
+    )
+    assert result["pairs"] == 4 and result["rejected"] == []
+    block = result["metrics"]["all"]
+    assert block["images"] == 4 and block["protocol"]["images"] == 3
+    ident = block["full"]["identity"]
+    # Real flash vs dim ambient light: the flash image is far from the no-flash one.
+    assert 0 < ident["ssim_gt"] < 0.95 and 5 < ident["psnr_gt"] < 30
+    assert (tmp_path / "samples" / "all_0.png").is_file()
+
+
+def test_cli_evaluate(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.cli import main
+
+    raw = _faid_copy(shared_data, tmp_path / "raw")
+    model_path = _model_file(tmp_path / "model.pt", encoding="C", size=64)
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: defaults
+    out = tmp_path / "metrics.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            str(model_path),
+            "--raw-dir",
+            str(raw),
+            "--layout",
+            "faid",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "identity" in result.output and "protocol:" in result.output
+    saved = json.loads(out.read_text())
+    assert (
+        saved["pairs"] == 4 and saved["encoding"] == "C" and saved["metrics"]["all"]["images"] == 4
+    )
+    missing = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            str(model_path),
+            "--raw-dir",
+            str(tmp_path / "samples_none"),
+            "--layout",
+            "faid",
+        ],
+    )
+    assert missing.exit_code != 0

@@ -1,0 +1,79 @@
+"""Loss: eq. 5 equals eq. 3 on the decoded difference images; offsets per image/channel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.losses import centred_mse, make_loss, plain_mse
+
+
+def _eq3(y: torch.Tensor, t: torch.Tensor, bl_x: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 written out: mean-centred MSE between y_d = BL(x) - 2y + 1 and t_d = BL(x) - 2t + 1.
+
+    Per image: 1/(3N) sum over N pixels and 3 channels of ((t_d - y_d) - E[t_d - y_d])^2,
+    the mean E per channel; then averaged over the batch. Done with explicit loops so it
+    shares no code with the implementation.
+    """
+    y_d = bl_x - 2 * y + 1
+    t_d = bl_x - 2 * t + 1
+    n_img, channels, h, w = y.shape
+    per_image = []
+    for i in range(n_img):
+        total = torch.zeros((), dtype=torch.float64)
+        for c in range(channels):
+            d = (t_d[i, c] - y_d[i, c]).double()
+            total += ((d - d.mean()) ** 2).sum()
+        per_image.append(total / (channels * h * w))
+    return torch.stack(per_image).mean()
+
+
+def test_eq5_equals_eq3_on_random_tensors():
+    gen = torch.Generator().manual_seed(0)
+    for shape in [(1, 3, 8, 8), (4, 3, 16, 12), (2, 3, 5, 7)]:
+        y = torch.rand(shape, generator=gen)
+        t = torch.rand(shape, generator=gen)
+        bl_x = torch.rand(shape, generator=gen)
+        expected = _eq3(y, t, bl_x)
+        assert float(centred_mse(y, t)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_eq5_by_hand():
+    # One image, one channel of 2 pixels: t - y = (0.3, 0.1), mean 0.2, centred (0.1, -0.1);
+    # 4/(1*2) * (0.01 + 0.01) = 0.04. Three identical channels give the same value.
+    y = torch.tensor([0.2, 0.4]).view(1, 1, 1, 2).repeat(1, 3, 1, 1)
+    t = torch.tensor([0.5, 0.5]).view(1, 1, 1, 2).repeat(1, 3, 1, 1)
+    assert float(centred_mse(y, t)) == pytest.approx(0.04)
+    assert float(plain_mse(y, t)) == pytest.approx((0.09 + 0.01) / 2)
+
+
+def test_centred_loss_ignores_a_constant_offset_per_image_and_channel():
+    gen = torch.Generator().manual_seed(1)
+    y = torch.rand(3, 3, 10, 10, generator=gen)
+    t = torch.rand(3, 3, 10, 10, generator=gen)
+    offset = torch.rand(3, 3, 1, 1, generator=gen) - 0.5  # differs per image and channel
+    assert float(centred_mse(y + offset, t)) == pytest.approx(float(centred_mse(y, t)), rel=1e-5)
+    assert float(plain_mse(y + offset, t)) > float(plain_mse(y, t)) + 1e-3
+    # A perfect prediction up to the offset scores 0 with eq. 5 only.
+    assert float(centred_mse(t + offset, t)) < 1e-10
+    assert float(plain_mse(t + offset, t)) > 1e-3
+    # An offset that varies over the image is not forgiven.
+    ramp = torch.linspace(0, 0.5, 10).view(1, 1, 1, 10)
+    assert float(centred_mse(t + ramp, t)) > 1e-3
+
+
+def test_make_loss_and_gradients():
+    assert make_loss(True) is centred_mse
+    assert make_loss(False) is plain_mse
+    y = torch.rand(2, 3, 4, 4, requires_grad=True)
+    t = torch.rand(2, 3, 4, 4)
+    centred_mse(y.to(torch.bfloat16), t).backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
+    assert centred_mse(y, t).dtype == torch.float32
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match="differs"):
+        centred_mse(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5))
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        plain_mse(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4))
