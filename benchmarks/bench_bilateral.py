@@ -63,7 +63,10 @@ def best_time(fn, repeats: int, sync=None) -> tuple[float, float, object]:
 def cv2_per_channel(img: np.ndarray, sigma_s: float) -> np.ndarray:
     """cv2.bilateralFilter on each channel apart (per-channel filter, like the paper's)."""
     return np.stack(
-        [cv2.bilateralFilter(np.ascontiguousarray(img[..., k]), -1, SIGMA_R, sigma_s) for k in range(3)],
+        [
+            cv2.bilateralFilter(np.ascontiguousarray(img[..., k]), -1, SIGMA_R, sigma_s)
+            for k in range(3)
+        ],
         axis=-1,
     )
 
@@ -74,7 +77,10 @@ def cached_reference(img: np.ndarray, sigma_s: float) -> np.ndarray:
     path = Path("/tmp") / f"deepflash_bench_bilateral_ref_{key}.npy"
     if path.exists():
         return np.load(path)
-    print(f"computing the brute-force reference (radius {int(np.ceil(3 * sigma_s))} px) ...", flush=True)
+    print(
+        f"computing the brute-force reference (radius {int(np.ceil(3 * sigma_s))} px) ...",
+        flush=True,
+    )
     start = time.perf_counter()
     ref = reference_bilateral_filter(img, sigma_s, SIGMA_R)
     print(f"  done in {time.perf_counter() - start:.1f} s, cached in {path}", flush=True)
@@ -124,7 +130,12 @@ def bench_large(cv2_full: bool) -> dict:
     img = large_image()
     sigma_s = 0.03 * 4160
     ours_t, ours_med, _ = best_time(lambda: bilateral_filter(img, sigma_s, SIGMA_R), 2)
-    result = {"size": "3120x4160x3", "sigma_s": sigma_s, "ours_s": ours_t, "ours_median_s": ours_med}
+    result = {
+        "size": "3120x4160x3",
+        "sigma_s": sigma_s,
+        "ours_s": ours_t,
+        "ours_median_s": ours_med,
+    }
     if cv2_full:
         start = time.perf_counter()
         cv2.bilateralFilter(img, -1, SIGMA_R, sigma_s)
@@ -135,7 +146,11 @@ def bench_large(cv2_full: bool) -> dict:
         cv2.bilateralFilter(tile, -1, SIGMA_R, sigma_s)
         tile_s = time.perf_counter() - start
         scale = img.shape[0] * img.shape[1] / (tile.shape[0] * tile.shape[1])
-        result.update(cv2_s=tile_s * scale, cv2_tile_s=tile_s, cv2_measured=f"extrapolated from a 312x416 tile x{scale:.0f}")
+        result.update(
+            cv2_s=tile_s * scale,
+            cv2_tile_s=tile_s,
+            cv2_measured=f"extrapolated from a 312x416 tile x{scale:.0f}",
+        )
     result["speedup_vs_cv2"] = result["cv2_s"] / ours_t
     return result
 
@@ -157,7 +172,9 @@ def bench_cuda(repeats: int, skip_large: bool) -> dict:
     }
     if not skip_large:
         big = torch.from_numpy(large_image()).permute(2, 0, 1)[None].cuda()
-        result["3120x4160_s"], _, _ = best_time(lambda: bilateral_filter(big, 124.8, SIGMA_R), 3, sync)
+        result["3120x4160_s"], _, _ = best_time(
+            lambda: bilateral_filter(big, 124.8, SIGMA_R), 3, sync
+        )
     return result
 
 
@@ -179,34 +196,47 @@ def main() -> int:
     }
     r = bench_512(args.repeats)
     report["512"] = r
-    print(f"512x512x3, sigma_s={r['sigma_s']:.0f} px, sigma_r={SIGMA_R} "
-          f"(torch threads {report['torch_threads']}, cv2 threads {report['cv2_threads']})")
+    print(
+        f"512x512x3, sigma_s={r['sigma_s']:.0f} px, sigma_r={SIGMA_R} "
+        f"(torch threads {report['torch_threads']}, cv2 threads {report['cv2_threads']})"
+    )
     print(f"  {'method':34s} {'best ms':>9s} {'median ms':>10s} {'PSNR vs brute force':>20s}")
     rows = [
         ("ours (numpy in/out)", r["ours_s"], r["ours_median_s"], r["ours_psnr_db"]),
         ("ours (torch tensor)", r["ours_torch_tensor_s"], float("nan"), r["ours_psnr_db"]),
         ("cv2.bilateralFilter d=-1 (3-ch)", r["cv2_s"], r["cv2_median_s"], r["cv2_psnr_db"]),
-        ("cv2.bilateralFilter per channel", r["cv2_per_channel_s"], float("nan"), r["cv2_per_channel_psnr_db"]),
+        (
+            "cv2.bilateralFilter per channel",
+            r["cv2_per_channel_s"],
+            float("nan"),
+            r["cv2_per_channel_psnr_db"],
+        ),
         ("identity (no filter)", float("nan"), float("nan"), r["identity_psnr_db"]),
     ]
     for name, best, median, quality in rows:
         print(f"  {name:34s} {best * 1e3:9.1f} {median * 1e3:10.1f} {quality:17.2f} dB")
     ok = r["speedup_vs_cv2"] >= 20 and r["ours_psnr_db"] >= 34
-    print(f"  speed-up vs cv2 (3-ch): {r['speedup_vs_cv2']:.1f}x, vs cv2 per channel: "
-          f"{r['speedup_vs_cv2_per_channel']:.1f}x  -> target >= 20x at >= 34 dB: "
-          f"{'MET' if ok else 'NOT MET'}")
+    print(
+        f"  speed-up vs cv2 (3-ch): {r['speedup_vs_cv2']:.1f}x, vs cv2 per channel: "
+        f"{r['speedup_vs_cv2_per_channel']:.1f}x  -> target >= 20x at >= 34 dB: "
+        f"{'MET' if ok else 'NOT MET'}"
+    )
 
     if not args.skip_large:
         big = bench_large(args.cv2_full)
         report["large"] = big
-        print(f"3120x4160x3, sigma_s={big['sigma_s']:.1f} px: ours {big['ours_s']:.2f} s; "
-              f"cv2 {big['cv2_s']:.0f} s ({big['cv2_measured']}); speed-up {big['speedup_vs_cv2']:.0f}x")
+        print(
+            f"3120x4160x3, sigma_s={big['sigma_s']:.1f} px: ours {big['ours_s']:.2f} s; "
+            f"cv2 {big['cv2_s']:.0f} s ({big['cv2_measured']}); speed-up {big['speedup_vs_cv2']:.0f}x"
+        )
 
     if torch.cuda.is_available():
         gpu = bench_cuda(args.repeats, args.skip_large)
         report["cuda"] = gpu
-        line = (f"CUDA ({gpu['device']}): 512x512x3 {gpu['512_s'] * 1e3:.2f} ms "
-                f"({gpu['512_psnr_db']:.2f} dB), batch of 4 {gpu['512_batch4_s'] * 1e3:.2f} ms")
+        line = (
+            f"CUDA ({gpu['device']}): 512x512x3 {gpu['512_s'] * 1e3:.2f} ms "
+            f"({gpu['512_psnr_db']:.2f} dB), batch of 4 {gpu['512_batch4_s'] * 1e3:.2f} ms"
+        )
         if "3120x4160_s" in gpu:
             line += f", 3120x4160x3 {gpu['3120x4160_s'] * 1e3:.1f} ms"
         print(line)

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
 # albumentations asks PyPI for a newer version at import: a network call (and a warning
 # offline) in every stage run. Pipelines must not depend on the network: switch it off.
@@ -30,6 +33,7 @@ from albumentations.augmentations.geometric import functional as fgeometric  # n
 
 from pipeline.faces import Box
 from pipeline.io import read_image, write_image
+from pipeline.parallel import parallel_map
 
 DEFAULT_ROTATIONS = (-20.0, -10.0, 0.0, 10.0, 20.0)
 MODES = ("full", "face")
@@ -226,13 +230,86 @@ def augment_pair_files(
     return written
 
 
+INDEX_COLUMNS = ("split", "pair_id", "subject", "variant", "flash", "studio")
+"""Columns of ``data/processed/index.csv``."""
+
+
+@dataclass
+class AugmentRun:
+    """What :func:`augment_dataset` wrote: one index row per variant, and the counts."""
+
+    index: pd.DataFrame
+    metrics: dict[str, int]
+
+
+def _augment_job(job: tuple[Any, ...]) -> list[tuple[str, str, str]]:
+    """One pair for :func:`augment_dataset` (module level: it runs in worker processes)."""
+    pair_id, flash, studio, box, out_dir, options = job
+    return augment_pair_files(pair_id, flash, studio, box, out_dir, **options)
+
+
+def augment_dataset(
+    faces: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    splits: Sequence[str],
+    rotations: Sequence[float] = DEFAULT_ROTATIONS,
+    border_mode: str = "reflect",
+    workers: int = 1,
+    progress: bool = False,
+) -> AugmentRun:
+    """Write every pair of the crop stage's index into ``out_dir/<split>/`` (augment contract).
+
+    ``faces`` has the crop index's columns (pair_id, subject, split, flash, studio,
+    face_top, face_right, face_bottom, face_left). Pairs of ``splits`` get every variant,
+    the others only the identity. Pairs run in ``workers`` processes; output paths are
+    ``out_dir`` joined as given (relative stays relative).
+    """
+    jobs = [
+        (
+            row.pair_id,
+            row.flash,
+            row.studio,
+            (int(row.face_top), int(row.face_right), int(row.face_bottom), int(row.face_left)),
+            Path(out_dir) / row.split,
+            {
+                "augment": row.split in splits,
+                "rotations": tuple(rotations),
+                "border_mode": border_mode,
+            },
+        )
+        for row in faces.itertuples(index=False)
+    ]
+    results = zip(
+        faces.itertuples(index=False), parallel_map(_augment_job, jobs, workers), strict=True
+    )
+    rows = []
+    for row, written in tqdm(
+        results, total=len(jobs), desc="augment", unit="pair", disable=not progress
+    ):
+        rows += [(row.split, row.pair_id, row.subject, *variant) for variant in written]
+    index = pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
+    per_split = index["split"].value_counts()
+    metrics = {
+        "pairs": len(jobs),
+        "pairs_augmented": sum(1 for job in jobs if job[5]["augment"]),
+        "variants_per_pair": len(rotations) * len(MODES) * len(FLIPS),
+        "images": len(index),
+        **{f"images_{split}": int(per_split.get(split, 0)) for split in ("train", "val", "test")},
+    }
+    return AugmentRun(index, metrics)
+
+
 __all__ = [
     "BORDER_MODES",
     "DEFAULT_ROTATIONS",
     "FLIPS",
     "IDENTITY_VARIANT",
+    "INDEX_COLUMNS",
     "MODES",
+    "AugmentRun",
     "FixedAffine",
+    "augment_dataset",
     "augment_pair",
     "augment_pair_files",
     "identity_pair",

@@ -78,7 +78,9 @@ class RegisterParams(_Group):
     iterations: int = Field(200, ge=1)
     levels: int = Field(3, ge=1, le=6)
     histogram_bins: int = Field(50, ge=8)
-    sampling_fraction: float = Field(0.25, gt=0, le=1)
+    # Share of the finest level's pixels sampled by Mattes MI (at least 8192): 0.1 keeps a
+    # 512 px pair under 0.5 s on one core at ~0.1 px error; 1.0 = every pixel (MATLAB).
+    sampling_fraction: float = Field(0.1, gt=0, le=1)
     seed: int = 0
     on_failure: Literal["identity", "reject"] = "identity"
     workers: int = Field(2, ge=1)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import math
 import shutil
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,10 +38,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
-from pipeline.io import ImageReadError, read_image, write_image
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+from pipeline.faces import detect_faces
+from pipeline.io import ImageReadError, is_image_name, read_image, safe_name, write_image
 
 # Skin-tone gains (linear RGB) for derived subjects; the first entry (no change) is the original.
 _SKIN_GAINS = (
@@ -244,10 +243,10 @@ def folder_sources(
     for path in sorted(folder.iterdir()):
         if limit is not None and len(sources) >= limit:
             break
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+        if not path.is_file() or not is_image_name(path):
             continue
         try:
-            sources.append((_safe_name(path.stem), read_image(path)))
+            sources.append((safe_name(path.stem), read_image(path)))
         except ImageReadError as error:
             skipped.append((str(path), error.reason))
     if not sources:
@@ -276,25 +275,13 @@ def _limit_side(image: np.ndarray, max_side: int) -> np.ndarray:
 
 def _find_face(image: np.ndarray) -> tuple[tuple[float, float, float, float], bool]:
     """Largest HOG face (centre x, centre y, width, height); the upper centre when none."""
-    with warnings.catch_warnings():
-        # face_recognition_models imports pkg_resources, which warns on import.
-        warnings.simplefilter("ignore")
-        import face_recognition
-
-    scale = min(1.0, 800 / max(image.shape[:2]))
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    boxes = face_recognition.face_locations((small * 255).round().astype(np.uint8))
+    boxes = detect_faces(image)
     h, w = image.shape[:2]
     if not boxes:
         side = 0.3 * min(w, h)
         return (w / 2, 0.4 * h, side, side), False
-    top, right, bottom, left = max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
-    return (
-        (left + right) / 2 / scale,
-        (top + bottom) / 2 / scale,
-        (right - left) / scale,
-        (bottom - top) / scale,
-    ), True
+    top, right, bottom, left = boxes[0]
+    return ((left + right) / 2, (top + bottom) / 2, right - left, bottom - top), True
 
 
 def _person_mask(image: np.ndarray, face: tuple[float, ...]) -> np.ndarray:
@@ -740,11 +727,13 @@ def generate_demo(
     noise_sigma: float = 0.01,
     flash: bool = True,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> DemoSummary:
     """Write ``<subject>/<pose>_flash.jpg``, ``<pose>_studio.jpg``, truth.csv, contact_sheet.png.
 
     ``out_dir`` must be empty or absent; with ``overwrite`` a previous demo folder (one holding
-    truth.csv) is replaced. Returns what was written, with each pair's matrix.
+    truth.csv) is replaced. ``flash=False`` lights the flash shot like the studio one (tests);
+    ``progress`` shows a progress bar. Returns what was written, with each pair's matrix.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -762,63 +751,51 @@ def generate_demo(
         sources = [prepare_source(name, image) for name, image in raw_sources]
     subjects = make_subject_specs([s.name for s in sources], n_subjects, seed)
 
+    limits = (max_rotation_deg, max_scale, max_shift_frac, max_shear)
+    work = [
+        (subject, pose)
+        for subject in subjects
+        for pose in make_pose_specs(subject, poses, seed, width, height, *limits)
+    ]
     pairs, rows, thumbs = [], [], []
-    for subject in subjects:
-        source = sources[subject.source]
-        pose_specs = make_pose_specs(
-            subject,
-            poses,
-            seed,
-            width,
-            height,
-            max_rotation_deg,
-            max_scale,
-            max_shift_frac,
-            max_shear,
+    for subject, pose in tqdm(work, desc="demo", unit="pair", disable=not progress):
+        rendered = render_pair(
+            sources[subject.source], subject, pose, width, height, noise_sigma, seed, flash=flash
         )
-        for pose in pose_specs:
-            rendered = render_pair(
-                source, subject, pose, width, height, noise_sigma, seed, flash=flash
+        folder = out_dir / subject.name
+        flash_path = write_image(folder / f"{pose.name}_flash.jpg", rendered.flash)
+        studio_path = write_image(folder / f"{pose.name}_studio.jpg", rendered.studio)
+        m = rendered.matrix
+        pairs.append(
+            DemoPair(
+                subject.name,
+                pose.name,
+                flash_path,
+                studio_path,
+                m,
+                pose.misalignment,
+                rendered.face,
             )
-            flash_path = write_image(
-                out_dir / subject.name / f"{pose.name}_flash.jpg", rendered.flash
-            )
-            studio_path = write_image(
-                out_dir / subject.name / f"{pose.name}_studio.jpg", rendered.studio
-            )
-            m = rendered.matrix
-            pairs.append(
-                DemoPair(
-                    subject.name,
-                    pose.name,
-                    flash_path,
-                    studio_path,
-                    m,
-                    pose.misalignment,
-                    rendered.face,
-                )
-            )
-            rows.append(
-                {
-                    "subject": subject.name,
-                    "pose": pose.name,
-                    "flash": flash_path.relative_to(out_dir).as_posix(),
-                    "studio": studio_path.relative_to(out_dir).as_posix(),
-                    "width": width,
-                    "height": height,
-                    "a": m[0, 0],
-                    "b": m[0, 1],
-                    "tx": m[0, 2],
-                    "c": m[1, 0],
-                    "d": m[1, 1],
-                    "ty": m[1, 2],
-                    **asdict(pose.misalignment),
-                    **dict(
-                        zip(("face_x", "face_y", "face_w", "face_h"), rendered.face, strict=True)
-                    ),
-                }
-            )
-            thumbs.append((f"{subject.name} {pose.name}", rendered.flash, rendered.studio))
+        )
+        rows.append(
+            {
+                "subject": subject.name,
+                "pose": pose.name,
+                "flash": flash_path.relative_to(out_dir).as_posix(),
+                "studio": studio_path.relative_to(out_dir).as_posix(),
+                "width": width,
+                "height": height,
+                "a": m[0, 0],
+                "b": m[0, 1],
+                "tx": m[0, 2],
+                "c": m[1, 0],
+                "d": m[1, 1],
+                "ty": m[1, 2],
+                **asdict(pose.misalignment),
+                **dict(zip(("face_x", "face_y", "face_w", "face_h"), rendered.face, strict=True)),
+            }
+        )
+        thumbs.append((f"{subject.name} {pose.name}", rendered.flash, rendered.studio))
 
     pd.DataFrame(rows, columns=list(_TRUTH_COLUMNS)).to_csv(
         out_dir / "truth.csv", index=False, float_format="%.12g"
@@ -877,13 +854,6 @@ def contact_sheet(
         y, x = gap + r * (th + gap), gap + c * (tw + gap)
         sheet[y : y + th, x : x + tw] = cell
     return sheet
-
-
-def _safe_name(text: str) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text).strip("-.")
-    while "--" in safe:
-        safe = safe.replace("--", "-")
-    return safe or "portrait"
 
 
 __all__ = [

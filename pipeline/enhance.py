@@ -205,7 +205,9 @@ def face_mask(
     dy = ((np.arange(h, dtype=np.float32) + origin[1] + 0.5 - cy) / ry) ** 2
     radius = np.sqrt(dy[:, None] + dx[None, :])
     t = np.clip((1.0 - radius) / feather, 0.0, 1.0)
-    return (t * t * t * (t * (t * 6.0 - 15.0) + 10.0)).astype(np.float32)
+    mask = (t * t * t * (t * (t * 6.0 - 15.0) + 10.0)).astype(np.float32)
+    # float32 rounding can lift the polynomial a hair above 1 just below t = 1.
+    return np.minimum(mask, 1.0, out=mask)
 
 
 def mask_region(
@@ -247,7 +249,7 @@ def _upsample_to_region(
         np.ascontiguousarray(small, dtype=np.float32),
         matrix,
         (rx1 - rx0, ry1 - ry0),
-        flags=cv2.INTER_LINEAR,
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,  # the matrix maps output -> source
         borderMode=cv2.BORDER_REPLICATE,
     )
 

@@ -29,8 +29,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-from pipeline.io import read_image, write_image, write_json
+from pipeline.io import ImageReadError, read_image, read_json, write_image, write_json
+from pipeline.parallel import parallel_map
 
 Box = tuple[int, int, int, int]
 """A face box (top, right, bottom, left) in pixels, face_recognition's order."""
@@ -435,34 +438,21 @@ def crop_pair_files(
     out_dir: str | os.PathLike,
     *,
     size: int,
-    detector: str = "hog",
-    max_side: int = 800,
-    upsample: int = 1,
-    margin: float = 0.4,
-    pad_mode: str = "reflect",
-    on_missing: str = "center",
     max_pixels: int | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Read a pair, crop it and write ``<pair_id>_flash.png``, ``_studio.png``, ``.json``.
 
-    Returns the JSON record plus the two PNG paths (keys ``flash``, ``studio``). Raises
-    :class:`pipeline.io.ImageReadError` for an unusable image and :class:`NoFaceError` when
-    no face is found and ``on_missing`` is ``"reject"``.
+    ``options`` are :func:`crop_faces`'s keyword arguments (detector, max_side, upsample,
+    margin, pad_mode, on_missing). Returns the JSON record plus the two PNG paths (keys
+    ``flash``, ``studio``). Raises :class:`pipeline.io.ImageReadError` for an unusable image
+    and :class:`NoFaceError` when no face is found and ``on_missing`` is ``"reject"``.
     """
     kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
     flash = read_image(flash_path, **kwargs)
     studio = read_image(studio_path, **kwargs)
     result = crop_faces(
-        flash,
-        studio,
-        np.asarray(registration, dtype=np.float64),
-        size=size,
-        detector=detector,
-        max_side=max_side,
-        upsample=upsample,
-        margin=margin,
-        pad_mode=pad_mode,
-        on_missing=on_missing,
+        flash, studio, np.asarray(registration, dtype=np.float64), size=size, **options
     )
     out_dir = Path(out_dir)
     flash_png = write_image(out_dir / f"{pair_id}_flash.png", result.flash)
@@ -479,16 +469,135 @@ def crop_pair_files(
     return {**record, "flash": str(flash_png), "studio": str(studio_png)}
 
 
+# --------------------------------------------------------------------------- a dataset
+
+INDEX_COLUMNS = (
+    "pair_id",
+    "subject",
+    "split",
+    "flash",
+    "studio",
+    "face_top",
+    "face_right",
+    "face_bottom",
+    "face_left",
+)
+"""Columns of ``data/interim/faces/index.csv`` (the face box is in the crop's pixels)."""
+
+
+def registration_matrix(path: str | os.PathLike) -> tuple[np.ndarray | None, str]:
+    """The 2x3 matrix of a register-stage JSON file, or ``(None, reason)`` when unusable.
+
+    Unusable: no file, registration status ``rejected``, unreadable JSON, or a matrix that
+    is not a finite, invertible 2x3 matrix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None, "no registration result (run the register stage)"
+    try:
+        record = read_json(path)
+        if record.get("status") == "rejected":
+            return None, f"registration rejected: {record.get('reason') or 'no reason'}"
+        matrix = np.asarray(record["matrix"], dtype=np.float64)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return None, f"unreadable registration ({error.__class__.__name__}: {error})"
+    if matrix.shape != (2, 3) or not np.all(np.isfinite(matrix)):
+        return None, f"registration matrix is not a finite 2x3 matrix: {record['matrix']}"
+    if abs(np.linalg.det(matrix[:, :2])) < 1e-6:
+        return None, "registration matrix is degenerate"
+    return matrix, ""
+
+
+@dataclass
+class CropRun:
+    """What :func:`crop_dataset` did: index rows, rejected inputs (file, reason), counts."""
+
+    index: pd.DataFrame
+    rejected: list[tuple[str, str]]
+    metrics: dict[str, int]
+
+
+def _crop_job(job: tuple[Any, ...]) -> dict[str, Any]:
+    """One pair for :func:`crop_dataset` (module level: it runs in worker processes)."""
+    pair_id, flash_path, studio_path, matrix, out_dir, size, options = job
+    try:
+        return crop_pair_files(
+            pair_id, flash_path, studio_path, matrix, out_dir, size=size, **options
+        )
+    except ImageReadError as error:
+        return {"pair_id": pair_id, "file": error.path, "reason": error.reason}
+    except NoFaceError as error:
+        return {"pair_id": pair_id, "file": str(flash_path), "reason": str(error)}
+
+
+def crop_dataset(
+    manifest: pd.DataFrame,
+    registered_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    size: int,
+    workers: int = 1,
+    progress: bool = False,
+    **options: Any,
+) -> CropRun:
+    """Crop every manifest pair with its registration into ``out_dir`` (crop stage contract).
+
+    ``manifest`` needs columns pair_id, subject, split, flash_path, studio_path;
+    ``registered_dir`` holds the register stage's ``<pair_id>.json``. ``options`` are
+    :func:`crop_faces`'s keyword arguments. Pairs without a usable registration, with an
+    unreadable image or (``on_missing="reject"``) without a face are rejected with the file
+    and the reason; nothing raises for one bad pair. Pairs run in ``workers`` processes.
+    """
+    rejected: list[tuple[str, str]] = []
+    rows, jobs = {}, []
+    for row in manifest.sort_values("pair_id").itertuples(index=False):
+        path = Path(registered_dir) / f"{row.pair_id}.json"
+        matrix, reason = registration_matrix(path)
+        if matrix is None:
+            rejected.append((str(path), reason))
+            continue
+        rows[row.pair_id] = row
+        jobs.append((row.pair_id, row.flash_path, row.studio_path, matrix, out_dir, size, options))
+
+    load_detector()  # before the workers fork: they share the loaded models
+    index, counts = [], {"detected": 0, "center": 0, "multiple_faces": 0}
+    results = parallel_map(_crop_job, jobs, workers)
+    for result in tqdm(results, total=len(jobs), desc="crop", unit="pair", disable=not progress):
+        if "reason" in result:
+            rejected.append((result["file"], result["reason"]))
+            continue
+        counts[result["method"]] += 1
+        counts["multiple_faces"] += len(result["faces"]) > 1
+        row = rows[result["pair_id"]]
+        top, right, bottom, left = result["face_box"]
+        index.append(
+            (row.pair_id, row.subject, row.split, result["flash"], result["studio"])
+            + (top, right, bottom, left)
+        )
+    metrics = {
+        "pairs": len(manifest),
+        "cropped": len(index),
+        "detected": counts["detected"],
+        "fallback": counts["center"],
+        "rejected": len(rejected),
+        "multiple_faces": counts["multiple_faces"],
+    }
+    return CropRun(pd.DataFrame(index, columns=list(INDEX_COLUMNS)), rejected, metrics)
+
+
 __all__ = [
     "IDENTITY",
+    "INDEX_COLUMNS",
     "Box",
     "CropBox",
+    "CropRun",
     "FaceCrop",
     "NoFaceError",
     "box_area",
     "center_crop_box",
     "compose",
     "crop_faces",
+    "crop_dataset",
     "crop_matrix",
     "crop_pair",
     "crop_pair_files",
@@ -496,6 +605,7 @@ __all__ = [
     "face_box_in_crop",
     "load_detector",
     "nominal_face_box",
+    "registration_matrix",
     "resample",
     "square_crop_box",
 ]

@@ -6,9 +6,12 @@ applied), whatever it was on disk: 8- or 16-bit, grey, grey+alpha, RGBA, palette
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,11 @@ Image.MAX_IMAGE_PIXELS = None
 
 _EXIF_ORIENTATION = 0x0112
 DEFAULT_MAX_PIXELS = 100_000_000
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm", ".pnm", ".gif"}
+)
+"""File extensions (lower case) of the image files the project reads."""
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 class ImageReadError(ValueError):
@@ -99,6 +107,30 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bits: int = 8) -> Pa
     if suffix == ".png":
         options = {"compress_level": 1}
     Image.fromarray(array).save(path, **options)
+    return path
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    """True when the file name has an image extension (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def safe_name(text: str) -> str:
+    """A filesystem-safe name: runs of characters other than ``A-Za-z0-9._+-`` become '-'.
+
+    Leading and trailing '-' and '.' go (no hidden files, never "." or ".."); "x" if nothing is left.
+    """
+    return _UNSAFE.sub("-", text).strip("-.") or "x"
+
+
+def write_rejected(path: str | os.PathLike, rows: Iterable[tuple[str, str]]) -> Path:
+    """A rejected-inputs CSV with columns file, reason (header written even when empty)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["file", "reason"])
+        writer.writerows(rows)
     return path
 
 
@@ -207,10 +239,14 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
     "ImageReadError",
     "image_size",
+    "is_image_name",
     "read_image",
     "read_json",
+    "safe_name",
     "write_image",
     "write_json",
+    "write_rejected",
 ]

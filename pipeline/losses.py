@@ -25,7 +25,9 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _check(y: torch.Tensor, t: torch.Tensor) -> None:
     if y.shape != t.shape:
-        raise ValueError(f"output shape {tuple(y.shape)} differs from target shape {tuple(t.shape)}")
+        raise ValueError(
+            f"output shape {tuple(y.shape)} differs from target shape {tuple(t.shape)}"
+        )
     if y.ndim != 4:
         raise ValueError(f"expected (N, C, H, W) tensors, got {tuple(y.shape)}")
 

@@ -4,24 +4,28 @@ The studio photo (moving image M) is taken about 400 ms before the flash photo (
 and the pose moves in between; the paper aligned them with MATLAB ``imregister`` in its
 multimodal configuration (Mattes mutual information, one-plus-one evolutionary optimizer). We
 do the same with SimpleITK: affine transform (6 degrees of freedom), Mattes MI, centred
-initialisation, multi-resolution pyramid, seeded metric sampling, estimated on a copy
+initialisation, multi-resolution pyramid, seeded metric sampling; estimated on a copy
 downscaled to ``max_side`` and returned as a matrix in full-resolution pixel coordinates.
 
-Conventions (used by every stage and test):
+Conventions (every stage and test relies on them):
 
 * pixel coordinates: x to the right, y down, pixel centres on integers (OpenCV's convention).
 * ``Registration.matrix`` is a 2x3 affine mapping a FIXED pixel (x, y) to the matching MOVING
   pixel, so ``cv2.warpAffine(moving, matrix, (w, h), flags=cv2.INTER_LINEAR |
-  cv2.WARP_INVERSE_MAP)`` aligns moving onto fixed. This is ITK's direction too (its
-  transforms map fixed points to moving points).
-* downscaling by a factor s (``cv2.resize`` with INTER_AREA) maps x to ``(x + 0.5) * s - 0.5``.
+  cv2.WARP_INVERSE_MAP)`` aligns moving onto fixed. ITK's transforms go the same way (they map
+  fixed-image points to moving-image points).
+* resizing by a factor s (``cv2.resize``, INTER_AREA) maps x to ``(x + 0.5) * s - 0.5``.
+
+The default optimizer ("regular_step") runs, coarse to fine: a similarity stage (Powell) on a
+~64 px copy, then the affine by regular-step gradient descent on each pyramid level. The
+"one_plus_one" optimizer reproduces MATLAB's multimodal configuration, for comparison.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,27 +33,28 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 
+from pipeline.io import ImageReadError, read_image, write_image, write_json
+
 OPTIMIZERS = ("regular_step", "one_plus_one")
 STATUSES = ("ok", "identity_fallback", "rejected")
 
-# Degenerate-result limits (the issue's): an affine between two shots of one pose ~400 ms apart
-# never scales by more than this or shears this much; such an estimate is a failed optimisation.
+# Degenerate-result limits (the issue's): two shots of one pose ~400 ms apart never differ by a
+# scale or a shear like these; such an estimate is a failed optimisation, not a pose change.
 SCALE_RANGE = (0.7, 1.4)
 MAX_SHEAR = 0.3
 
 # Sampling: at least MIN_SAMPLES pixels per level (a coarse level sampled at the fine level's
-# fraction gives noisy MI gradients), PRE_SAMPLES for the similarity stage, MI_SAMPLES for the
-# reported MI before/after.
+# fraction gives noisy MI gradients); PRE_SAMPLES for the similarity stage on a PRE_SIDE copy;
+# MI_SAMPLES (a fixed seeded set) for the reported MI before/after.
 MIN_SAMPLES = 8192
-NORM = 0
-NORM_LOG = 1
+PRE_SIDE = 64
 PRE_SAMPLES = 4096
 PRE_ITERATIONS = 10
 PRE_LINE_ITERATIONS = 20
-PRE_SIDE = 64
-FINE_LEARNING_RATE = 1.0
-MI_SAMPLES = 65536
+MI_SAMPLES = 32768
+# Coarse levels stop at a 10x larger step than the finest: the next level refines anyway.
 COARSE_MIN_STEP = 10.0
+GF_FINE = 0
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
@@ -62,12 +67,13 @@ class RegistrationOptions:
     SimpleITK seeds from the wall clock when given 0, so ``seed + 1`` is what ITK sees.
     ``threads`` caps ITK's threads for this call: 1 (the default) makes results independent of
     the machine's core count (ITK sums per-thread histograms in a thread-dependent order) and
-    lets the stage run one pair per core. ``sampling_fraction`` 1.0 uses every pixel (MATLAB's
-    ``UseAllPixels``). ``learning_rate`` and ``min_step`` are the regular-step optimizer's
-    first and last step lengths in pixels of the downscaled copy. ``init`` is ITK's centred
-    initialisation: ``geometry`` (image centres; the default, robust to the flash's lighting)
-    or ``moments`` (intensity centres of mass). One-plus-one settings default to MATLAB's
-    ``imregconfig('multimodal')``.
+    lets the stage run one pair per core. ``sampling_fraction`` is the share of the finest
+    level's pixels the metric samples (1.0: every pixel, MATLAB's ``UseAllPixels``).
+    ``learning_rate`` and ``min_step`` are the regular-step optimizer's first and last step
+    lengths, in pixels of the level being optimised. ``init`` is ITK's centred initialisation:
+    ``geometry`` (image centres; the default, indifferent to the flash's lighting) or
+    ``moments`` (intensity centres of mass). The one-plus-one settings default to MATLAB's
+    ``imregconfig('multimodal')`` (with ``iterations=100``, ``sampling_fraction=1.0``).
     """
 
     max_side: int = 512
@@ -75,7 +81,7 @@ class RegistrationOptions:
     iterations: int = 200
     levels: int = 3
     histogram_bins: int = 50
-    sampling_fraction: float = 0.25
+    sampling_fraction: float = 0.1
     seed: int = 0
     on_failure: Literal["identity", "reject"] = "identity"
     threads: int = 1
@@ -95,11 +101,16 @@ class RegistrationOptions:
             raise ValueError(f"init must be 'geometry' or 'moments', got {self.init!r}")
         if not 0 < self.sampling_fraction <= 1:
             raise ValueError(f"sampling_fraction must be in (0, 1], got {self.sampling_fraction}")
-        for name in ("max_side", "iterations", "levels", "histogram_bins", "threads"):
+        for name in ("iterations", "levels", "histogram_bins", "threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_side < 16:
-            raise ValueError(f"max_side must be >= 16, got {self.max_side}")
+        if self.max_side < 32:
+            raise ValueError(f"max_side must be >= 32, got {self.max_side}")
+        for name in ("learning_rate", "min_step", "initial_radius", "epsilon"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.growth_factor > 1:
+            raise ValueError(f"growth_factor must be > 1, got {self.growth_factor}")
 
 
 @dataclass(frozen=True)
@@ -107,10 +118,12 @@ class Registration:
     """Result of :func:`register`.
 
     ``matrix`` is what to apply (2x3, full-resolution pixels, fixed -> moving): the estimate when
-    ``status`` is "ok", the identity otherwise ("identity_fallback", or "rejected": callers
-    must skip rejected pairs). ``estimated`` keeps the raw estimate for diagnosis. MI values are
-    Mattes mutual information (nats, larger is better) over all pixels of the downscaled pair,
-    before (identity) and after (the applied matrix).
+    ``status`` is "ok", the identity otherwise ("identity_fallback"; "rejected": callers skip
+    the pair). ``estimated`` keeps the raw estimate (NaN when none) for diagnosis. ``mi_before``
+    and ``mi_after`` are Mattes mutual information (nats, larger is better) of the downscaled
+    pair on one fixed set of pixels, at the identity and at the applied matrix. ``seconds`` is
+    wall time, ``cpu_seconds`` this process's CPU time (equal on an idle core with threads=1;
+    the honest figure on a busy machine).
     """
 
     matrix: np.ndarray
@@ -125,6 +138,7 @@ class Registration:
     moving_size: tuple[int, int]
     stop_condition: str = ""
     level_iterations: tuple[int, ...] = field(default_factory=tuple)
+    cpu_seconds: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -132,21 +146,22 @@ class Registration:
         return self.status == "ok"
 
     def warp(self, image: np.ndarray, border_mode: int = cv2.BORDER_REPLICATE) -> np.ndarray:
-        """Align a full-resolution moving image onto the fixed image's grid (one interpolation)."""
+        """Align the full-resolution moving image onto the fixed image's grid (one interpolation)."""
         return warp_image(image, self.matrix, self.fixed_size, border_mode=border_mode)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record (the per-pair file of the register stage, minus ``pair_id``)."""
+        """JSON-ready record: the register stage's per-pair file, without ``pair_id``."""
         return {
             "matrix": np.asarray(self.matrix, dtype=float).tolist(),
-            "estimated": np.asarray(self.estimated, dtype=float).tolist(),
+            "estimated": [[_finite_or_none(v) for v in row] for row in self.estimated],
             "status": self.status,
             "reason": self.reason,
             "mi_before": _finite_or_none(self.mi_before),
             "mi_after": _finite_or_none(self.mi_after),
             "iterations": int(self.iterations),
             "level_iterations": [int(i) for i in self.level_iterations],
-            "seconds": float(self.seconds),
+            "seconds": round(float(self.seconds), 4),
+            "cpu_seconds": round(float(self.cpu_seconds), 4),
             "fixed_size": list(self.fixed_size),
             "moving_size": list(self.moving_size),
             "stop_condition": self.stop_condition,
@@ -156,14 +171,16 @@ class Registration:
 def register(fixed: np.ndarray, moving: np.ndarray, **options: Any) -> Registration:
     """Estimate the affine that aligns ``moving`` onto ``fixed`` by Mattes mutual information.
 
-    ``fixed`` and ``moving``: HxW grey or HxWxC colour arrays of any dtype (sizes may differ,
-    e.g. a studio shot at another resolution). ``options``: the fields of
-    :class:`RegistrationOptions`. Never raises for a failed optimisation: failures (MI not
-    improved, degenerate matrix, NaN, no convergence, ITK error) are recorded in ``status`` and
-    ``reason`` and replaced by the identity.
+    ``fixed`` and ``moving``: HxW grey or HxWx3/4 colour arrays of any dtype (their sizes may
+    differ: the same field of view at another resolution). ``options``: the fields of
+    :class:`RegistrationOptions` (unknown names raise TypeError). A failed optimisation does not
+    raise: MI not improved, a degenerate matrix (scale outside SCALE_RANGE, shear above
+    MAX_SHEAR, reflection), NaN, no convergence or an ITK error is recorded in ``reason`` and
+    the identity is returned instead, with ``status`` "identity_fallback" or "rejected" as
+    ``on_failure`` says. Unusable arrays (wrong shape, NaN, tiny) raise ValueError.
     """
     opts = RegistrationOptions(**options)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     fixed_grey = to_grey(fixed, "fixed")
     moving_grey = to_grey(moving, "moving")
     fixed_size = (fixed_grey.shape[1], fixed_grey.shape[0])
@@ -171,29 +188,36 @@ def register(fixed: np.ndarray, moving: np.ndarray, **options: Any) -> Registrat
     fixed_levels, moving_levels, unit = _pyramid(
         fixed_grey, moving_grey, opts.max_side, opts.levels
     )
-    fixed_img, moving_img = fixed_levels[-1], moving_levels[-1]
 
     estimated = np.full((2, 3), np.nan)
     stop = ""
     level_iterations: list[int] = []
-    reason = ""
     mi_before = mi_after = float("nan")
+    # The per-method thread count does not reach every ITK filter and metric evaluation: cap
+    # the process default too for this call (reruns are bit-identical only with 1 thread).
+    default_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(opts.threads)
     try:
-        mi_before = _mutual_information(fixed_img, moving_img, sitk.AffineTransform(2), opts)
-        transform, stop, level_iterations = _optimise(fixed_levels, moving_levels, opts)
-        estimated = _pixel_matrix(transform, unit, fixed_size, moving_size)
-        mi_after = _mutual_information(fixed_img, moving_img, transform, opts)
-        reason = _failure(transform, estimated, mi_before, mi_after, stop, opts, fixed_size)
-    except RuntimeError as error:  # ITK raises RuntimeError (e.g. all samples map outside)
-        reason = "itk_error: " + _first_line(str(error))
+        reason = _flat(fixed_grey, "fixed") or _flat(moving_grey, "moving")
+        if not reason:
+            identity = sitk.AffineTransform(2)
+            mi_before = _mutual_information(fixed_levels[-1], moving_levels[-1], identity, opts)
+            transform, stop, level_iterations = _optimise(fixed_levels, moving_levels, opts)
+            estimated = _pixel_matrix(transform, unit, fixed_size, moving_size)
+            mi_after = _mutual_information(fixed_levels[-1], moving_levels[-1], transform, opts)
+            reason = _failure(transform, estimated, mi_before, mi_after, stop, opts)
+    except RuntimeError as error:  # ITK errors, e.g. "All samples map outside moving image"
+        reason = "itk_error: " + _first_line(str(error).split("ITK ERROR:")[-1])
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default_threads)
 
     if not reason:
         status, matrix = "ok", estimated
     else:
         status = "identity_fallback" if opts.on_failure == "identity" else "rejected"
         matrix = identity_matrix(fixed_size, moving_size)
-        if math.isfinite(mi_before):
-            mi_after = mi_before if status == "identity_fallback" else mi_after
+        # What is applied is the identity: its MI is the "before" value.
+        mi_after = mi_before
     return Registration(
         matrix=matrix,
         estimated=estimated,
@@ -203,14 +227,15 @@ def register(fixed: np.ndarray, moving: np.ndarray, **options: Any) -> Registrat
         mi_after=float(mi_after),
         iterations=int(sum(level_iterations)),
         seconds=time.perf_counter() - start,
+        cpu_seconds=time.process_time() - cpu_start,
         fixed_size=fixed_size,
         moving_size=moving_size,
-        stop_condition=stop,
+        stop_condition=_first_line(stop),
         level_iterations=tuple(level_iterations),
     )
 
 
-# --- geometry helpers (public: the stage, the crop stage and the tests use them) -------------
+# --- geometry helpers (public: the stage, the crop stage, the benchmark and the tests) -------
 
 
 def to_grey(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -219,17 +244,20 @@ def to_grey(image: np.ndarray, name: str = "image") -> np.ndarray:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ValueError(f"{name}: expected HxW or HxWx3/4 image, got shape {array.shape}")
-    if min(array.shape[:2]) < 8:
+        raise ValueError(f"{name}: expected an HxW or HxWx3/4 image, got shape {array.shape}")
+    if min(array.shape[:2]) < 16:
         raise ValueError(f"{name}: image too small to register ({array.shape[1]}x{array.shape[0]})")
     if array.dtype == bool:
         array = array.astype(np.float32)
     elif array.dtype.kind in "ui":
         array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-    else:
+    elif array.dtype.kind == "f":
         array = array.astype(np.float32)
+    else:
+        raise ValueError(f"{name}: unsupported dtype {array.dtype}")
     if array.ndim == 3:
-        # Rec. 601 luma: MI needs one channel; the flash mostly changes brightness and colour cast.
+        # Rec. 601 luma (alpha ignored): MI needs one channel, and the flash changes mostly
+        # brightness and colour balance, which luma and MI both tolerate.
         array = array[..., 0] * 0.299 + array[..., 1] * 0.587 + array[..., 2] * 0.114
     if not np.isfinite(array).all():
         raise ValueError(f"{name}: image contains NaN or infinite values")
@@ -237,7 +265,7 @@ def to_grey(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 def scale_matrix(sx: float, sy: float | None = None) -> np.ndarray:
-    """3x3 map from full-resolution pixels to pixels of a copy resized by (sx, sy).
+    """3x3 map from pixels of an image to pixels of its copy resized by (sx, sy).
 
     Pixel-centre convention of ``cv2.resize``: ``x_small = (x + 0.5) * s - 0.5``.
     """
@@ -250,24 +278,22 @@ def rescale_matrix(
     fixed_scale: tuple[float, float] | float,
     moving_scale: tuple[float, float] | float,
 ) -> np.ndarray:
-    """The fixed -> moving matrix for resized copies of both images.
+    """The fixed -> moving matrix between resized copies of both images.
 
-    ``fixed_scale``/``moving_scale``: resize factors (new size / old size, per axis or one
-    number) of the fixed and moving images. Used to estimate on small copies and to apply the
-    result at full resolution (or to a preview) without a second interpolation.
+    ``fixed_scale``/``moving_scale``: resize factors (new size / old size; one number or per
+    axis) of the fixed and moving images. Takes an estimate on small copies to full resolution
+    (factors > 1) or a full-resolution matrix to a preview (factors < 1), with no resampling.
     """
     fx, fy = (fixed_scale, fixed_scale) if np.isscalar(fixed_scale) else fixed_scale
     mx, my = (moving_scale, moving_scale) if np.isscalar(moving_scale) else moving_scale
     full = np.vstack([np.asarray(matrix, dtype=float), [0.0, 0.0, 1.0]])
-    out = scale_matrix(mx, my) @ full @ np.linalg.inv(scale_matrix(fx, fy))
-    return out[:2]
+    return (scale_matrix(mx, my) @ full @ np.linalg.inv(scale_matrix(fx, fy)))[:2]
 
 
 def identity_matrix(fixed_size: tuple[int, int], moving_size: tuple[int, int]) -> np.ndarray:
-    """The "no motion" matrix between images whose sizes may differ (same field of view)."""
-    sx = moving_size[0] / fixed_size[0]
-    sy = moving_size[1] / fixed_size[1]
-    return rescale_matrix(IDENTITY, 1.0, (sx, sy))
+    """The "no motion" matrix between (w, h) images showing the same field of view."""
+    scale = (moving_size[0] / fixed_size[0], moving_size[1] / fixed_size[1])
+    return rescale_matrix(IDENTITY, 1.0, scale)
 
 
 def warp_image(
@@ -289,35 +315,118 @@ def warp_image(
 def grid_error(
     estimated: np.ndarray, truth: np.ndarray, size: tuple[int, int], steps: int = 16
 ) -> float:
-    """Mean displacement (px) between two fixed -> moving matrices over a grid on a (w, h) image."""
+    """Mean displacement (px) between two fixed -> moving matrices on a grid over a (w, h) image.
+
+    ``steps`` x ``steps`` points spanning the image corner to corner; this is the "residual
+    error" of metrics/register.json and the accuracy measure of the tests and the benchmark.
+    """
     w, h = size
     xs, ys = np.meshgrid(np.linspace(0, w - 1, steps), np.linspace(0, h - 1, steps))
     points = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
-    diff = np.asarray(estimated, dtype=float) @ points - np.asarray(truth, dtype=float) @ points
+    diff = (np.asarray(estimated, dtype=float) - np.asarray(truth, dtype=float)) @ points
     return float(np.hypot(diff[0], diff[1]).mean())
 
 
 def decompose(matrix: np.ndarray) -> dict[str, float]:
-    """Rotation (degrees), scales and shear of the 2x2 part: A = R(angle) @ [[sx, sx*shear], [0, sy]].
+    """Rotation (degrees), scales and shear of A = R(angle) @ [[sx, sx * shear], [0, sy]].
 
-    For a fixed -> moving matrix, ``angle`` is the rotation taking fixed points to moving points
-    (x right, y down, so positive is clockwise on screen).
+    This is the demo's convention (M = R . scale . Shear). For a fixed -> moving matrix,
+    ``angle`` turns fixed points into moving points (y down, so positive is clockwise on
+    screen). ``det`` < 0 means a reflection.
     """
     a = np.asarray(matrix, dtype=float)[:2, :2]
     q, r = np.linalg.qr(a)
-    # Make the triangular factor's diagonal positive so q is a rotation (or a reflection).
+    # Make the triangular factor's diagonal positive so that q is a rotation (or a reflection).
     signs = np.sign(np.diag(r))
     signs[signs == 0] = 1.0
     q, r = q * signs, (r.T * signs).T
-    angle = math.degrees(math.atan2(q[1, 0], q[0, 0]))
-    sx, sy = r[0, 0], r[1, 1]
+    det_q = float(np.sign(np.linalg.det(q))) or 1.0
     return {
-        "angle": angle,
-        "sx": float(sx),
-        "sy": float(sy) * float(np.sign(np.linalg.det(q))),
-        "shear": float(r[0, 1] / sx) if sx else float("inf"),
+        "angle": math.degrees(math.atan2(q[1, 0], q[0, 0])),
+        "sx": float(r[0, 0]),
+        "sy": float(r[1, 1]) * det_q,
+        "shear": float(r[0, 1] / r[0, 0]) if r[0, 0] else float("inf"),
         "det": float(np.linalg.det(a)),
     }
+
+
+# --- files: the register stage's per-pair work (one process per pair) ----------------------
+
+
+def cap_itk_threads(threads: int = 1) -> None:
+    """Cap ITK's default thread count in this process (a pool initializer for the stage).
+
+    ITK uses every core per call by default; with one pair per process that oversubscribes
+    the machine. :func:`register` also passes ``threads`` to each registration it builds.
+    """
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+    cv2.setNumThreads(1)
+
+
+def preview(
+    fixed: np.ndarray, moving: np.ndarray, matrix: np.ndarray, side: int = 256
+) -> np.ndarray:
+    """uint8 RGB strip for people: fixed | moving aligned by ``matrix`` | checkerboard of both.
+
+    Each panel has its longer side ``side``. The moving image is shrunk first and then warped
+    with the matrix rescaled to the preview (one interpolation, no aliasing).
+    """
+    fh, fw = fixed.shape[:2]
+    mh, mw = moving.shape[:2]
+    s = min(1.0, side / max(fw, fh))
+    pw, ph = max(1, round(fw * s)), max(1, round(fh * s))
+    small_fixed = _rgb(_resize(np.asarray(fixed, dtype=np.float32), pw, ph))
+    mpw, mph = max(1, round(mw * s)), max(1, round(mh * s))
+    small_moving = _rgb(_resize(np.asarray(moving, dtype=np.float32), mpw, mph))
+    small_matrix = rescale_matrix(matrix, (pw / fw, ph / fh), (mpw / mw, mph / mh))
+    aligned = warp_image(small_moving, small_matrix, (pw, ph))
+    tile = max(4, max(pw, ph) // 8)
+    yy, xx = np.mgrid[0:ph, 0:pw]
+    board = ((yy // tile + xx // tile) % 2 == 0)[..., None]
+    checker = np.where(board, small_fixed, aligned)
+    gap = np.ones((ph, 4, 3), dtype=np.float32)
+    strip = np.concatenate([small_fixed, gap, aligned, gap, checker], axis=1)
+    return (np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def register_files(
+    pair_id: str,
+    fixed_path: str | Path,
+    moving_path: str | Path,
+    out_dir: str | Path,
+    preview_side: int = 256,
+    **options: Any,
+) -> dict[str, Any]:
+    """Register one pair of image files; write ``<pair_id>.json`` and ``previews/<pair_id>.jpg``.
+
+    Returns the JSON record ({pair_id, matrix, status, reason, mi_before, mi_after, iterations,
+    seconds, ...}). An unreadable image gives status "rejected" with the file and the reason
+    (and no preview). The preview always shows the applied matrix, never a rejected estimate.
+    """
+    out_dir = Path(out_dir)
+    try:
+        fixed = read_image(fixed_path)
+        moving = read_image(moving_path)
+    except ImageReadError as error:
+        record = {
+            "pair_id": pair_id,
+            "matrix": IDENTITY.tolist(),
+            "status": "rejected",
+            "reason": f"unreadable image {error.path}: {error.reason}",
+            "mi_before": None,
+            "mi_after": None,
+            "iterations": 0,
+            "seconds": 0.0,
+        }
+        write_json(out_dir / f"{pair_id}.json", record)
+        return record
+    result = register(fixed, moving, **options)
+    record = {"pair_id": pair_id, **result.to_dict()}
+    write_json(out_dir / f"{pair_id}.json", record)
+    write_image(
+        out_dir / "previews" / f"{pair_id}.jpg", preview(fixed, moving, result.matrix, preview_side)
+    )
+    return record
 
 
 # --- internals ---------------------------------------------------------------------------
@@ -350,13 +459,6 @@ def _pyramid(
         h, w = grey.shape
         s = min(1.0, max_side / max(h, w))
         base = _resize(grey, max(8, round(w * s)), max(8, round(h * s)))
-        if NORM:
-            sigma = NORM * max(base.shape)
-            if NORM_LOG:
-                lg = np.log(base + 0.02)
-                base = (lg - cv2.GaussianBlur(lg, (0, 0), sigma)).astype(np.float32)
-            else:
-                base = (base / (cv2.GaussianBlur(base, (0, 0), sigma) + 0.02)).astype(np.float32)
         pyramid = []
         for level in range(levels):
             f = 2 ** (levels - 1 - level)
@@ -421,7 +523,9 @@ def _method(opts: RegistrationOptions, sampling: float) -> sitk.ImageRegistratio
     return method
 
 
-def _fraction(image: sitk.Image, fraction: float, minimum: int, maximum: int | None = None) -> float:
+def _fraction(
+    image: sitk.Image, fraction: float, minimum: int, maximum: int | None = None
+) -> float:
     """Sampling fraction giving at least ``minimum`` (at most ``maximum``) pixels of ``image``."""
     pixels = float(np.prod(image.GetSize()))
     count = max(fraction * pixels, minimum)
@@ -501,13 +605,15 @@ def _optimise(
         transform.SetTranslation(similarity.GetTranslation())
     # One Execute per pyramid level (rather than ITK's built-in level loop) so that the steps
     # follow each level's pixel size, and on pyramid copies made once by _pyramid.
-    for level, (fixed_level, moving_level) in enumerate(zip(fixed, moving)):
+    for level, (fixed_level, moving_level) in enumerate(zip(fixed, moving, strict=True)):
         finest = level == len(fixed) - 1
         method = _method(opts, _fraction(fixed_level, opts.sampling_fraction, MIN_SAMPLES))
+        if GF_FINE and finest:
+            method.MetricUseMovingImageGradientFilterOn()
         pixel = max(fixed_level.GetSpacing())
         if opts.optimizer == "regular_step":
             method.SetOptimizerAsRegularStepGradientDescent(
-                learningRate=opts.learning_rate * pixel * (FINE_LEARNING_RATE if finest else 1.0),
+                learningRate=opts.learning_rate * pixel,
                 # Coarse levels stop earlier: the next level refines anyway.
                 minStep=opts.min_step * pixel * (1.0 if finest else COARSE_MIN_STEP),
                 numberOfIterations=opts.iterations,
@@ -562,7 +668,6 @@ def _failure(
     mi_after: float,
     stop: str,
     opts: RegistrationOptions,
-    fixed_size: tuple[int, int],
 ) -> str:
     """Why an estimate must not be applied ("" when it may)."""
     params = np.array(transform.GetParameters(), dtype=float)
@@ -588,37 +693,44 @@ def _failure(
     return ""
 
 
+def _rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=2)
+    return image[..., :3]
+
+
+def _flat(grey: np.ndarray, name: str) -> str:
+    """A reason when an image has no contrast to register on (Mattes MI needs a range)."""
+    low, high = float(grey.min()), float(grey.max())
+    return f"flat_image: {name} image has no contrast" if high - low < 1e-6 else ""
+
+
 def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
 def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:200] if text.strip() else ""
+    text = text.strip()
+    return text.splitlines()[0].strip()[:200] if text else ""
 
-
-def _option_names() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(RegistrationOptions))
-
-
-OPTION_NAMES = _option_names()
 
 __all__ = [
     "IDENTITY",
     "MAX_SHEAR",
-    "OPTION_NAMES",
     "OPTIMIZERS",
     "SCALE_RANGE",
     "STATUSES",
     "Registration",
     "RegistrationOptions",
+    "cap_itk_threads",
     "decompose",
     "grid_error",
     "identity_matrix",
+    "preview",
     "register",
+    "register_files",
     "rescale_matrix",
     "scale_matrix",
     "to_grey",
     "warp_image",
 ]
-
-_ = Path  # (kept for the file helpers below)

@@ -11,49 +11,17 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
-import cv2
 import pandas as pd
-from tqdm import tqdm
 
-from pipeline.augment import augment_pair_files
+from pipeline.augment import augment_dataset
 from pipeline.config import load_params
 from pipeline.io import write_json
 
 FACES_INDEX = Path("data/interim/faces/index.csv")
 OUT = Path("data/processed")
 METRICS = Path("metrics/augment.json")
-INDEX_COLUMNS = ["split", "pair_id", "subject", "variant", "flash", "studio"]
-
-
-def parallel_map(fn: Callable[[Any], Any], jobs: list[Any], workers: int) -> Iterator[Any]:
-    """``map(fn, jobs)`` in order, over ``workers`` processes (in this process when 1)."""
-    workers = min(workers, len(jobs))
-    if workers <= 1:
-        yield from map(fn, jobs)
-        return
-    # One OpenCV thread per process: the pool already uses the cores.
-    with ProcessPoolExecutor(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
-        yield from pool.map(fn, jobs)
-
-
-def _augment_one(job: tuple[Any, ...]) -> list[tuple[str, str, str]]:
-    pair_id, flash, studio, box, split, augment, rotations, border_mode = job
-    return augment_pair_files(
-        pair_id,
-        flash,
-        studio,
-        box,
-        OUT / split,
-        augment=augment,
-        rotations=rotations,
-        border_mode=border_mode,
-    )
 
 
 def main() -> None:
@@ -66,42 +34,19 @@ def main() -> None:
         sys.exit(f"{FACES_INDEX}: no cropped pairs to augment")
     if OUT.exists():
         shutil.rmtree(OUT)  # the stage's own output: no stale variants from an earlier run
-    jobs = [
-        (
-            row.pair_id,
-            row.flash,
-            row.studio,
-            (int(row.face_top), int(row.face_right), int(row.face_bottom), int(row.face_left)),
-            row.split,
-            row.split in params.splits,
-            tuple(params.rotations),
-            params.border_mode,
-        )
-        for row in faces.itertuples(index=False)
-    ]
-    index = []
-    results = parallel_map(_augment_one, jobs, params.workers)
-    rows = faces.itertuples(index=False)
-    progress = tqdm(zip(rows, results, strict=True), total=len(jobs), desc="augment", unit="pair")
-    for row, written in progress:
-        for variant, flash, studio in written:
-            index.append((row.split, row.pair_id, row.subject, variant, flash, studio))
-    table = pd.DataFrame(index, columns=INDEX_COLUMNS)
-    OUT.mkdir(parents=True, exist_ok=True)
-    table.to_csv(OUT / "index.csv", index=False)
-    per_split = Counter(table.split)
-    augmented = sum(1 for job in jobs if job[5])
-    write_json(
-        METRICS,
-        {
-            "pairs": len(jobs),
-            "pairs_augmented": augmented,
-            "variants_per_pair": len(params.rotations) * 4,
-            "images": len(table),
-            **{f"images_{split}": per_split.get(split, 0) for split in ("train", "val", "test")},
-        },
+    run = augment_dataset(
+        faces,
+        OUT,
+        splits=params.splits,
+        rotations=params.rotations,
+        border_mode=params.border_mode,
+        workers=params.workers,
+        progress=True,
     )
-    print(f"augment: {len(jobs)} pair(s) -> {len(table)} image pair(s) in {OUT}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    run.index.to_csv(OUT / "index.csv", index=False)
+    write_json(METRICS, run.metrics)
+    print(f"augment: {len(faces)} pair(s) -> {len(run.index)} image pair(s) in {OUT}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def main() -> None:
         max_shear=p.max_shear,
         noise_sigma=p.noise_sigma,
         overwrite=True,
+        progress=True,
     )
     write_json(METRICS, summary.metrics())
     for name in summary.faces_not_found:

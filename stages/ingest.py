@@ -13,9 +13,8 @@ from pipeline.datasets import (
     prepare_derived_dir,
     read_dataset,
     reject_problem,
-    write_rejected,
 )
-from pipeline.io import write_json
+from pipeline.io import write_json, write_rejected
 
 MANIFEST = Path("data/interim/manifest.csv")
 DERIVED = Path("data/interim/derived")
@@ -37,12 +36,13 @@ def main() -> int:
             max_pixels=ingest.max_pixels,
             aspect_tolerance=ingest.aspect_tolerance,
             yaleb_studio_lights=ingest.yaleb_studio_lights,
+            progress=True,
         )
     except DatasetError as error:
         print(f"ingest: {error}", file=sys.stderr)
         return 1
     # The rejected list comes first: it is what a person needs when the stage fails below.
-    write_rejected(REJECTED, result.rejected)
+    write_rejected(REJECTED, ((r.file, r.reason) for r in result.rejected))
     manifest = build_manifest(result.pairs, ingest.train, ingest.val, ingest.seed)
     metrics = ingest_metrics(result, manifest)
     write_json(METRICS, metrics)

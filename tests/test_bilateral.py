@@ -63,8 +63,8 @@ def test_matches_brute_force_reference(photo, mode, sigma_s, sigma_r):
     out = bilateral_filter(photo, sigma_s, sigma_r, mode)
     assert out.shape == photo.shape and out.dtype == np.float32
     psnr = _psnr(out, ref)
-    # Required: 34 dB. Measured 39.4-51.4 dB (range_rate 1.0; 0.5 gives 50-61 dB).
-    assert psnr >= 36.0, f"{psnr:.2f} dB"
+    # Required: 34 dB. Measured 44.7-55.4 dB (range_rate 1.0; 0.5 gives 52-63 dB).
+    assert psnr >= 40.0, f"{psnr:.2f} dB"
     # It is a real smoothing: far from the input, close to the reference.
     assert _psnr(photo, ref) < psnr - 10
 
@@ -93,7 +93,7 @@ def test_step_edge_stays_sharp(mode):
     blurred = cv2.GaussianBlur(img, (0, 0), 8.0)
     # A Gaussian blur of sigma_s turns the step into a ramp (jump 0.04 between columns 31, 32).
     assert blurred[24, 32, 0] - blurred[24, 31, 0] < 0.05
-    for sigma_r, min_jump, tol in [(0.1, 0.799, 1e-4), (0.4, 0.55, 0.035)]:
+    for sigma_r, min_jump, tol in [(0.1, 0.799, 1e-4), (0.4, 0.5, 0.035)]:
         out = bilateral_filter(img, 8.0, sigma_r, mode)
         ref = reference_bilateral_filter(img, 8.0, sigma_r, mode)
         assert (out[:, 32] - out[:, 31]).min() > min_jump
@@ -122,8 +122,12 @@ def test_batch_result_does_not_depend_on_the_other_images(photo):
     bright = torch.from_numpy(0.5 + photo * 0.5).permute(2, 0, 1)
     for mode in ("per_channel", "joint"):
         batch = bilateral_filter(torch.stack([dark, bright]), 4.0, 0.2, mode)
-        torch.testing.assert_close(batch[0], bilateral_filter(dark, 4.0, 0.2, mode), atol=1e-6, rtol=0)
-        torch.testing.assert_close(batch[1], bilateral_filter(bright, 4.0, 0.2, mode), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            batch[0], bilateral_filter(dark, 4.0, 0.2, mode), atol=1e-6, rtol=0
+        )
+        torch.testing.assert_close(
+            batch[1], bilateral_filter(bright, 4.0, 0.2, mode), atol=1e-6, rtol=0
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
@@ -138,7 +142,12 @@ def test_low_and_high_precision_inputs(photo, dtype):
 
 def test_odd_sizes_and_sigmas():
     rng = np.random.default_rng(1)
-    for shape, sigma_s in [((1, 1, 3), 16.0), ((2, 3, 3), 0.5), ((37, 5, 3), 40.0), ((70, 45, 1), 2.3)]:
+    for shape, sigma_s in [
+        ((1, 1, 3), 16.0),
+        ((2, 3, 3), 0.5),
+        ((37, 5, 3), 40.0),
+        ((70, 45, 1), 2.3),
+    ]:
         img = rng.random(shape).astype(np.float32)
         out = bilateral_filter(img, sigma_s, 0.4)
         assert out.shape == img.shape and np.isfinite(out).all()

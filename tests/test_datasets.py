@@ -104,6 +104,8 @@ BAD = {
     "hank/p0_studio.jpg": "too small: 48x64",
     "ivan/p0_flash.png": "decompression bomb: 40000x40000 = 1600000000 pixels",
     "ivan/p0_studio.jpg": "partner rejected (flash p0_flash.png: decompression bomb",
+    "lena/p0_flash.png": "unreadable (broken data stream",
+    "lena/p0_studio.jpg": "partner rejected (flash p0_flash.png: unreadable",
     "judy/p0_flash.jpg": "symlink leaves the raw folder",
     "judy/p0_studio.jpg": "partner rejected (flash p0_flash.jpg: symlink leaves the raw folder",
     "alice/IMG_0001.jpg": "name is neither <pose>_flash.<ext> nor <pose>_studio.<ext>",
@@ -142,6 +144,11 @@ def raw(tmp_path: Path) -> Path:
     _image(root / "hank/p0_studio.jpg", 48, 64)
     _png_header_only(root / "ivan/p0_flash.png", 40000, 40000)
     _image(root / "ivan/p0_studio.jpg", 128, 128)
+    corrupt = bytearray(_image(root / "lena/p0_flash.png").read_bytes())
+    start = corrupt.index(b"IDAT") + 20  # complete file, garbled compressed pixel data
+    corrupt[start : start + 40] = bytes(b ^ 0x55 for b in corrupt[start : start + 40])
+    (root / "lena/p0_flash.png").write_bytes(bytes(corrupt))
+    _image(root / "lena/p0_studio.jpg")
     outside = _image(tmp_path / "outside/photo.jpg")
     (root / "judy").mkdir()
     (root / "judy/p0_flash.jpg").symlink_to(outside)
@@ -168,8 +175,8 @@ def test_every_bad_input_rejected_with_its_reason_good_pairs_kept(raw: Path, tmp
     assert set(reasons) == set(BAD)
     for file, expected in BAD.items():
         assert expected in reasons[file], (file, reasons[file])
-    assert len(result.rejected_pairs) == 10  # bob/p1 ... judy/p0; IMG_0001 and escape cost none
-    assert result.reject_fraction == pytest.approx(10 / 16)
+    assert len(result.rejected_pairs) == 11  # bob/p1 ... lena/p0; IMG_0001 and escape cost none
+    assert result.reject_fraction == pytest.approx(11 / 17)
     assert _tree_digest(raw) == before  # the raw folder was only read
 
 
@@ -209,10 +216,15 @@ def test_manifest_split_and_metrics(raw: Path):
         1,
     )
     assert metrics["train"] + metrics["val"] + metrics["test"] == metrics["pairs"] == 6
-    assert (metrics["rejected"], metrics["rejected_files"]) == (10, len(BAD))
+    assert (metrics["rejected"], metrics["rejected_files"]) == (11, len(BAD))
     problem = reject_problem(result, 0.5)
-    assert (
-        problem is not None and "10 of 16 pairs rejected (62%) > max_reject_fraction 50%" in problem
+    # One reason per lost pair (its own, not the partner's echo), the ten most common.
+    assert problem == (
+        "11 of 17 pairs rejected (65%) > max_reject_fraction 50%. Reasons: 1 x truncated file; "
+        "1 x zero bytes; 1 x not an image; 1 x flash image without studio partner; "
+        "1 x studio image without flash partner; 1 x 2 files claim the flash image; "
+        "1 x aspect mismatch; 1 x too small; 1 x decompression bomb; "
+        "1 x symlink leaves the raw folder; 1 other reason(s). See the rejected list for files."
     )
     assert reject_problem(result, 0.7) is None
 
@@ -261,24 +273,34 @@ def test_split_is_subject_level_seeded_and_changes_with_seed():
 
 # --------------------------------------------------------------------------------- faid
 def test_faid_layout(tmp_path: Path):
-    """`*_flash` pairs with `*_ambient` in the same folder; each pair is its own subject."""
+    """`*_flash` pairs with `*_ambient` (or `*_noflash`) in its folder; each pair is a subject."""
     root = tmp_path / "faid"
     _image(root / "People_001_flash.png")
     _image(root / "People_001_ambient.png")
     _image(root / "Rooms/People_002_flash.jpg")
     _image(root / "Rooms/People_002_ambient.jpg")
+    _image(root / "redeye_3_flash.jpg")
+    _image(root / "redeye_3_noflash.jpg")  # public flash/no-flash samples' naming
     _image(root / "People_003_flash.png")
     _image(root / "People_004_noflash.png")
+    _image(root / "People_005.png")
+    before = _tree_digest(root)
     result = read_dataset(root, "faid")
     assert [(p.subject, p.pose, p.source) for p in result.pairs] == [
         ("People_001", "0", "faid"),
         ("Rooms-People_002", "0", "faid"),
+        ("redeye_3", "0", "faid"),
     ]
+    assert result.pairs[2].studio_path == (root / "redeye_3_noflash.jpg").as_posix()
     reasons = {Path(r.file).name: r.reason for r in result.rejected}
     assert reasons == {
         "People_003_flash.png": "flash image without ambient partner (expected <name>_ambient.<ext>)",
-        "People_004_noflash.png": "name is neither <name>_flash.<ext> nor <name>_ambient.<ext>",
+        "People_004_noflash.png": "ambient image without flash partner (expected <name>_flash.<ext>)",
+        "People_005.png": (
+            "name is neither <name>_flash.<ext> nor <name>_ambient.<ext> (or <name>_noflash.<ext>)"
+        ),
     }
+    assert _tree_digest(root) == before
 
 
 # -------------------------------------------------------------------------------- yaleb
@@ -367,10 +389,12 @@ def test_yaleb_shared_gives_one_pair_per_person(tmp_path: Path, shared_data: Pat
 
 
 # -------------------------------------------------------------------------------- stage
-def _run_stage(workdir: Path, raw_dir: Path, max_reject_fraction: float, monkeypatch) -> int:
+def _run_stage(
+    workdir: Path, raw_dir: Path, max_reject_fraction: float, monkeypatch, seed: int = 0
+) -> int:
     params = {
         "data": {"raw_dir": str(raw_dir), "layout": "pairs"},
-        "ingest": {"max_reject_fraction": max_reject_fraction},
+        "ingest": {"max_reject_fraction": max_reject_fraction, "seed": seed},
     }
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(workdir)
@@ -383,14 +407,16 @@ def _run_stage(workdir: Path, raw_dir: Path, max_reject_fraction: float, monkeyp
 def test_stage_fails_on_too_many_rejects_but_writes_the_list(
     raw: Path, tmp_path: Path, monkeypatch, capsys
 ):
-    """10 of 16 pairs rejected > 50%: exit 1 with a summary, rejected.csv written, no manifest."""
+    """11 of 17 pairs rejected > 50%: exit 1 with a summary, rejected.csv written, no manifest."""
     work = tmp_path / "work"
     work.mkdir()
     before = _tree_digest(raw)
     assert _run_stage(work, raw, 0.5, monkeypatch) == 1
-    assert "10 of 16 pairs rejected (62%) > max_reject_fraction 50%" in capsys.readouterr().err
+    assert "11 of 17 pairs rejected (65%) > max_reject_fraction 50%" in capsys.readouterr().err
     rejected = pd.read_csv(work / "reports/rejected.csv")
     assert list(rejected.columns) == ["file", "reason"] and len(rejected) == len(BAD)
+    by_file = dict(zip(rejected["file"], rejected["reason"], strict=True))
+    assert by_file[(raw / "carol/p1_studio.jpg").as_posix()] == "zero bytes"
     assert not (work / "data/interim/manifest.csv").exists()
     assert (work / "data/interim/derived/README.txt").is_file()
 
@@ -399,31 +425,34 @@ def test_stage_fails_on_too_many_rejects_but_writes_the_list(
     assert tuple(manifest.columns) == MANIFEST_COLUMNS and len(manifest) == 6
     assert set(manifest["split"]) == {"train", "val", "test"}
     metrics = yaml.safe_load((work / "metrics/ingest.json").read_text())
-    assert (metrics["pairs"], metrics["rejected"], metrics["subjects"]) == (6, 10, 5)
+    assert (metrics["pairs"], metrics["rejected"], metrics["subjects"]) == (6, 11, 5)
     assert _tree_digest(raw) == before
 
 
-def test_faid_accepts_noflash_as_ambient(tmp_path):
-    """`<name>_noflash` pairs with `<name>_flash` in the faid layout (public sample naming)."""
-    import numpy as np
+def test_stage_seed_changes_only_the_split(raw: Path, tmp_path: Path, monkeypatch):
+    """`dvc exp run -S ingest.seed=1`: same pairs, paths and sizes; another subject split."""
+    manifests = []
+    for seed in (0, 1):
+        work = tmp_path / f"seed{seed}"
+        work.mkdir()
+        assert _run_stage(work, raw, 0.7, monkeypatch, seed=seed) == 0
+        manifests.append(pd.read_csv(work / "data/interim/manifest.csv"))
+    seed0, seed1 = manifests
+    pd.testing.assert_frame_equal(seed0.drop(columns="split"), seed1.drop(columns="split"))
+    # 5 subjects (3 train, 1 val, 1 test either way): seed 0 holds out alice and bob,
+    # seed 1 carol and dave.
+    held_out = [
+        dict(m.loc[m["split"] != "train", ["subject", "split"]].drop_duplicates().values)
+        for m in manifests
+    ]
+    assert held_out == [{"alice": "val", "bob": "test"}, {"carol": "val", "dave": "test"}]
 
-    from pipeline.datasets import read_dataset
-    from pipeline.io import write_image
 
-    raw = tmp_path / "raw"
-    image = np.full((80, 60, 3), 0.5, dtype=np.float32)
-    write_image(raw / "p1_flash.png", image)
-    write_image(raw / "p1_noflash.png", image)
-    write_image(raw / "p2_flash.png", image)
-    write_image(raw / "p2_ambient.png", image)
-    result = read_dataset(
-        raw,
-        "faid",
-        derived_dir=tmp_path / "derived",
-        min_side=16,
-        max_pixels=10**7,
-        aspect_tolerance=0.02,
-        yaleb_studio_lights=["P00A+000E+20"],
+def test_empty_folder_fails_with_no_usable_pair(tmp_path: Path):
+    """Nothing to pair: the stage's summary says so whatever max_reject_fraction is."""
+    result = read_dataset(tmp_path, "pairs")
+    assert result.pairs == [] and result.reject_fraction == 1.0
+    assert reject_problem(result, 1.0) == (
+        "no usable pair (0 rejected). Reasons: no pair images found. "
+        "See the rejected list for files."
     )
-    assert sorted(p.subject for p in result.pairs) == ["p1", "p2"]
-    assert result.rejected == []

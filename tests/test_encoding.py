@@ -78,7 +78,9 @@ def test_torch_and_numpy_agree(pair, encoding):
     assert isinstance(t_t, torch.Tensor)
     np.testing.assert_allclose(t_t[0].permute(1, 2, 0).numpy(), t_np, atol=1e-5)
     rec = reconstruct(xt, t_t, encoding)
-    np.testing.assert_allclose(rec[0].permute(1, 2, 0).numpy(), reconstruct(x, t_np, encoding), atol=1e-5)
+    np.testing.assert_allclose(
+        rec[0].permute(1, 2, 0).numpy(), reconstruct(x, t_np, encoding), atol=1e-5
+    )
 
 
 def test_identity_output_reconstructs_the_flash_image(pair):

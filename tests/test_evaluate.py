@@ -13,16 +13,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from pipeline.encoding import make_target
-from pipeline.losses import make_loss
 
-from pipeline.config import Params
+from pipeline.encoding import make_target
 from pipeline.evaluate import (
     METRICS,
     PSNR_CAP,
     evaluate_batch,
     evaluate_model,
-    evaluate_raw,
     flat_metrics,
     format_table,
     identity_output,
@@ -32,6 +29,7 @@ from pipeline.evaluate import (
     summarise,
 )
 from pipeline.io import write_image
+from pipeline.losses import make_loss
 from pipeline.models import build_model, save_model_file
 
 BILATERAL = {"sigma_s_fraction": 0.03, "sigma_r": 0.4, "mode": "per_channel"}
@@ -204,72 +202,34 @@ def _faid_copy(shared: Path, dest: Path) -> Path:
     return dest
 
 
-def test_evaluate_raw_real_flash_pairs(shared_data: Path, tmp_path: Path) -> None:
-    raw = _faid_copy(shared_data, tmp_path / "raw")
-    model_path = _model_file(tmp_path / "model.pt", encoding="A", size=64)
-    params = Params.model_validate(
-        {
-            "register": {"max_side": 128, "iterations": 30},
-            "evaluate": {"protocol_images": 3, "samples": 1},
-        }
-    )
-    result = evaluate_raw(
-        model_path,
-        raw,
-        "faid",
-        tmp_path / "work",
-        params,
-        device="cpu",
-        samples_dir=tmp_path / "samples",
-    )
-    assert result["pairs"] == 4 and result["rejected"] == []
-    block = result["metrics"]["all"]
-    assert block["images"] == 4 and block["protocol"]["images"] == 3
-    ident = block["full"]["identity"]
-    # Real flash vs dim ambient light: the flash image is far from the no-flash one.
-    assert 0 < ident["ssim_gt"] < 0.95 and 5 < ident["psnr_gt"] < 30
-    assert (tmp_path / "samples" / "all_0.png").is_file()
-
-
-def test_cli_evaluate(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_evaluate_real_flash_pairs(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`deepflash evaluate` on the real flash/no-flash pairs: ingest, register, crop, evaluate."""
     from pipeline.cli import main
 
     raw = _faid_copy(shared_data, tmp_path / "raw")
     model_path = _model_file(tmp_path / "model.pt", encoding="C", size=64)
-    monkeypatch.chdir(tmp_path)  # no params.yaml here: defaults
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(
+        "register: {max_side: 128, iterations: 30}\nevaluate: {protocol_images: 3, samples: 1}\n"
+    )
     out = tmp_path / "metrics.json"
+    args = ["evaluate", "--model", str(model_path), "--raw-dir", str(raw), "--layout", "faid"]
     result = CliRunner().invoke(
-        main,
-        [
-            "evaluate",
-            "--model",
-            str(model_path),
-            "--raw-dir",
-            str(raw),
-            "--layout",
-            "faid",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-        ],
+        main, [*args, "--out", str(out), "--device", "cpu", "--samples-dir", "samples"]
     )
     assert result.exit_code == 0, result.output
     assert "identity" in result.output and "protocol:" in result.output
     saved = json.loads(out.read_text())
-    assert (
-        saved["pairs"] == 4 and saved["encoding"] == "C" and saved["metrics"]["all"]["images"] == 4
-    )
+    assert saved["pairs"] == 4 and saved["rejected"] == [] and saved["encoding"] == "C"
+    block = saved["metrics"]["all"]
+    assert block["images"] == 4 and block["protocol"]["images"] == 3
+    ident = block["full"]["identity"]
+    # Real flash vs dim ambient light: the flash photo is far from the no-flash one.
+    assert 0 < ident["ssim_gt"] < 0.95 and 5 < ident["psnr_gt"] < 30
+    assert Path("samples/all_0.png").is_file()
     missing = CliRunner().invoke(
-        main,
-        [
-            "evaluate",
-            "--model",
-            str(model_path),
-            "--raw-dir",
-            str(tmp_path / "samples_none"),
-            "--layout",
-            "faid",
-        ],
+        main, ["evaluate", "--model", str(model_path), "--raw-dir", "nope"]
     )
-    assert missing.exit_code != 0
+    assert missing.exit_code == 2 and "nope" in missing.output

@@ -12,15 +12,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image, ImageOps
 from skimage import data as skdata
 
 from pipeline.faces import (
     IDENTITY,
+    INDEX_COLUMNS,
     NoFaceError,
     box_area,
     center_crop_box,
     compose,
+    crop_dataset,
     crop_faces,
     crop_matrix,
     crop_pair,
@@ -28,6 +32,7 @@ from pipeline.faces import (
     detect_faces,
     face_box_in_crop,
     nominal_face_box,
+    registration_matrix,
     resample,
     square_crop_box,
 )
@@ -35,11 +40,21 @@ from pipeline.io import ImageReadError, read_image, write_image
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Single-person portraits checked one by one (a representative subset, to stay fast): all 40
-# CelebA-HQ faces (1024 px) detected on a 256 px copy, plus these press photos at the default
-# 800 px: the 12.6 MP deepface_img49 (4352x2903), small faces in wide shots (img57: 90 px face
-# in 2048 px; img27, img37), a tall portrait (kate_siegel), a tight crop whose square leaves
-# the photo (gfpgan Adele), a small 450 px image (aflw) and a 330 px one (img5).
+# Every single-person portrait of ../shared/data/portraits gets exactly one face (the files
+# below hold several people: couples, groups, before/after collages; one file is empty).
+GROUP_PHOTOS = {
+    "deepface_couple.jpg",
+    "deepface_selfie-many-people.jpg",
+    "facenet_data_multiface.jpg",
+    "gfpgan_whole_imgs_00.jpg",
+    "gfpgan_whole_imgs_10045.png",
+    "gfpgan_whole_imgs_Blake_Lively.jpg",
+}
+EMPTY_FILE = "facenet_data_test_images_bradley_cooper_1.jpg"
+# Cropped to 512x512 through the whole path (full-resolution read, default 800 px detection):
+# the 12.6 MP deepface_img49 (4352x2903), small faces in wide shots (img57: 90 px face in
+# 2048 px; img27, img37), a tall portrait (kate_siegel), a tight crop whose square leaves the
+# photo (gfpgan Adele), a small 450 px image (aflw) and a 330 px one (img5).
 PRESS_PORTRAITS = [
     "deepface_img49.jpg",
     "deepface_img57.jpg",
@@ -50,6 +65,16 @@ PRESS_PORTRAITS = [
     "facealignment_aflw-test.jpg",
     "deepface_img5.jpg",
 ]
+
+
+def _reduced(path: Path, side: int) -> np.ndarray:
+    """Upright float RGB; a JPEG is decoded at 1/2, 1/4 or 1/8 scale (never below ``side``).
+
+    Only for the tests' speed: detection runs on a copy of at most ``side`` px anyway.
+    """
+    with Image.open(path) as pil:
+        pil.draft("RGB", (side, side))
+        return np.asarray(ImageOps.exif_transpose(pil).convert("RGB"), np.float32) / 255
 
 
 def _astronaut(side: int = 512) -> np.ndarray:
@@ -252,23 +277,43 @@ def test_a_face_on_every_celebahq_portrait(shared_data):
         assert 250 < right - left < 700, (path.name, faces[0])
 
 
+def test_one_face_on_every_other_single_person_portrait(shared_data):
+    """The 71 press and crop portraits (CelebA-HQ above): one face each, inside the photo."""
+    paths = [
+        path
+        for path in sorted((shared_data / "portraits").iterdir())
+        if not path.name.startswith("celebahq_") and path.name not in GROUP_PHOTOS | {EMPTY_FILE}
+    ]
+    assert len(paths) == 71
+    for path in paths:
+        image = _reduced(path, 400)
+        faces = detect_faces(image, max_side=400)
+        assert len(faces) == 1, (path.name, faces)
+        top, right, bottom, left = faces[0]
+        height, width = image.shape[:2]
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height
+        assert right - left > 0.05 * max(width, height), (path.name, faces)
+
+
 @pytest.mark.parametrize("name", PRESS_PORTRAITS)
 def test_single_portrait_crop_holds_the_face(shared_data, name):
     image = read_image(shared_data / "portraits" / name)
-    size = 128
+    size = 512
     result = crop_faces(image, image, IDENTITY, size=size)
     assert result.method == "detected"
     assert len(result.faces) == 1
     assert result.flash.shape == (size, size, 3)
     top, right, bottom, left = result.face_box
-    # The face box sits whole inside the crop, centred, 1/1.8 of its side.
+    # The face box sits whole inside the crop, centred, 1/1.8 of its side; up to rounding:
+    # the square is placed in whole photo pixels (k crop px each), its box rounded again.
+    k = size / result.crop[2]
     assert 0 <= left < right <= size and 0 <= top < bottom <= size
-    assert _box_centre(result.face_box) == pytest.approx((size / 2, size / 2), abs=1.5)
-    assert max(right - left, bottom - top) == pytest.approx(size / 1.8, abs=1.5)
-    # And the detector finds the face again in the 128 px crop, where the box says.
-    again = detect_faces(result.flash)
+    assert _box_centre(result.face_box) == pytest.approx((size / 2, size / 2), abs=k / 2 + 0.5)
+    assert max(right - left, bottom - top) == pytest.approx(size / 1.8, abs=k + 1)
+    # And the detector finds the face again in the 512 px crop, where the box says.
+    again = detect_faces(result.flash, max_side=256)
     assert len(again) >= 1
-    assert np.hypot(*np.subtract(_box_centre(again[0]), _box_centre(result.face_box))) < 12
+    assert np.hypot(*np.subtract(_box_centre(again[0]), _box_centre(result.face_box))) < 48
 
 
 @pytest.mark.parametrize(
@@ -324,6 +369,35 @@ def test_zero_byte_image_is_refused_cleanly(shared_data, tmp_path):
 # --------------------------------------------------------------------------- the stage
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "no registration result (run the register stage)"),
+        ('{"status": "rejected", "reason": "MI fell"}', "registration rejected: MI fell"),
+        ("{not json", "unreadable registration (JSONDecodeError: "),
+        ('{"status": "ok"}', "unreadable registration (KeyError: 'matrix')"),
+        ('{"matrix": [[1, 0], [0, 1]]}', "registration matrix is not a finite 2x3 matrix"),
+        ('{"matrix": [[1, 0, NaN], [0, 1, 0]]}', "registration matrix is not a finite 2x3"),
+        ('{"matrix": [[1, 2, 0], [2, 4, 0]]}', "registration matrix is degenerate"),
+    ],
+    ids=["missing", "rejected", "not-json", "no-matrix", "2x2", "nan", "singular"],
+)
+def test_unusable_registrations_are_refused_with_the_reason(tmp_path, content, reason):
+    path = tmp_path / "p.json"
+    if content is not None:
+        path.write_text(content)
+    matrix, why = registration_matrix(path)
+    assert matrix is None and why.startswith(reason), why
+
+
+def test_usable_registration_matrix(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"status": "identity_fallback", "matrix": [[1, 0, 2.5], [0, 1, -1]]}')
+    matrix, why = registration_matrix(path)
+    assert why == "" and matrix.dtype == np.float64
+    np.testing.assert_array_equal(matrix, [[1, 0, 2.5], [0, 1, -1]])
+
+
 def _hashes(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -344,7 +418,7 @@ def _run_stage(root: Path, name: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_crop_stage_end_to_end(tmp_path):
+def test_crop_stage_end_to_end(tmp_path, monkeypatch):
     """Manifest + registration JSONs made here; every kind of pair, run twice."""
     root = tmp_path
     (root / "params.yaml").write_text("data:\n  size: 64\ncrop:\n  workers: 2\n")
@@ -383,17 +457,7 @@ def test_crop_stage_end_to_end(tmp_path):
     with open(faces / "index.csv") as handle:
         index = {row["pair_id"]: row for row in csv.DictReader(handle)}
     assert sorted(index) == ["s1__a", "s2__b"]
-    assert list(index["s1__a"]) == [
-        "pair_id",
-        "subject",
-        "split",
-        "flash",
-        "studio",
-        "face_top",
-        "face_right",
-        "face_bottom",
-        "face_left",
-    ]
+    assert tuple(index["s1__a"]) == INDEX_COLUMNS  # CONTRACTS.md's column order
     assert index["s1__a"]["split"] == "train" and index["s2__b"]["subject"] == "s2"
     # The registered studio crop matches the flash crop (the stage used the matrix).
     a_flash = read_image(root / index["s1__a"]["flash"])
@@ -424,6 +488,12 @@ def test_crop_stage_end_to_end(tmp_path):
         "rejected": 3,
         "multiple_faces": 0,
     }
-    first = _hashes(faces)
-    assert _run_stage(root, "crop").returncode == 0
-    assert _hashes(faces) == first  # reruns are byte-identical
+    # A rerun, in this process and without worker processes, writes the very same bytes.
+    manifest = pd.read_csv(root / "data/interim/manifest.csv", dtype=str)
+    monkeypatch.chdir(root)
+    again = crop_dataset(
+        manifest, "data/interim/registered", tmp_path / "again", size=64, workers=1
+    )
+    assert again.metrics == metrics
+    written = {name: digest for name, digest in _hashes(faces).items() if name.startswith("s")}
+    assert _hashes(tmp_path / "again") == written and len(written) == 2 * 3

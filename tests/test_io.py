@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from pipeline.io import ImageReadError, image_size, read_image, read_json, write_image, write_json
+from pipeline.io import (
+    ImageReadError,
+    image_size,
+    is_image_name,
+    read_image,
+    read_json,
+    safe_name,
+    write_image,
+    write_json,
+    write_rejected,
+)
 
 
 def _asymmetric(width: int = 40, height: int = 24) -> np.ndarray:
@@ -182,3 +192,15 @@ def test_truncated_files_fail_even_when_pillow_is_told_to_accept_them(tmp_path: 
             read_image(cut)
         assert read_image(full).shape == (64, 64, 3)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+def test_names_and_rejected_list(tmp_path: Path):
+    """Image extensions case-insensitively; safe names; the (file, reason) CSV, quoted."""
+    assert is_image_name(Path("a/IMG_1.JPG")) and is_image_name("x.pgm")
+    assert not is_image_name("notes.txt") and not is_image_name("jpg")
+    assert safe_name("Ms Collins (2).png") == "Ms-Collins-2-.png"
+    assert safe_name("s01_P00A+000E+00") == "s01_P00A+000E+00"
+    assert safe_name("..") == "x" and safe_name(".hidden") == "hidden" and safe_name("/") == "x"
+    path = write_rejected(tmp_path / "r" / "rejected.csv", [("a,b.jpg", "zero bytes")])
+    assert path.read_text() == 'file,reason\n"a,b.jpg",zero bytes\n'
+    assert write_rejected(tmp_path / "empty.csv", []).read_text() == "file,reason\n"

@@ -42,7 +42,12 @@ def test_psnr_and_ssim_match_scikit_image():
     for i in range(2):
         assert p[i].item() == pytest.approx(sk_psnr(a[i], b[i], data_range=1.0), abs=1e-3)
         expected = sk_ssim(
-            a[i], b[i], data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
+            a[i],
+            b[i],
+            data_range=1.0,
+            channel_axis=2,
+            gaussian_weights=True,
+            sigma=1.5,
             use_sample_covariance=False,
         )
         # torchmetrics and skimage treat the image border differently: close, not equal.
@@ -65,8 +70,15 @@ def test_bad_shapes():
 
 def test_summarise():
     stats = summarise(torch.tensor([1.0, 2.0, 3.0, 4.0]))
-    assert stats == {"n": 4, "n_nonfinite": 0, "mean": 2.5, "std": pytest.approx(math.sqrt(1.25)),
-                     "median": 2.5, "min": 1.0, "max": 4.0}
+    assert stats == {
+        "n": 4,
+        "n_nonfinite": 0,
+        "mean": 2.5,
+        "std": pytest.approx(math.sqrt(1.25)),
+        "median": 2.5,
+        "min": 1.0,
+        "max": 4.0,
+    }
     with_inf = summarise([10.0, math.inf, 30.0])
     assert with_inf["mean"] == 20.0 and with_inf["n"] == 3 and with_inf["n_nonfinite"] == 1
     empty = summarise(np.array([]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,6 +91,16 @@ def make_processed(root: Path, n_train: int = 16, n_val: int = 4) -> Path:
         writer.writerow(["split", "pair_id", "subject", "variant", "flash", "studio"])
         writer.writerows(rows)
     return index
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Any:
+    """One intra-op thread, as in the subprocesses: tiny convolutions gain nothing from more,
+    and the test suite shares the cores with other tests."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -217,34 +228,42 @@ def test_fingerprint_tracks_what_changes_the_weights(data_root: Path) -> None:
 # --- training runs in this process -----------------------------------------------------------
 
 
-def test_outputs_and_determinism(data_root: Path, tmp_path: Path) -> None:
-    first = train(_params(), _paths(data_root, tmp_path / "a"), progress=False)
-    second = train(_params(), _paths(data_root, tmp_path / "b"), progress=False)
-    assert _same_state(first.model.state_dict(), second.model.state_dict())
-    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in second.history]
-    other_seed = train(_params(train={"seed": 1}), _paths(data_root, tmp_path / "c"), progress=False)
-    assert not _same_state(first.model.state_dict(), other_seed.model.state_dict())
+@pytest.fixture(scope="module")
+def reference(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """One 2-epoch run of the tiny config (seed 0) and its output folder."""
+    out = tmp_path_factory.mktemp("reference")
+    return train(_params(), _paths(data_root, out), progress=False), out
 
-    out = tmp_path / "a"
+
+def test_outputs(reference: tuple[Any, Path]) -> None:
+    result, out = reference
     model, meta = load_model_file(out / "models" / "model.pt")
-    assert _same_state(model.state_dict(), first.model.state_dict())
+    assert _same_state(model.state_dict(), result.model.state_dict())
     assert meta["arch"] == "deepflash" and meta["width"] == 0.0625 and meta["size"] == SIZE
     assert meta["encoding"] == "C" and meta["centred"] is True
     assert meta["bilateral"] == {"sigma_s_fraction": 0.03, "sigma_r": 0.4, "mode": "per_channel"}
     metrics = json.loads((out / "metrics" / "train.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["stop_reason"] == "epochs"
-    assert metrics["device"] == "cpu" and metrics["amp"] == "off"
+    assert metrics["device"] == "cpu" and metrics["amp"] == "off" and metrics["world_size"] == 1
     assert metrics["resumed_from_epoch"] == 0 and metrics["images_per_s"] > 0
-    assert metrics["val_loss"] == first.history[-1]["val_loss"]
+    assert metrics["val_loss"] == result.history[-1]["val_loss"]
+    assert metrics["best_val_loss"] == min(h["val_loss"] for h in result.history)
     assert 0 < metrics["val_accuracy"] <= 100
+    assert [h["images"] for h in result.history] == [16, 16]
     rows = list(csv.DictReader((out / "plots" / "train.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert {"train_loss", "val_loss", "val_accuracy"} <= rows[0].keys()
-    assert float(rows[1]["val_loss"]) == pytest.approx(first.history[1]["val_loss"])
+    assert float(rows[1]["val_loss"]) == pytest.approx(result.history[1]["val_loss"])
     assert (out / "models" / "checkpoints" / CHECKPOINT_NAME).is_file()
     assert (out / "models" / "checkpoints" / BEST_NAME).is_file()
-    # the validation loss is the eq. 5 loss of the best epoch's model on the 4 val images
-    assert metrics["best_val_loss"] == min(h["val_loss"] for h in first.history)
+
+
+def test_same_seed_same_weights(
+    reference: tuple[Any, Path], data_root: Path, tmp_path: Path
+) -> None:
+    again = train(_params(), _paths(data_root, tmp_path), progress=False)
+    assert _same_state(again.model.state_dict(), reference[0].model.state_dict())
+    assert _losses(again.history) == _losses(reference[0].history)
 
 
 def test_early_stop_on_target_val_loss(data_root: Path, tmp_path: Path) -> None:
@@ -259,17 +278,28 @@ def test_early_stop_on_target_val_loss(data_root: Path, tmp_path: Path) -> None:
     assert metrics["stop_reason"] == "target_val_loss" and metrics["epochs_run"] == 1
 
 
-def test_more_epochs_continue_a_finished_run_exactly(data_root: Path, tmp_path: Path) -> None:
+def test_more_epochs_continue_a_finished_run_exactly(
+    reference: tuple[Any, Path], data_root: Path, tmp_path: Path
+) -> None:
     """train.epochs 2 -> 3 resumes after epoch 2 and equals a straight 3-epoch run; other
-    params (a new seed) do not match the checkpoint and start from scratch."""
+    params (a new seed) do not match the checkpoint: from scratch, and other weights."""
     out = tmp_path / "continued"
-    train(_params(), _paths(data_root, out), progress=False)
+    shutil.copytree(reference[1], out)
     continued = train(_params(train={"epochs": 3}), _paths(data_root, out), progress=False)
-    straight = train(_params(train={"epochs": 3}), _paths(data_root, tmp_path / "s"), progress=False)
+    straight = train(
+        _params(train={"epochs": 3}), _paths(data_root, tmp_path / "s"), progress=False
+    )
     assert continued.resumed_from_epoch == 2 and len(continued.history) == 3
     assert _same_state(continued.model.state_dict(), straight.model.state_dict())
+    assert _losses(continued.history) == _losses(straight.history)
     fresh = train(_params(train={"seed": 5}), _paths(data_root, out), progress=False)
     assert fresh.resumed_from_epoch == 0 and len(fresh.history) == 2
+    assert not _same_state(fresh.model.state_dict(), reference[0].model.state_dict())
+
+
+def _losses(history: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    # Everything but the timings.
+    return [(h["epoch"], h["train_loss"], h["val_loss"], h["val_accuracy"]) for h in history]
 
 
 # --- crash and resume, DDP: real processes ---------------------------------------------------
@@ -329,9 +359,8 @@ HOLD_IN_EPOCH_2 = textwrap.dedent(
 
 
 def test_sigkill_mid_epoch_then_rerun_resumes_with_identical_weights(tmp_path: Path) -> None:
-    epochs = {"train": {"epochs": 3}}
-    straight = _mini_repo(tmp_path / "straight", **epochs)
-    crashed = _mini_repo(tmp_path / "crashed", **epochs)
+    straight = _mini_repo(tmp_path / "straight")
+    crashed = _mini_repo(tmp_path / "crashed")
     _run_stage(straight)
 
     (crashed / "hold.py").write_text(HOLD_IN_EPOCH_2)
@@ -354,7 +383,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_with_identical_weights(tmp_path: P
     log = _run_stage(crashed).stderr
     assert "resuming from models/checkpoints/last.pt (1 epoch(s) done)" in log
     metrics = json.loads((crashed / "metrics" / "train.json").read_text())
-    assert metrics["resumed_from_epoch"] == 1 and metrics["epochs_run"] == 3
+    assert metrics["resumed_from_epoch"] == 1 and metrics["epochs_run"] == 2
     assert _same_state(
         _state_of(crashed / "models" / "model.pt"), _state_of(straight / "models" / "model.pt")
     )
@@ -367,7 +396,9 @@ def test_sigkill_mid_epoch_then_rerun_resumes_with_identical_weights(tmp_path: P
     for name in last[0]["optimizers"]:
         a, b = (ck["optimizers"][name]["state"] for ck in last)
         assert all(_same_state(a[k], b[k]) for k in a)
-    assert [h["val_loss"] for h in last[0]["history"]] == [h["val_loss"] for h in last[1]["history"]]
+    assert [h["val_loss"] for h in last[0]["history"]] == [
+        h["val_loss"] for h in last[1]["history"]
+    ]
     run_file = json.loads((crashed / "models" / "mlflow_run.json").read_text())
     assert run_file == {"run_id": None, "experiment_id": None, "tracking_uri": None}
 
@@ -424,7 +455,7 @@ def test_ddp_gloo_two_processes_end_identical_and_rank0_writes(tmp_path: Path) -
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(repo / f"weights_rank{r}_of_2.pt", weights_only=True) for r in (0, 1)]
     assert _same_state(ranks[0]["state"], ranks[1]["state"])
-    assert ranks[0]["history"] == ranks[1]["history"]
+    assert _losses(ranks[0]["history"]) == _losses(ranks[1]["history"])
     # each rank trained on its half: 8 steps of 2 images per epoch per rank = 16 images
     assert [h["images"] for h in ranks[0]["history"]] == [16, 16]
     assert _same_state(_state_of(repo / "out_rank0" / "model.pt"), ranks[0]["state"])

@@ -46,7 +46,6 @@ MANIFEST_COLUMNS = (
     "studio_height",
     "source",
 )
-REJECTED_COLUMNS = ("file", "reason")
 DEFAULT_YALEB_LIGHTS = (
     "P00A+000E+20",
     "P00A-020E+10",
@@ -74,10 +73,11 @@ def read_dataset(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     aspect_tolerance: float = 0.02,
     yaleb_studio_lights: tuple[str, ...] | list[str] = DEFAULT_YALEB_LIGHTS,
+    progress: bool = False,
 ) -> DatasetResult:
     """Read ``raw_dir`` in ``layout`` (pairs | faid | yaleb): validated pairs and rejections.
 
-    Raises :class:`DatasetError` when the folder is missing, the layout unknown, or
+    ``progress`` shows progress bars (stderr) while images are decoded and checked. Raises :class:`DatasetError` when the folder is missing, the layout unknown, or
     ``derived_dir`` is missing (yaleb) or inside the raw folder. Bad individual inputs never
     raise: they are returned as :class:`Rejection` (file, reason).
     """
@@ -100,8 +100,12 @@ def read_dataset(
         if derived is None:
             raise DatasetError("layout yaleb needs a derived folder for the computed images")
         derived.mkdir(parents=True, exist_ok=True)
-        found = yaleb.discover(raw, scan.files, checker, list(yaleb_studio_lights), derived)
-    accepted, invalid = validate_candidates(found.candidates, checker, aspect_tolerance)
+        found = yaleb.discover(
+            raw, scan.files, checker, list(yaleb_studio_lights), derived, progress=progress
+        )
+    accepted, invalid = validate_candidates(
+        found.candidates, checker, aspect_tolerance, progress=progress
+    )
     rejected = sorted(scan.rejected + found.rejected + invalid, key=lambda r: (r.file, r.reason))
     return DatasetResult(
         pairs=sorted(accepted, key=lambda p: p.pair_id),
@@ -124,15 +128,6 @@ def build_manifest(found: list[Pair], train: float, val: float, seed: int) -> pd
     rows = [{**vars(p), "split": splits[p.subject]} for p in found]
     frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     return frame.sort_values("pair_id", kind="stable").reset_index(drop=True)
-
-
-def write_rejected(path: str | os.PathLike, rejected: list[Rejection]) -> Path:
-    """reports/rejected.csv: columns file, reason (header written even when empty)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame([(r.file, r.reason) for r in rejected], columns=list(REJECTED_COLUMNS))
-    frame.to_csv(path, index=False)
-    return path
 
 
 def ingest_metrics(result: DatasetResult, manifest: pd.DataFrame) -> dict[str, float | int]:
@@ -165,6 +160,8 @@ def reject_problem(result: DatasetResult, max_reject_fraction: float) -> str | N
             per_pair.setdefault(r.pair, _reason_kind(r.reason))
     reasons = Counter(per_pair.values())
     top = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common(10))
+    if len(reasons) > 10:
+        top += f"; {len(reasons) - 10} other reason(s)"
     if not result.pairs:
         head = f"no usable pair ({lost} rejected)"
     else:
@@ -185,7 +182,6 @@ def _reason_kind(reason: str) -> str:
 __all__ = [
     "LAYOUTS",
     "MANIFEST_COLUMNS",
-    "REJECTED_COLUMNS",
     "Candidate",
     "DatasetError",
     "DatasetResult",
@@ -199,5 +195,4 @@ __all__ = [
     "reject_problem",
     "split_sizes",
     "split_subjects",
-    "write_rejected",
 ]

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.datasets.records import Discovery, Rejection
-from pipeline.datasets.validate import group_claims, is_image_name, pair_up
+from pipeline.datasets.validate import group_claims, pair_up
+from pipeline.io import is_image_name
 
 ROLES = ("flash", "ambient")
 # File-name suffix -> role; "_noflash" does not end with "_flash", so the order is safe.
@@ -33,7 +34,8 @@ def discover(raw_dir: Path, files: list[Path]) -> Discovery:
                 rejected.append(
                     Rejection(
                         (raw_dir / rel).as_posix(),
-                        "name is neither <name>_flash.<ext> nor <name>_ambient.<ext>",
+                        "name is neither <name>_flash.<ext> nor <name>_ambient.<ext> "
+                        "(or <name>_noflash.<ext>)",
                     )
                 )
             continue

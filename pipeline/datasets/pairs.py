@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.datasets.records import Discovery, Rejection
-from pipeline.datasets.validate import group_claims, is_image_name, pair_up
+from pipeline.datasets.validate import group_claims, pair_up
+from pipeline.io import is_image_name
 
 ROLES = ("flash", "studio")
 

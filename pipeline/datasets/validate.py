@@ -9,34 +9,20 @@ project's reader (truncated or corrupt data), so whatever ingest accepts, later 
 from __future__ import annotations
 
 import os
-import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from pipeline.datasets.records import Candidate, Pair, Rejection
-from pipeline.io import ImageReadError, image_size, read_image
-
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm", ".pnm", ".gif"}
-)
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-
-
-def is_image_name(path: Path) -> bool:
-    """True when the file name has an image extension (case-insensitive)."""
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def safe_id(text: str) -> str:
-    """Filesystem-safe identifier: runs of other characters become '-'."""
-    return _UNSAFE.sub("-", text).strip("-") or "x"
+from pipeline.io import ImageReadError, image_size, read_image, safe_name
 
 
 def make_pair_id(subject: str, pose: str) -> str:
     """The manifest's pair_id: ``<subject>__<pose>``, filesystem-safe."""
-    return f"{safe_id(subject)}__{safe_id(pose)}"
+    return f"{safe_name(subject)}__{safe_name(pose)}"
 
 
 def within(path: Path, root: Path) -> bool:
@@ -198,14 +184,18 @@ def pair_up(
 
 
 def validate_candidates(
-    candidates: Iterable[Candidate],
+    candidates: Sequence[Candidate],
     checker: ImageChecker,
     aspect_tolerance: float,
+    progress: bool = False,
 ) -> tuple[list[Pair], list[Rejection]]:
-    """Check both images of every candidate and their aspect ratios; unique pair ids."""
+    """Check both images of every candidate and their aspect ratios; unique pair ids.
+
+    ``progress`` shows a progress bar (every image is decoded in full: the slow part of ingest).
+    """
     pairs, rejected = [], []
     seen: dict[str, str] = {}
-    for cand in candidates:
+    for cand in tqdm(candidates, desc="ingest", unit="pair", disable=not progress):
         results = {"flash": checker.check(cand.flash), "studio": checker.check(cand.studio)}
         bad = {role: r for role, r in results.items() if isinstance(r, str)}
         if bad:

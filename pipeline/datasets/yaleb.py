@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from pipeline.datasets.records import Candidate, Discovery, Rejection
 from pipeline.datasets.validate import ImageChecker, ImageInfo, make_pair_id
@@ -36,11 +37,13 @@ def discover(
     checker: ImageChecker,
     studio_lights: list[str],
     derived_dir: Path,
+    progress: bool = False,
 ) -> Discovery:
     """Build each person's flash and studio-mean PNGs in ``derived_dir``; candidates point there."""
     present = set(files)
     found = Discovery()
-    for rel_dir in person_dirs(raw_dir, files):
+    people = person_dirs(raw_dir, files)
+    for rel_dir in tqdm(people, desc="yaleb", unit="person", disable=not progress):
         person = rel_dir.name
         key = f"{person}/{POSE}"
         flash_rel = rel_dir / f"{person}_{FLASH_LIGHT}.pgm"

@@ -95,7 +95,9 @@ def save_model_file(path: str | os.PathLike, model: nn.Module, meta: dict[str, A
     build_kwargs = dict(model.build_kwargs) or {"width": 1.0}
     meta = {"arch": model.arch, "width": build_kwargs.get("width", 1.0), **dict(meta)}
     if meta["arch"] != model.arch:
-        raise ValueError(f"{path}: meta arch {meta['arch']!r} differs from the model's {model.arch!r}")
+        raise ValueError(
+            f"{path}: meta arch {meta['arch']!r} differs from the model's {model.arch!r}"
+        )
     if not _is_primitive(meta):
         raise ValueError(f"{path}: meta must hold only str/int/float/bool/None, lists and dicts")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -134,7 +136,9 @@ def load_model_file(
     except FileNotFoundError:
         raise
     except Exception as error:  # unpickling / zip errors: not a torch file at all
-        raise ValueError(f"{path}: not a model file ({error.__class__.__name__}: {error})") from None
+        raise ValueError(
+            f"{path}: not a model file ({error.__class__.__name__}: {error})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise ValueError(f"{path}: not a DeepFlash model file (no '{FILE_FORMAT}' header)")
     if int(payload.get("version", 0)) > FILE_VERSION:
@@ -144,7 +148,9 @@ def load_model_file(
         )
     arch = payload["arch"]
     if arch not in _REGISTRY:
-        raise ValueError(f"{path}: unknown arch {arch!r}; available: {', '.join(available_archs())}")
+        raise ValueError(
+            f"{path}: unknown arch {arch!r}; available: {', '.join(available_archs())}"
+        )
     kwargs = dict(payload.get("build_kwargs") or {})
     width = kwargs.pop("width", 1.0)
     model = build_model(arch, width, **kwargs)

@@ -30,9 +30,7 @@ class AdamSettings(Protocol):
 
 def make_adam(params: Any, adam: AdamSettings) -> torch.optim.Adam:
     """Adam with the given settings over ``params``."""
-    return torch.optim.Adam(
-        params, lr=adam.lr, betas=(adam.beta1, adam.beta2), eps=adam.eps
-    )
+    return torch.optim.Adam(params, lr=adam.lr, betas=(adam.beta1, adam.beta2), eps=adam.eps)
 
 
 def backward_step(
@@ -71,7 +69,9 @@ class ImageModel(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """Refuse inputs this network cannot take, with the reason."""
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"{self.arch or type(self).__name__}: expected (N, 3, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.arch or type(self).__name__}: expected (N, 3, H, W), got {tuple(x.shape)}"
+            )
         h, w = x.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
             raise ValueError(

@@ -1,0 +1,37 @@
+"""Order-keeping process-pool map for the per-pair stages (crop, augment)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
+
+import cv2
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _single_threaded_opencv() -> None:
+    # One OpenCV thread per worker: the pool already uses the cores (oversubscription slows
+    # every worker down on a 2-core machine).
+    cv2.setNumThreads(1)
+
+
+def parallel_map(fn: Callable[[T], R], jobs: Iterable[T], workers: int) -> Iterator[R]:
+    """``map(fn, jobs)``, results in job order, over ``workers`` processes.
+
+    With ``workers`` <= 1 (or a single job) it runs in this process, which keeps tracebacks
+    simple and avoids the pool's start-up cost. ``fn`` and the jobs must be picklable
+    (a module-level function and plain values).
+    """
+    jobs = list(jobs)
+    workers = min(workers, len(jobs))
+    if workers <= 1:
+        yield from map(fn, jobs)
+        return
+    with ProcessPoolExecutor(workers, initializer=_single_threaded_opencv) as pool:
+        yield from pool.map(fn, jobs)
+
+
+__all__ = ["parallel_map"]

@@ -1,0 +1,346 @@
+"""Networks: registry, shapes, parameter counts, encoder weights, training steps, model file."""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.bilateral import bilateral_filter
+from pipeline.encoding import ENCODINGS, make_target, network_input
+from pipeline.losses import centred_mse, plain_mse
+from pipeline.models import (
+    available_archs,
+    build_model,
+    load_model_file,
+    save_model_file,
+)
+from pipeline.models.deepflash import DeepFlashNet, vgg16_state_dict
+
+# Tiny networks keep every test fast on 2 CPU cores.
+TINY = {"deepflash": 1 / 16, "hdrnet": 1 / 8, "pix2pix": 1 / 16}
+SIDE = {"deepflash": 64, "hdrnet": 48, "pix2pix": 256}
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _full_size(arch: str, **kwargs) -> nn.Module:
+    # On the meta device: shapes without memory or init cost.
+    with torch.device("meta"):
+        return build_model(arch, 1.0, **kwargs)
+
+
+def test_registry():
+    assert available_archs() == ("deepflash", "hdrnet", "pix2pix")
+    with pytest.raises(ValueError, match="unknown model arch 'unet'.*deepflash, hdrnet, pix2pix"):
+        build_model("unet")
+    model = build_model("pix2pix", 0.0625, num_downs=5)
+    assert model.arch == "pix2pix" and model.build_kwargs == {"width": 0.0625, "num_downs": 5}
+
+
+# --- DeepFlash -------------------------------------------------------------------------------
+
+
+def test_deepflash_parameter_count_from_the_layer_table():
+    conv3 = lambda cin, cout: cin * cout * 9 + cout  # noqa: E731 - 3x3 conv with bias
+    # VGG-16 features: 2 + 2 + 3 + 3 + 3 convolutions.
+    encoder = (
+        conv3(3, 64)
+        + conv3(64, 64)
+        + conv3(64, 128)
+        + conv3(128, 128)
+        + conv3(128, 256)
+        + 2 * conv3(256, 256)
+        + conv3(256, 512)
+        + 2 * conv3(512, 512)
+        + 3 * conv3(512, 512)
+    )
+    assert encoder == 14_714_688  # torchvision's vgg16().features
+    bottleneck = 512 * 512 * 9 + 2 * 512  # 3x3 conv without bias (BN follows) + BN
+    # Decoder level (in, skip, out): 4x4 transposed conv (no bias) + BN + 1x1 fuse with bias.
+    level = lambda cin, skip, cout: cin * cout * 16 + 2 * cout + (cout + skip) * cout + cout  # noqa: E731
+    decoder = (
+        level(512, 512, 512)  # 1/32 -> 1/16, skip block 5
+        + level(512, 512, 512)  # -> 1/8, skip block 4
+        + level(512, 256, 256)  # -> 1/4, skip block 3
+        + level(256, 128, 128)  # -> 1/2, skip block 2
+        + level(128, 64, 64)  # -> 1/1, skip block 1
+    )
+    head = (64 + 3) * 3 + 3  # 1x1 conv over [features, input image] -> RGB
+    expected = encoder + bottleneck + decoder + head
+    assert expected == 29_441_356
+    assert _count(_full_size("deepflash")) == expected
+
+
+def test_deepflash_output_shape_and_range():
+    model = build_model("deepflash", TINY["deepflash"]).eval()
+    for h, w in [(32, 32), (64, 96), (96, 64)]:
+        x = torch.rand(2, 3, h, w)
+        with torch.no_grad():
+            y = model(x)
+        assert y.shape == x.shape
+        assert float(y.min()) >= 0 and float(y.max()) <= 1
+    with pytest.raises(ValueError, match="multiples of 32, got 48x64"):
+        model(torch.rand(1, 3, 48, 64))
+
+
+def test_deepflash_init():
+    model = build_model("deepflash", 0.25)
+    up = model.decoder[0].up.weight.detach()
+    std = math.sqrt(2.0 / (up.shape[0] * 4))
+    assert float(up.abs().max()) <= 2 * std + 1e-6  # truncated normal, cut at 2 std
+    assert float(up.std()) == pytest.approx(std * 0.88, rel=0.1)  # std of N(0,1) cut at +-2
+    head = model.head.weight.detach()  # Xavier uniform: bound sqrt(6 / (fan_in + fan_out))
+    bound = math.sqrt(6.0 / (head.shape[1] + head.shape[0]))
+    assert float(head.abs().max()) <= bound
+
+
+def test_encoder_weights_load_back_torchvision_layout(tmp_path):
+    source = build_model("deepflash", 0.125)
+    state = vgg16_state_dict(source)
+    state["classifier.0.weight"] = torch.zeros(10, 20)  # 2-D: ignored, as VGG's classifier
+    state["classifier.0.bias"] = torch.zeros(10)
+    path = tmp_path / "vgg16.pth"
+    torch.save(state, path)
+    model = build_model("deepflash", 0.125, encoder_weights=str(path))
+    for ours, theirs in zip(model.encoder_convs(), source.encoder_convs(), strict=True):
+        assert torch.equal(ours.weight, theirs.weight) and torch.equal(ours.bias, theirs.bias)
+    assert torch.allclose(model.input_mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+    # The weights file is not needed to rebuild the model from a model file.
+    assert "encoder_weights" not in model.build_kwargs
+
+
+def test_encoder_weights_vggface_layout(tmp_path):
+    source = build_model("deepflash", 0.125)
+    names = [
+        "conv1_1",
+        "conv1_2",
+        "conv2_1",
+        "conv2_2",
+        "conv3_1",
+        "conv3_2",
+        "conv3_3",
+        "conv4_1",
+        "conv4_2",
+        "conv4_3",
+        "conv5_1",
+        "conv5_2",
+        "conv5_3",
+    ]
+    state = {}
+    for name, conv in zip(reversed(names), reversed(source.encoder_convs()), strict=True):
+        state[f"{name}.weight"] = conv.weight.detach().clone()  # reversed insertion order
+        state[f"{name}.bias"] = conv.bias.detach().clone()
+    state["fc6.weight"] = torch.zeros(4, 8)
+    path = tmp_path / "vgg_face.pth"
+    torch.save({"state_dict": state}, path)
+    model = DeepFlashNet(0.125, encoder_weights=path)
+    assert torch.equal(model.encoder_convs()[10].weight, source.encoder_convs()[10].weight)
+    # VGG-Face input: 0-255 RGB minus the mean face colour.
+    assert float(model.input_std[0, 0]) == pytest.approx(1 / 255)
+    assert float(model.input_mean[0, 0]) * 255 == pytest.approx(129.1863, abs=1e-3)
+
+
+def test_encoder_weights_errors(tmp_path):
+    path = tmp_path / "wide.pth"
+    torch.save(vgg16_state_dict(build_model("deepflash", 0.25)), path)
+    with pytest.raises(
+        ValueError, match=r"conv layer 1 \(features.0.weight\) has shape \(16, 3, 3, 3\)"
+    ):
+        build_model("deepflash", 0.125, encoder_weights=str(path))
+    with pytest.raises(ValueError, match="not found"):
+        build_model("deepflash", 0.125, encoder_weights=str(tmp_path / "missing.pth"))
+    short = tmp_path / "short.pth"
+    torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3)}, short)
+    with pytest.raises(ValueError, match="has 1 convolution weights, VGG-16 needs 13"):
+        build_model("deepflash", 0.125, encoder_weights=str(short))
+
+
+# --- HDRNet ----------------------------------------------------------------------------------
+
+
+def test_hdrnet_parameter_count_and_shapes():
+    count = _count(_full_size("hdrnet"))
+    assert count == 482_080
+    assert abs(count - 0.48e6) / 0.48e6 < 0.05  # PAPER.md: about 0.48 M
+    model = build_model("hdrnet", TINY["hdrnet"]).eval()
+    x = torch.rand(2, 3, 40, 56)  # any size: the low-res branch resizes to 256
+    with torch.no_grad():
+        y = model(x)
+        grid = model.coefficients(x)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    assert grid.shape == (2, 12, 8, 16, 16)  # 96 = 8 luma bins x 12 affine coefficients
+
+
+def test_hdrnet_starts_as_identity_and_slices_a_constant_grid_exactly():
+    model = build_model("hdrnet", TINY["hdrnet"]).eval()
+    x = torch.rand(1, 3, 32, 32) * 0.8 + 0.1
+    with torch.no_grad():
+        assert float((model(x) - x).abs().mean()) < 0.1
+        # With the prediction zeroed, every cell holds the bias: a 3x4 colour matrix applied
+        # to every pixel after slicing, whatever the guide.
+        model.predict.weight.zero_()
+        matrix = torch.tensor([[0.5, 0.0, 0.0, 0.1], [0.0, 0.25, 0.0, 0.2], [0.1, 0.1, 0.1, 0.0]])
+        model.predict.bias.copy_(matrix.flatten().repeat_interleave(8))
+        expected = torch.einsum("ij,njhw->nihw", matrix[:, :3], x) + matrix[:, 3].view(1, 3, 1, 1)
+        torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=0)
+
+
+# --- pix2pix ---------------------------------------------------------------------------------
+
+
+def test_pix2pix_parameter_counts():
+    model = _full_size("pix2pix")
+    g, d = _count(model.generator), _count(model.discriminator)
+    assert abs(g - 54.4e6) / 54.4e6 < 0.05 and abs(d - 2.8e6) / 2.8e6 < 0.05
+    assert (g, d) == (54_413_955, 2_768_705)  # pix2pix's unet_256 and basic D, exactly
+
+
+def test_pix2pix_shapes_and_size_multiple():
+    model = build_model("pix2pix", TINY["pix2pix"]).eval()
+    assert model.size_multiple == 256
+    x = torch.rand(1, 3, 256, 256)
+    with torch.no_grad():
+        y = model(x)
+        patches = model.discriminator(torch.cat([x, y], 1))
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    assert patches.shape == (1, 1, 30, 30)  # 70x70 receptive fields over a 256 image
+    with pytest.raises(ValueError, match="multiples of 256, got 128x128"):
+        model(torch.rand(1, 3, 128, 128))
+    shallow = build_model("pix2pix", TINY["pix2pix"], num_downs=5).eval()
+    assert shallow.size_multiple == 32
+    assert shallow(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def test_pix2pix_init_is_normal_002():
+    model = build_model("pix2pix", 0.25)
+    weights = torch.cat(
+        [m.weight.detach().flatten() for m in model.modules() if isinstance(m, nn.Conv2d)]
+    )
+    assert float(weights.mean()) == pytest.approx(0.0, abs=2e-3)
+    assert float(weights.std()) == pytest.approx(0.02, rel=0.05)
+
+
+# --- training steps --------------------------------------------------------------------------
+
+
+ADAM = SimpleNamespace(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8)
+PIX2PIX_ADAM = SimpleNamespace(lr=2e-3, beta1=0.5, beta2=0.999, eps=1e-8)
+
+
+def _tiny_batch(side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
+    face = torch.stack([0.3 + 0.5 * xx, 0.2 + 0.4 * yy, 0.5 * (xx + yy)])
+    flash = (face + 0.05 * torch.rand(2, 3, side, side, generator=gen)).clamp(0, 1)
+    studio = (0.7 * flash + 0.1 + 0.1 * yy).clamp(0, 1)
+    return flash, studio
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("arch", ["deepflash", "hdrnet", "pix2pix"])
+def test_a_few_steps_reduce_the_loss(arch, encoding):
+    torch.manual_seed(0)
+    side = SIDE[arch]
+    flash, studio = _tiny_batch(side)
+    blur = lambda im: bilateral_filter(im, side * 0.03, 0.4)  # noqa: E731
+    inputs = network_input(flash, encoding, blur)
+    targets = make_target(flash, studio, encoding, blur)
+    model = build_model(arch, TINY[arch])
+    model.train()
+    optimizers = model.configure_optimizers(PIX2PIX_ADAM if arch == "pix2pix" else ADAM)
+    # Centred loss for the difference encodings (the paper), plain MSE for A.
+    loss_fn = plain_mse if encoding == "A" else centred_mse
+    steps = 6 if arch == "pix2pix" else 8
+    losses = []
+    for _ in range(steps):
+        stats = model.training_step(inputs, targets, loss_fn, optimizers, nullcontext, None)
+        assert set(stats) >= {"loss"} and all(math.isfinite(v) for v in stats.values())
+        losses.append(stats["loss"])
+    assert losses[-1] < 0.8 * losses[0], losses
+    if arch == "pix2pix":
+        assert set(stats) == {"loss", "loss_g", "loss_g_gan", "loss_g_l1", "loss_d"}
+
+
+def test_training_step_under_bf16_autocast_and_grad_scaler():
+    flash, studio = _tiny_batch(64)
+    for arch in ("deepflash", "hdrnet", "pix2pix"):
+        kwargs = {"num_downs": 6} if arch == "pix2pix" else {}
+        model = build_model(arch, TINY[arch], **kwargs).train()
+        optimizers = model.configure_optimizers(ADAM)
+        before = [p.detach().clone() for p in model.parameters()]
+        autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+        stats = model.training_step(flash, studio, centred_mse, optimizers, autocast, None)
+        assert math.isfinite(stats["loss"])
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+        stats = model.training_step(flash, studio, plain_mse, optimizers, nullcontext, scaler)
+        assert math.isfinite(stats["loss"])
+        changed = sum(
+            not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)
+        )
+        assert changed > 0.9 * len(before), f"{arch}: only {changed}/{len(before)} tensors updated"
+
+
+# --- model file ------------------------------------------------------------------------------
+
+
+META = {
+    "encoding": "C",
+    "size": 64,
+    "bilateral": {"sigma_s_fraction": 0.03, "sigma_r": 0.4, "mode": "per_channel"},
+    "centred": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("arch", "kwargs", "side"),
+    [
+        ("deepflash", {}, 64),
+        ("hdrnet", {"lowres": 128}, 40),
+        ("pix2pix", {"num_downs": 6}, 64),
+    ],
+)
+def test_model_file_round_trip(tmp_path, arch, kwargs, side):
+    model = build_model(arch, TINY[arch], **kwargs).eval()
+    with torch.no_grad():
+        for module in model.modules():  # non-trivial BN statistics must travel too
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+    path = save_model_file(tmp_path / "sub" / "model.pt", model, META)
+    loaded, meta = load_model_file(path)
+    assert meta == {"arch": arch, "width": TINY[arch], **META}
+    assert type(loaded) is type(model) and not loaded.training
+    x = torch.rand(1, 3, side, side)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    # weights_only: the file holds only primitives and tensors.
+    payload = torch.load(path, weights_only=True)
+    assert payload["format"] == "deepflash-model" and payload["build_kwargs"]["width"] == TINY[arch]
+
+
+def test_model_file_errors(tmp_path):
+    model = build_model("hdrnet", TINY["hdrnet"])
+    with pytest.raises(ValueError, match="meta arch 'deepflash' differs"):
+        save_model_file(tmp_path / "m.pt", model, {"arch": "deepflash"})
+    with pytest.raises(ValueError, match="meta must hold only"):
+        save_model_file(tmp_path / "m.pt", model, {"bad": object()})
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="junk.pt: not a model file"):
+        load_model_file(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(ValueError, match="not a DeepFlash model file"):
+        load_model_file(other)
+    path = save_model_file(tmp_path / "ok.pt", model, {})
+    payload = torch.load(path, weights_only=True)
+    payload["build_kwargs"]["width"] = 0.25
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match="weights do not fit a hdrnet of width 0.25"):
+        load_model_file(tmp_path / "mismatch.pt")
