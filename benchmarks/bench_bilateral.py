@@ -1,6 +1,7 @@
 """Benchmark: our bilateral filter vs OpenCV's cv2.bilateralFilter (named baseline).
 
-Usage: ``python benchmarks/bench_bilateral.py [--repeats 15] [--skip-large] [--json out.json]``
+Usage: ``python benchmarks/bench_bilateral.py [--repeats 15] [--threads N] [--skip-large]
+[--cv2-full] [--json out.json]``
 
 1. 512x512x3 (scikit-image's astronaut, float32 in [0, 1]), sigma_s = 16 px, sigma_r = 0.4:
    wall time (best of ``--repeats``) of ours (numpy in, numpy out, as the pipeline calls it)
@@ -185,7 +186,11 @@ def main() -> int:
     parser.add_argument("--skip-large", action="store_true", help="skip the 3120x4160 photo")
     parser.add_argument("--cv2-full", action="store_true", help="run cv2 on the whole large photo")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--threads", type=int, help="CPU threads for both torch and cv2")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
 
     report: dict = {
         "cpu": platform.processor() or platform.machine(),

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.faces import crop_pair, detect_faces, square_crop_box
+from pipeline.faces import Box, CropBox, crop_pair, detect_faces, square_crop_box
 from pipeline.io import read_image
 
 SHARED = (
@@ -50,14 +50,18 @@ def twelve_megapixel_photo() -> tuple[np.ndarray, str]:
     return np.clip(image, 0, 1), source
 
 
-def ours(flash: np.ndarray, studio: np.ndarray, matrix: np.ndarray):
+def ours(
+    flash: np.ndarray, studio: np.ndarray, matrix: np.ndarray
+) -> tuple[list[Box], tuple[np.ndarray, np.ndarray]]:
     """Detection on the small copy + the composed single warp."""
     faces = detect_faces(flash, detector="hog", max_side=800, upsample=1)
     crop = square_crop_box(faces[0], 0.4)
     return faces, crop_pair(flash, studio, matrix, crop, SIZE)
 
 
-def naive_crop(flash: np.ndarray, studio: np.ndarray, matrix: np.ndarray, crop):
+def naive_crop(
+    flash: np.ndarray, studio: np.ndarray, matrix: np.ndarray, crop: CropBox
+) -> tuple[np.ndarray, np.ndarray]:
     """Full-resolution aligned studio copy, then crop + INTER_AREA resize of both images."""
     x0, y0, side = crop
     aligned = cv2.warpAffine(
@@ -69,10 +73,12 @@ def naive_crop(flash: np.ndarray, studio: np.ndarray, matrix: np.ndarray, crop):
         padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect") if pad else image
         window = padded[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
         crops.append(cv2.resize(window, (SIZE, SIZE), interpolation=cv2.INTER_AREA))
-    return tuple(crops)
+    return crops[0], crops[1]
 
 
-def baseline(flash: np.ndarray, studio: np.ndarray, matrix: np.ndarray):
+def baseline(
+    flash: np.ndarray, studio: np.ndarray, matrix: np.ndarray
+) -> tuple[list[Box], tuple[np.ndarray, np.ndarray]]:
     """Full-resolution detection (the library's default call), then :func:`naive_crop`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -84,7 +90,7 @@ def baseline(flash: np.ndarray, studio: np.ndarray, matrix: np.ndarray):
     return faces, naive_crop(flash, studio, matrix, square_crop_box(faces[0], 0.4))
 
 
-def _iou(a, b) -> float:
+def _iou(a: Box, b: Box) -> float:
     top, right = max(a[0], b[0]), min(a[1], b[1])
     bottom, left = min(a[2], b[2]), max(a[3], b[3])
     inter = max(0, bottom - top) * max(0, right - left)

@@ -52,8 +52,8 @@ class FixedAffine(A.DualTransform):
 
     Albumentations' own ``Affine`` rotates about the image centre and translates by whole
     pixels only, so it cannot rotate about an arbitrary face centre; this transform takes
-    the matrix itself and otherwise behaves like ``Affine`` (same warp function, border
-    handling, keypoint mapping).
+    the matrix itself and otherwise behaves like ``Affine`` (same warp function and border
+    handling) on images.
     """
 
     def __init__(
@@ -89,20 +89,6 @@ class FixedAffine(A.DualTransform):
             border_mode=self.border_mode,
             output_shape=output_shape,
         )
-
-    def apply_to_keypoints(
-        self, keypoints: np.ndarray, matrix: np.ndarray, **params: Any
-    ) -> np.ndarray:
-        """Map keypoints (x, y, ...) with the same matrix (pixel-centre coordinates)."""
-        out = np.array(keypoints, dtype=np.float64, copy=True)
-        if len(out):
-            xy = out[:, :2] @ matrix[:2, :2].T + matrix[:2, 2]
-            out[:, :2] = xy
-        return out
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        """Arguments albumentations' serialisation records."""
-        return ("matrix", "border_mode", "interpolation")
 
 
 def variant_name(rotation: float, mode: str, flip: str) -> str:

@@ -131,7 +131,9 @@ def load_enhancer(
     target = resolve_device(device)
     try:
         model, meta = load_model_file(path, map_location="cpu")
-    except Exception as error:  # pickle, zip, key and shape errors all mean "not our model file"
+    except ValueError as error:  # the loader's own message names the file and the reason
+        raise EnhanceError(str(error)) from None
+    except Exception as error:  # anything else still means "not a usable model file"
         raise EnhanceError(
             f"{path}: not a DeepFlash model file ({error.__class__.__name__}: {error})"
         ) from None
@@ -201,11 +203,22 @@ def face_mask(
     rx, ry = MASK_AXES[0] * side / 2.0, MASK_AXES[1] * side / 2.0
     h, w = shape
     # Pixel centres of the photo are at integer coordinates; crop x0 is a pixel's left edge.
-    dx = ((np.arange(w, dtype=np.float32) + origin[0] + 0.5 - cx) / rx) ** 2
-    dy = ((np.arange(h, dtype=np.float32) + origin[1] + 0.5 - cy) / ry) ** 2
-    radius = np.sqrt(dy[:, None] + dx[None, :])
-    t = np.clip((1.0 - radius) / feather, 0.0, 1.0)
-    mask = (t * t * t * (t * (t * 6.0 - 15.0) + 10.0)).astype(np.float32)
+    dx = ((np.arange(w, dtype=np.float32) + np.float32(origin[0] + 0.5 - cx)) / np.float32(rx)) ** 2
+    dy = ((np.arange(h, dtype=np.float32) + np.float32(origin[1] + 0.5 - cy)) / np.float32(ry)) ** 2
+    # In place from here: a face region of a 12 MP photo is millions of pixels.
+    t = np.add(dy[:, None], dx[None, :])
+    np.sqrt(t, out=t)  # elliptical radius, 1 on the ellipse
+    np.subtract(1.0, t, out=t)
+    t *= np.float32(1.0 / feather)
+    np.clip(t, 0.0, 1.0, out=t)
+    # Quintic smoothstep t^3 (6t^2 - 15t + 10): value, slope and curvature continuous.
+    mask = t * np.float32(6.0)
+    mask -= np.float32(15.0)
+    mask *= t
+    mask += np.float32(10.0)
+    mask *= t
+    mask *= t
+    mask *= t
     # float32 rounding can lift the polynomial a hair above 1 just below t = 1.
     return np.minimum(mask, 1.0, out=mask)
 
@@ -353,15 +366,12 @@ def enhance_image(
 
     regions = [mask_region(square, image.shape) for square in squares]
     with _timed(timings, "reconstruct"):
-        # Each face's relit pixels over its own region, from the untouched input.
-        relit = []
-        for y, square, (rx0, ry0, rx1, ry1) in zip(ys, squares, regions, strict=True):
-            x_region = image[ry0:ry1, rx0:rx1]
-            y_region = _upsample_to_region(y, square, (rx0, ry0, rx1, ry1))
-            pred = reconstruct(x_region, y_region, meta["encoding"])
-            relit.append(np.clip(pred, 0.0, 1.0, out=pred))
+        changes = [
+            _relit_change(image, crop, y, square, region, meta["encoding"])
+            for crop, y, square, region in zip(crops, ys, squares, regions, strict=True)
+        ]
     with _timed(timings, "blend"):
-        _blend(out, image, relit, squares, regions, feather)
+        _blend(out, image, changes, squares, regions, feather)
     found = [
         Face(box, square, region)
         for box, square, region in zip(boxes, squares, regions, strict=True)
@@ -369,21 +379,61 @@ def enhance_image(
     return out, found
 
 
+def _relit_change(
+    image: np.ndarray,
+    crop: np.ndarray,
+    y: np.ndarray,
+    square: tuple[int, int, int],
+    region: tuple[int, int, int, int],
+    encoding: str,
+) -> np.ndarray:
+    """clip(pred) - x over the photo pixels ``region``, pred at the photo's resolution.
+
+    B and C: eq. 2 is affine in (x, y) and bilinear upsampling preserves affine combinations,
+    so ``x - 2 up(y) + 1 == x + up(pred_crop - x_crop)``: upsampling the crop-size difference
+    ``reconstruct(x_crop, y) - x_crop`` (= 1 - 2y, smooth) and adding the photo's own pixels is
+    eq. 2 applied at full resolution, with one full-size temporary instead of three.
+    A: the network's image itself, upsampled.
+    """
+    rx0, ry0, rx1, ry1 = region
+    x = image[ry0:ry1, rx0:rx1]
+    if encoding == "A":
+        pred = _upsample_to_region(y, square, region)
+    else:
+        pred = _upsample_to_region(reconstruct(crop, y, encoding) - crop, square, region)
+        pred += x
+    np.clip(pred, 0.0, 1.0, out=pred)
+    pred -= x
+    return pred
+
+
 def _blend(
     out: np.ndarray,
     image: np.ndarray,
-    relit: list[np.ndarray],
+    changes: list[np.ndarray],
     squares: list[tuple[int, int, int]],
     regions: list[tuple[int, int, int, int]],
     feather: float,
 ) -> None:
-    """out = x + sum(m_i (relit_i - x)) / max(1, sum(m_i)) over the union of the regions.
+    """out = x + sum(m_i c_i) / max(1, sum(m_i)) with c_i = relit_i - x, over the regions.
 
     Where masks overlap (faces close together) the weights are normalised, so the result is
     always a convex combination of the input and the relit faces: no overshoot, no seam.
-    Pixels where every mask is 0 keep their exact value.
+    Pixels where every mask is 0 get a change of exactly 0.0 and keep their value bit for bit.
+    ``changes`` are consumed (scaled in place).
     """
     live = [i for i, r in enumerate(regions) if r[2] > r[0] and r[3] > r[1]]
+    masks = {}
+    for i in live:
+        rx0, ry0, rx1, ry1 = regions[i]
+        masks[i] = face_mask((ry1 - ry0, rx1 - rx0), squares[i], (rx0, ry0), feather)
+        changes[i] *= masks[i][..., None]
+    if len(live) == 1:
+        # One face (the usual selfie): weights never exceed 1, no union arrays needed.
+        (i,) = live
+        rx0, ry0, rx1, ry1 = regions[i]
+        np.add(image[ry0:ry1, rx0:rx1], changes[i], out=out[ry0:ry1, rx0:rx1])
+        return
     if not live:
         return
     ux0 = min(regions[i][0] for i in live)
@@ -395,12 +445,10 @@ def _blend(
     change = np.zeros((*shape, 3), np.float32)
     for i in live:
         rx0, ry0, rx1, ry1 = regions[i]
-        mask = face_mask((ry1 - ry0, rx1 - rx0), squares[i], (rx0, ry0), feather)
         sub = (slice(ry0 - uy0, ry1 - uy0), slice(rx0 - ux0, rx1 - ux0))
-        weight[sub] += mask
-        change[sub] += mask[..., None] * (relit[i] - image[ry0:ry1, rx0:rx1])
+        weight[sub] += masks[i]
+        change[sub] += changes[i]
     change /= np.maximum(weight, 1.0)[..., None]
-    # Where every mask is 0 the change is exactly 0.0 and x + 0.0 == x bit for bit.
     np.add(image[uy0:uy1, ux0:ux1], change, out=out[uy0:uy1, ux0:ux1])
 
 
@@ -583,20 +631,23 @@ def enhance_file(
         inplace=True,
         timings=timings,
     )
-    if not found:
-        if skip_no_face:
-            log.warning("%s: no face found; skipped (--skip-no-face)", source)
-            return EnhanceResult(source, None, "skipped_no_face", reason="no face", timings=timings)
-        log.warning("%s: no face found; copied unchanged", source)
+    if not found and skip_no_face:
+        log.warning("%s: no face found; skipped (--skip-no-face)", source)
+        return EnhanceResult(source, None, "skipped_no_face", reason="no face", timings=timings)
+    try:
         with _timed(timings, "write"):
-            if source.suffix.lower() == target.suffix.lower():
+            if not found and source.suffix.lower() == target.suffix.lower():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)  # byte-identical, EXIF orientation included
             else:
                 write_output(target, out, source_metadata(source))
+    except OSError as error:
+        reason = f"cannot write {target} ({error.strerror or error})"
+        log.error("%s: %s", source, reason)
+        return EnhanceResult(source, None, "failed", faces=found, reason=reason, timings=timings)
+    if not found:
+        log.warning("%s: no face found; copied unchanged", source)
         return EnhanceResult(source, target, "copied_no_face", reason="no face", timings=timings)
-    with _timed(timings, "write"):
-        write_output(target, out, source_metadata(source))
     return EnhanceResult(source, target, "enhanced", faces=found, timings=timings)
 
 

@@ -54,7 +54,6 @@ PRE_LINE_ITERATIONS = 20
 MI_SAMPLES = 32768
 # Coarse levels stop at a 10x larger step than the finest: the next level refines anyway.
 COARSE_MIN_STEP = 10.0
-GF_FINE = 0
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
@@ -213,6 +212,12 @@ def register(fixed: np.ndarray, moving: np.ndarray, **options: Any) -> Registrat
 
     if not reason:
         status, matrix = "ok", estimated
+    elif reason.startswith("mi_not_improved") and _near(estimated, fixed_size, moving_size, opts):
+        # Already aligned: the estimate is a sub-pixel wobble around the identity that the
+        # metric does not prefer. The identity is the right answer, not a failure to reject.
+        status, matrix = "ok", identity_matrix(fixed_size, moving_size)
+        reason = "aligned: " + reason
+        mi_after = mi_before
     else:
         status = "identity_fallback" if opts.on_failure == "identity" else "rejected"
         matrix = identity_matrix(fixed_size, moving_size)
@@ -407,20 +412,11 @@ def register_files(
     try:
         fixed = read_image(fixed_path)
         moving = read_image(moving_path)
+        result = register(fixed, moving, **options)
     except ImageReadError as error:
-        record = {
-            "pair_id": pair_id,
-            "matrix": IDENTITY.tolist(),
-            "status": "rejected",
-            "reason": f"unreadable image {error.path}: {error.reason}",
-            "mi_before": None,
-            "mi_after": None,
-            "iterations": 0,
-            "seconds": 0.0,
-        }
-        write_json(out_dir / f"{pair_id}.json", record)
-        return record
-    result = register(fixed, moving, **options)
+        return _rejected_record(out_dir, pair_id, f"unreadable image {error.path}: {error.reason}")
+    except ValueError as error:  # e.g. an image too small to register
+        return _rejected_record(out_dir, pair_id, f"unusable pair {fixed_path}: {error}")
     record = {"pair_id": pair_id, **result.to_dict()}
     write_json(out_dir / f"{pair_id}.json", record)
     write_image(
@@ -608,8 +604,6 @@ def _optimise(
     for level, (fixed_level, moving_level) in enumerate(zip(fixed, moving, strict=True)):
         finest = level == len(fixed) - 1
         method = _method(opts, _fraction(fixed_level, opts.sampling_fraction, MIN_SAMPLES))
-        if GF_FINE and finest:
-            method.MetricUseMovingImageGradientFilterOn()
         pixel = max(fixed_level.GetSpacing())
         if opts.optimizer == "regular_step":
             method.SetOptimizerAsRegularStepGradientDescent(
@@ -691,6 +685,37 @@ def _failure(
         # always spends its fixed budget, so its budget is not a failure.)
         return "no_convergence: " + _first_line(stop)
     return ""
+
+
+def _rejected_record(out_dir: Path, pair_id: str, reason: str) -> dict[str, Any]:
+    record = {
+        "pair_id": pair_id,
+        "matrix": IDENTITY.tolist(),
+        "status": "rejected",
+        "reason": reason,
+        "mi_before": None,
+        "mi_after": None,
+        "iterations": 0,
+        "seconds": 0.0,
+        "cpu_seconds": 0.0,
+    }
+    write_json(out_dir / f"{pair_id}.json", record)
+    return record
+
+
+def _near(
+    estimated: np.ndarray,
+    fixed_size: tuple[int, int],
+    moving_size: tuple[int, int],
+    opts: RegistrationOptions,
+) -> bool:
+    """True when ``estimated`` moves no point by more than one pixel of the registered copy."""
+    w, h = fixed_size
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], float).T
+    moved = (estimated - identity_matrix(fixed_size, moving_size)) @ corners
+    to_copy = min(1.0, opts.max_side / max(fixed_size))  # full-res px -> registered-copy px
+    # An affine displaces points most at the image corners.
+    return bool(np.isfinite(moved).all()) and float(np.hypot(*moved).max()) * to_copy < 1.0
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from skimage import data as skdata
+from stagetools import file_hashes, run_stage
 
 from pipeline.augment import (
     IDENTITY_VARIANT,
+    INDEX_COLUMNS,
+    augment_dataset,
     augment_pair,
     identity_pair,
     variant_matrices,
@@ -25,7 +24,6 @@ from pipeline.augment import (
 )
 from pipeline.io import read_image, write_image
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE = 96
 BOX = (30, 70, 66, 34)  # (top, right, bottom, left): 36 px face box centred at (51.5, 47.5)
 CENTRE = (51.5, 47.5)  # the box centre in pixel-centre coordinates: ((34+70-1)/2, (30+66-1)/2)
@@ -174,25 +172,6 @@ def test_identity_pair_and_errors():
 # --------------------------------------------------------------------------- the stage
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def _run_stage(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "stages" / "augment.py")],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_augment_stage_end_to_end(tmp_path):
     """A crop-stage index made here: augmented splits get 20 variants, the rest 1."""
     root = tmp_path
@@ -212,12 +191,13 @@ def test_augment_stage_end_to_end(tmp_path):
         )
         writer.writerows(rows)
 
-    run = _run_stage(root)
+    run = run_stage(root, "augment")
     assert run.returncode == 0, run.stderr
     processed = root / "data" / "processed"
     with open(processed / "index.csv") as handle:
         index = list(csv.DictReader(handle))
-    assert list(index[0]) == ["split", "pair_id", "subject", "variant", "flash", "studio"]
+    assert tuple(index[0]) == INDEX_COLUMNS
+    assert INDEX_COLUMNS == ("split", "pair_id", "subject", "variant", "flash", "studio")
     assert len(index) == 20 + 20 + 1
     assert [r["variant"] for r in index if r["pair_id"] == "s1__a"] == EXPECTED_NAMES
     [test_row] = [r for r in index if r["split"] == "test"]
@@ -240,6 +220,9 @@ def test_augment_stage_end_to_end(tmp_path):
         "images_val": 20,
         "images_test": 1,
     }
-    first = _hashes(processed)
-    assert _run_stage(root).returncode == 0
-    assert _hashes(processed) == first  # reruns are byte-identical
+    # A rerun, in this process and without worker processes, writes the very same bytes.
+    faces_index = pd.read_csv(faces / "index.csv", dtype={"pair_id": str, "split": str})
+    again = augment_dataset(faces_index, tmp_path / "again", splits=["train", "val"], workers=1)
+    assert again.metrics == metrics
+    written = {name: h for name, h in file_hashes(processed).items() if name.endswith(".png")}
+    assert file_hashes(tmp_path / "again") == written and len(written) == 2 * 41

@@ -13,6 +13,15 @@ from skimage import data
 from pipeline.bilateral import bilateral_filter, reference_bilateral_filter, sigma_s_for
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Tiny tensors: one thread is as fast, and OpenMP threads crawl on a busy shared machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((np.asarray(a, np.float64) - b) ** 2)))
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import warnings
 from pathlib import Path
 
 import cv2
@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from pipeline.cli import main as cli
 from pipeline.demo import (
     Misalignment,
+    PoseSpec,
+    Source,
     default_prepared_sources,
     default_sources,
     generate_demo,
@@ -22,6 +24,7 @@ from pipeline.demo import (
     read_truth,
     render_pair,
 )
+from pipeline.faces import detect_faces
 from pipeline.io import read_image, write_image
 
 SMALL = {"width": 192, "height": 256}
@@ -159,13 +162,86 @@ def test_render_pair_physics(sources):
     np.testing.assert_array_equal(noisy.studio, clean.studio)  # studio shot: no sensor noise
 
 
-def test_default_demo_faces_are_detectable(tmp_path: Path):
-    """The default demo (6 subjects x 2 poses, 768x1024): HOG finds the face in every image,
-    where truth.csv puts it (the flash) and where the misalignment moves it (the studio)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # face_recognition_models imports pkg_resources
-        import face_recognition
+def _synthetic_scene(skin: bool = True):
+    """A hand-made source (flat albedo: person 0.7, background 0.4, an elliptic head and a
+    torso), a frontal subject and a pose without roll, zoom, shift or misalignment."""
+    h, w = 600, 480
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    head = ((xx - 240) / 70) ** 2 + ((yy - 220) / 90) ** 2 < 1
+    torso = (yy > 290) & (np.abs(xx - 240) < 150)
+    person = cv2.GaussianBlur((head | torso).astype(np.float32), (0, 0), 1.5)
+    face = ((xx - 240) / 55) ** 2 + ((yy - 225) / 70) ** 2 < 1
+    image = np.repeat((0.4 + 0.3 * person)[..., None], 3, axis=2)
+    source = Source(
+        name="synthetic",
+        image=image,
+        face=(240.0, 220.0, 120.0, 150.0),
+        face_detected=True,
+        person=person,
+        skin=face.astype(np.float32) if skin else np.zeros_like(person),
+        hair=np.zeros_like(person),
+    )
+    subject = dataclasses.replace(
+        make_subject_specs(["synthetic"], 1, seed=0)[0],
+        face_fraction=0.4,
+        face_x=0.5,
+        face_y=0.42,
+        face_distance_m=0.45,
+        background_distance_m=1.6,
+        flash_offset_m=(0.06, 0.0),  # 6 cm right of the lens
+    )
+    pose = PoseSpec(0, "p0", (0.0, 0.0), 1.0, 0.0, Misalignment(0.0, 1.0, 0.0, 0.0, 0.0))
+    return source, subject, pose
 
+
+@pytest.mark.parametrize("side", [1, -1], ids=["flash-right", "flash-left"])
+def test_flash_casts_a_hard_shadow_opposite_the_flash(side: int):
+    """Flash 6 cm beside the lens: the head's hard shadow falls on the background on the other
+    side, f * offset * (1/d_edge - 1/d_background) = 180 * 0.06 * (1/0.54 - 1/1.6) = 13.2 px
+    wide at 240 px; the background past it and on the flash side is lit."""
+    source, subject, pose = _synthetic_scene()
+    subject = dataclasses.replace(subject, flash_offset_m=(side * 0.06, 0.0))
+    pair = render_pair(source, subject, pose, 240, 320, noise_sigma=0.0, seed=0)
+    fy = round(pair.face[1])
+    rows = slice(fy - 10, fy + 10)
+    # Flash / studio per column: the albedo cancels (person 0.7, background 0.4), the studio
+    # light is even, so what is left is the flash's light, shadow included.
+    studio = pair.studio_aligned[rows].mean(axis=2)
+    ratio = (pair.flash[rows].mean(axis=2) / studio).mean(axis=0)
+    person = studio.mean(axis=0) > 0.8 * studio.max()
+    left, right = int(np.argmax(person)), 239 - int(np.argmax(person[::-1]))
+    if side < 0:  # mirror, so the shadow side is always "before the edge"
+        ratio, left, right = ratio[::-1], 239 - right, 239 - left
+    lit = ratio[right + 20 : right + 30].mean()  # background on the flash side
+    beyond = ratio[left - 30 : left - 20].mean()  # shadow side, past the shadow
+    assert lit == pytest.approx(beyond, rel=0.1)
+    in_shadow = ratio[left - 25 : left] < (lit + ratio[left - 9 : left - 4].min()) / 2
+    assert ratio[left - 9 : left - 4].mean() < 0.75 * lit
+    assert in_shadow.sum() == pytest.approx(13.2, abs=2)
+
+
+def test_flash_adds_shine_on_the_skin_only():
+    """Oily skin shines under the flash (Blinn-Phong, n^60): brighter on the face with the
+    skin map than without; identical elsewhere, and the studio shot never shines."""
+    source, subject, pose = _synthetic_scene(skin=True)
+    shiny = render_pair(source, subject, pose, 240, 320, noise_sigma=0.0, seed=0)
+    matte_source = _synthetic_scene(skin=False)[0]
+    matte = render_pair(matte_source, subject, pose, 240, 320, noise_sigma=0.0, seed=0)
+    shine = (shiny.flash - matte.flash).mean(axis=2)
+    assert shine.min() >= 0
+    assert shine.max() > 0.08
+    fx, fy, fw, fh = shiny.face
+    y, x = np.unravel_index(np.argmax(shine), shine.shape)
+    assert abs(x - fx) < fw / 2 and abs(y - fy) < fh / 2  # the highlight is on the face
+    far = np.hypot((np.arange(240)[None] - fx) / fw, (np.arange(320)[:, None] - fy) / fh) > 1
+    assert np.abs(shine[far]).max() == 0
+    np.testing.assert_array_equal(shiny.studio, matte.studio)
+
+
+def test_default_demo_faces_are_detectable(tmp_path: Path):
+    """The default demo (6 subjects x 2 poses, 768x1024): the crop stage's detector (HOG on an
+    800 px copy) finds the face in every image, where truth.csv puts it (the flash) and where
+    the misalignment moves it (the studio)."""
     summary = generate_demo(tmp_path)
     assert summary.metrics()["pairs"] == 12 and summary.metrics()["subjects"] == 6
     assert summary.faces_not_found == []
@@ -175,10 +251,9 @@ def test_default_demo_faces_are_detectable(tmp_path: Path):
         assert (row.face_x, row.face_y) == pytest.approx(pair.face[:2], abs=1e-6)
         centre = np.array([pair.face[0], pair.face[1], 1.0])
         for path, expected in ((pair.flash, centre[:2]), (pair.studio, pair.matrix @ centre)):
-            image = (read_image(path) * 255).round().astype(np.uint8)
-            boxes = face_recognition.face_locations(image)  # default settings: HOG, upsample 1
+            boxes = detect_faces(read_image(path))
             assert boxes, f"no face found in {path}"
-            top, right, bottom, left = max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
+            top, right, bottom, left = boxes[0]
             found = np.array([(left + right) / 2, (top + bottom) / 2])
             assert np.linalg.norm(found - expected) < 0.1 * 768, path
             assert 0.6 < (right - left) / pair.face[2] < 1.6, path

@@ -16,6 +16,15 @@ from pipeline.encoding import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Tiny tensors: one thread is as fast, and OpenMP threads crawl on a busy shared machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _blur_np(image: np.ndarray) -> np.ndarray:
     return bilateral_filter(image, 3.0, 0.4)
 

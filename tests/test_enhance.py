@@ -79,7 +79,7 @@ class ConstantModel(torch.nn.Module):
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DeepFlash model (width 0.0625, 64 px, encoding C) trained 1 epoch on demo pairs."""
     root = tmp_path_factory.mktemp("tiny_model")
-    demo = generate_demo(root / "raw", n_subjects=3, poses=2, width=192, height=256, seed=0)
+    demo = generate_demo(root / "raw", n_subjects=3, poses=1, width=192, height=256, seed=0)
     rows = []
     for pair in demo.pairs:
         cropped = crop_faces(read_image(pair.flash), read_image(pair.studio), IDENTITY, size=64)
@@ -431,6 +431,12 @@ def test_cli_folder_no_face_and_bad_image(
     )
     assert [r.status for r in results] == ["skipped_no_face"]
     assert not (tmp_path / "skip" / "plain.jpg").exists()
+    # An output folder that cannot be made fails that photo with the reason, no traceback.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    model, meta, device = load_enhancer(tiny_model_path, "cpu")
+    report = enhance_file(plain, blocker / "plain.jpg", model, meta, device=device)
+    assert report.status == "failed" and f"cannot write {blocker / 'plain.jpg'}" in report.reason
 
 
 def test_cli_model_errors(tmp_path: Path) -> None:
@@ -448,7 +454,13 @@ def test_cli_model_errors(tmp_path: Path) -> None:
     result = runner.invoke(
         main, ["enhance", str(photo), "-o", str(tmp_path / "o.png"), "--model", str(wrong)]
     )
-    assert result.exit_code == 2 and f"{wrong}: not a DeepFlash model file" in result.output
+    assert result.exit_code == 2 and f"{wrong}: not a model file" in result.output
+    meta_less = tmp_path / "meta_less.pt"
+    torch.save({"format": "deepflash-model", "version": 1, "arch": "nope"}, meta_less)
+    result = runner.invoke(
+        main, ["enhance", str(photo), "-o", str(tmp_path / "o.png"), "--model", str(meta_less)]
+    )
+    assert result.exit_code == 2 and f"{meta_less}: unknown arch 'nope'" in result.output
     result = runner.invoke(
         main,
         [

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageOps
 from skimage import data as skdata
+from stagetools import file_hashes, run_stage
 
 from pipeline.faces import (
     IDENTITY,
@@ -37,8 +34,6 @@ from pipeline.faces import (
     square_crop_box,
 )
 from pipeline.io import ImageReadError, read_image, write_image
-
-REPO = Path(__file__).resolve().parents[1]
 
 # Every single-person portrait of ../shared/data/portraits gets exactly one face (the files
 # below hold several people: couples, groups, before/after collages; one file is empty).
@@ -398,26 +393,6 @@ def test_usable_registration_matrix(tmp_path):
     np.testing.assert_array_equal(matrix, [[1, 0, 2.5], [0, 1, -1]])
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def _run_stage(root: Path, name: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, str(REPO / "stages" / f"{name}.py")],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_crop_stage_end_to_end(tmp_path, monkeypatch):
     """Manifest + registration JSONs made here; every kind of pair, run twice."""
     root = tmp_path
@@ -451,13 +426,15 @@ def test_crop_stage_end_to_end(tmp_path, monkeypatch):
                 record["reason"] = "MI did not improve" if status == "rejected" else ""
                 (registered / f"{pair_id}.json").write_text(json.dumps(record))
 
-    run = _run_stage(root, "crop")
+    run = run_stage(root, "crop")
     assert run.returncode == 0, run.stderr
     faces = root / "data" / "interim" / "faces"
     with open(faces / "index.csv") as handle:
         index = {row["pair_id"]: row for row in csv.DictReader(handle)}
     assert sorted(index) == ["s1__a", "s2__b"]
-    assert tuple(index["s1__a"]) == INDEX_COLUMNS  # CONTRACTS.md's column order
+    assert tuple(index["s1__a"]) == INDEX_COLUMNS
+    assert INDEX_COLUMNS[:5] == ("pair_id", "subject", "split", "flash", "studio")
+    assert INDEX_COLUMNS[5:] == ("face_top", "face_right", "face_bottom", "face_left")
     assert index["s1__a"]["split"] == "train" and index["s2__b"]["subject"] == "s2"
     # The registered studio crop matches the flash crop (the stage used the matrix).
     a_flash = read_image(root / index["s1__a"]["flash"])
@@ -495,5 +472,5 @@ def test_crop_stage_end_to_end(tmp_path, monkeypatch):
         manifest, "data/interim/registered", tmp_path / "again", size=64, workers=1
     )
     assert again.metrics == metrics
-    written = {name: digest for name, digest in _hashes(faces).items() if name.startswith("s")}
-    assert _hashes(tmp_path / "again") == written and len(written) == 2 * 3
+    written = {name: digest for name, digest in file_hashes(faces).items() if name.startswith("s")}
+    assert file_hashes(tmp_path / "again") == written and len(written) == 2 * 3

@@ -26,6 +26,15 @@ TINY = {"deepflash": 1 / 16, "hdrnet": 1 / 8, "pix2pix": 1 / 16}
 SIDE = {"deepflash": 64, "hdrnet": 48, "pix2pix": 256}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Tiny tensors: one thread is as fast, and OpenMP threads crawl on a busy shared machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -40,6 +49,8 @@ def test_registry():
     assert available_archs() == ("deepflash", "hdrnet", "pix2pix")
     with pytest.raises(ValueError, match="unknown model arch 'unet'.*deepflash, hdrnet, pix2pix"):
         build_model("unet")
+    with pytest.raises(ValueError, match="'hdrnet' does not take encoder_weights"):
+        build_model("hdrnet", encoder_weights="vgg16.pth")
     model = build_model("pix2pix", 0.0625, num_downs=5)
     assert model.arch == "pix2pix" and model.build_kwargs == {"width": 0.0625, "num_downs": 5}
 

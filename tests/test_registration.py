@@ -153,6 +153,15 @@ def test_degenerate_estimate_is_never_applied(on_failure):
     np.testing.assert_array_equal(result.warp(studio), studio)  # nothing wild is written
 
 
+def test_identical_images_are_aligned_not_rejected():
+    # MI cannot beat the identity here; a sub-pixel estimate around it is not a failure.
+    img = data.astronaut()[::2, ::2]
+    result = register(img, img, on_failure="reject")
+    assert result.status == "ok"
+    assert grid_error(result.matrix, IDENTITY, (256, 256)) < 0.05
+    assert result.mi_after == pytest.approx(result.mi_before, abs=1e-3)
+
+
 def test_flat_image_and_bad_arrays():
     img = data.astronaut()[::4, ::4]
     flat = register(img, np.zeros_like(img), on_failure="reject")
@@ -182,6 +191,10 @@ def test_register_files_writes_record_and_preview(tmp_path):
     assert (
         bad["status"] == "rejected" and "bad.png" in bad["reason"] and "zero bytes" in bad["reason"]
     )
+    write_image(tmp_path / "tiny.png", np.ones((10, 10, 3), np.float32))
+    tiny = register_files("c__p0", tmp_path / "f.png", tmp_path / "tiny.png", tmp_path / "out")
+    assert tiny["status"] == "rejected" and "too small" in tiny["reason"]
+    assert json.loads((tmp_path / "out" / "c__p0.json").read_text())["status"] == "rejected"
 
 
 def test_one_plus_one_moves_the_matrix_terms():

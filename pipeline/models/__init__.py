@@ -13,6 +13,7 @@ with ``torch.load(weights_only=True)`` (no pickled code):
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from collections.abc import Callable
@@ -52,7 +53,17 @@ def build_model(arch: str, width: float = 1.0, **kwargs: Any) -> ImageModel:
     """Build the network ``arch`` at channel multiplier ``width`` (extra kwargs go to its class)."""
     if arch not in _REGISTRY:
         raise ValueError(f"unknown model arch {arch!r}; available: {', '.join(available_archs())}")
-    model = _REGISTRY[arch](width=width, **kwargs)
+    cls = _REGISTRY[arch]
+    accepted = [
+        name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "width")
+    ]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"model arch {arch!r} does not take {', '.join(unknown)} "
+            f"(it takes: {', '.join(accepted) or 'width only'})"
+        )
+    model = cls(width=width, **kwargs)
     # What rebuilds the same network from a model file: the weights file of the encoder is
     # not needed (the state dict holds the weights) and may not exist where the file is used.
     model.build_kwargs = {"width": float(width)}

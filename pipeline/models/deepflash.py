@@ -9,7 +9,7 @@ convolution; a last 1x1 convolution over [decoder features, input image] (HDRCNN
 gives 3 channels, and a sigmoid the [0, 1] output. Init: decoder truncated normal (He-scaled,
 cut at 2 std), last layer Xavier; encoder He normal unless weights are loaded.
 
-``width`` multiplies every channel count (1.0 = the paper's network, 33.5 M parameters).
+``width`` multiplies every channel count (1.0 = the paper's network, 29.4 M parameters).
 Encoder weights come from a local file (``encoder_weights``): a torchvision VGG-16 state dict
 (``features.N.weight``) or a converted VGG-Face one (``conv1_1.weight``, ...), matched by conv
 layer order; the input normalisation follows the weights (ImageNet mean/std, or VGG-Face's

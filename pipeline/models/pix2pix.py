@@ -29,7 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models import register_arch
-from pipeline.models.base import Autocast, ImageModel, Loss, backward_step, make_adam
+from pipeline.models.base import (
+    AdamSettings,
+    Autocast,
+    ImageModel,
+    Loss,
+    backward_step,
+    make_adam,
+)
 from pipeline.models.deepflash import scaled
 
 L1_WEIGHT = 100.0
@@ -160,7 +167,7 @@ class Pix2Pix(ImageModel):
         self.check_input(x)
         return (self.generator(x * 2 - 1) + 1) / 2
 
-    def configure_optimizers(self, adam) -> dict[str, torch.optim.Optimizer]:  # noqa: ANN001
+    def configure_optimizers(self, adam: AdamSettings) -> dict[str, torch.optim.Optimizer]:
         """Adam for G and for D (pix2pix: lr 2e-4, betas (0.5, 0.999))."""
         return {
             "generator": make_adam(self.generator.parameters(), adam),
