@@ -661,7 +661,7 @@ class _Trainer:
         torch.manual_seed(tp.seed)
         weights = params.model.encoder_weights
         kwargs = {"encoder_weights": weights} if weights else {}
-        self.model = build_model(arch, params.model.width, **kwargs)
+        self.model = build_model(arch, params.model.width, size=params.data.size, **kwargs)
         multiple = getattr(self.model, "size_multiple", 1)
         if params.data.size % multiple:
             raise ValueError(

@@ -41,6 +41,7 @@ from pipeline.enhance import (
 )
 from pipeline.faces import IDENTITY, crop_faces, detect_faces, square_crop_box
 from pipeline.io import read_image, write_image
+from pipeline.models import build_model, save_model_file
 from pipeline.train import TrainPaths, train
 
 FLASH_PHOTOS = [
@@ -461,6 +462,14 @@ def test_cli_model_errors(tmp_path: Path) -> None:
         main, ["enhance", str(photo), "-o", str(tmp_path / "o.png"), "--model", str(meta_less)]
     )
     assert result.exit_code == 2 and f"{meta_less}: unknown arch 'nope'" in result.output
+    bare = save_model_file(tmp_path / "bare.pt", build_model("deepflash", 0.0625), {})
+    result = runner.invoke(
+        main, ["enhance", str(photo), "-o", str(tmp_path / "o.png"), "--model", str(bare)]
+    )
+    assert (
+        result.exit_code == 2
+        and f"{bare}: model meta lacks encoding, size, bilateral" in result.output
+    )
     result = runner.invoke(
         main,
         [

@@ -258,36 +258,31 @@ def test_the_largest_of_two_faces_is_chosen(shared_data):
     assert result.crop == square_crop_box(faces[0], 0.4)
 
 
-def test_a_face_on_every_celebahq_portrait(shared_data):
-    paths = sorted((shared_data / "portraits").glob("celebahq_*.jpg"))
-    assert len(paths) == 40
-    for path in paths:
-        image = read_image(path)
-        faces = detect_faces(image, max_side=256)
-        assert len(faces) == 1, path.name
-        top, right, bottom, left = faces[0]
-        # Aligned CelebA-HQ: one face near the middle, a fair part of the 1024 px frame.
-        cx, cy = _box_centre(faces[0])
-        assert abs(cx - 512) < 100 and abs(cy - 512) < 150, (path.name, faces[0])
-        assert 250 < right - left < 700, (path.name, faces[0])
-
-
-def test_one_face_on_every_other_single_person_portrait(shared_data):
-    """The 71 press and crop portraits (CelebA-HQ above): one face each, inside the photo."""
+def test_every_single_person_portrait_gives_one_face_and_a_512_crop_holding_it(shared_data):
+    """All 111 single-person portraits (40 CelebA-HQ, 71 press and cropped photos): exactly one
+    face, a 512x512 crop with the face box inside it, centred (detection on a 400 px copy)."""
     paths = [
         path
         for path in sorted((shared_data / "portraits").iterdir())
-        if not path.name.startswith("celebahq_") and path.name not in GROUP_PHOTOS | {EMPTY_FILE}
+        if path.name not in GROUP_PHOTOS | {EMPTY_FILE}
     ]
-    assert len(paths) == 71
+    assert len(paths) == 111
     for path in paths:
         image = _reduced(path, 400)
-        faces = detect_faces(image, max_side=400)
-        assert len(faces) == 1, (path.name, faces)
-        top, right, bottom, left = faces[0]
-        height, width = image.shape[:2]
-        assert 0 <= left < right <= width and 0 <= top < bottom <= height
-        assert right - left > 0.05 * max(width, height), (path.name, faces)
+        result = crop_faces(image, image, IDENTITY, size=512, max_side=400)
+        assert result.method == "detected" and len(result.faces) == 1, (path.name, result.faces)
+        assert result.flash.shape == (512, 512, 3)
+        top, right, bottom, left = result.face_box
+        assert 0 <= left < right <= 512 and 0 <= top < bottom <= 512, path.name
+        k = 512 / result.crop[2]  # crop px per photo px: the box is placed in whole photo px
+        assert _box_centre(result.face_box) == pytest.approx((256, 256), abs=k / 2 + 0.5)
+        if path.name.startswith("celebahq_"):
+            # Aligned CelebA-HQ: the face near the middle, a fair part of the frame.
+            height, width = image.shape[:2]
+            cx, cy = _box_centre(result.faces[0])
+            face_width = (result.faces[0][1] - result.faces[0][3]) / width
+            assert abs(cx / width - 0.5) < 0.1 and abs(cy / height - 0.5) < 0.15, path.name
+            assert 0.24 < face_width < 0.68, path.name
 
 
 @pytest.mark.parametrize("name", PRESS_PORTRAITS)

@@ -355,3 +355,13 @@ def test_model_file_errors(tmp_path):
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(ValueError, match="weights do not fit a hdrnet of width 0.25"):
         load_model_file(tmp_path / "mismatch.pt")
+
+
+@pytest.mark.parametrize(("size", "downs"), [(64, 6), (128, 7), (256, 8), (512, 8)])
+def test_pix2pix_depth_fits_the_training_size(size, downs):
+    """build_model(size=...) gives pix2pix a U-Net as deep as the size allows (max 8, as unet_256)."""
+    model = build_model("pix2pix", width=1 / 64, size=size)
+    assert model.build_kwargs["num_downs"] == downs
+    assert size % model.size_multiple == 0
+    out = model(torch.rand(1, 3, size, size))
+    assert out.shape == (1, 3, size, size)

@@ -49,11 +49,19 @@ def available_archs() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-def build_model(arch: str, width: float = 1.0, **kwargs: Any) -> ImageModel:
-    """Build the network ``arch`` at channel multiplier ``width`` (extra kwargs go to its class)."""
+def build_model(
+    arch: str, width: float = 1.0, size: int | None = None, **kwargs: Any
+) -> ImageModel:
+    """Build the network ``arch`` at channel multiplier ``width`` (extra kwargs go to its class).
+
+    ``size`` (the square training side) lets an arch adapt its depth to small images, e.g.
+    pix2pix's U-Net uses fewer downsamplings below 256 px; explicit kwargs win.
+    """
     if arch not in _REGISTRY:
         raise ValueError(f"unknown model arch {arch!r}; available: {', '.join(available_archs())}")
     cls = _REGISTRY[arch]
+    if size is not None:
+        kwargs = {**cls.kwargs_for_size(size), **kwargs}
     accepted = [
         name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "width")
     ]

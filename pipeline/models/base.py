@@ -62,6 +62,11 @@ class ImageModel(nn.Module):
     arch: str = ""
     size_multiple: int = 1
 
+    @classmethod
+    def kwargs_for_size(cls, size: int) -> dict[str, Any]:
+        """Constructor kwargs that fit the arch to ``size`` px inputs (none by default)."""
+        return {}
+
     def __init__(self) -> None:
         super().__init__()
         self.build_kwargs: dict[str, Any] = {}

@@ -24,6 +24,8 @@ gradients come from pix2pix's own objective.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -161,6 +163,16 @@ class Pix2Pix(ImageModel):
         self.generator = UnetGenerator(scaled(64, width), num_downs)
         self.discriminator = PatchDiscriminator(6, scaled(64, width), n_layers_d)
         init_pix2pix(self)
+
+    @classmethod
+    def kwargs_for_size(cls, size: int) -> dict[str, Any]:
+        """As deep as the original (unet_256 reaches 1x1) but never deeper than ``size`` allows."""
+        downs = 0
+        while downs < 8 and size % (2 ** (downs + 1)) == 0:
+            downs += 1
+        if downs < 5:
+            raise ValueError(f"pix2pix needs a size divisible by 32, got {size}")
+        return {"num_downs": downs}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, 3, H, W) in [0, 1] (the generator)."""

@@ -1,0 +1,57 @@
+"""params.yaml validation (pipeline/config.py): bad values stop a stage naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ParamsError, flatten, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _params(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_repository_params_load_with_every_group():
+    """The committed params.yaml is valid and holds every group the design needs."""
+    params = load_params(REPO / "params.yaml")
+    groups = {key.split(".")[0] for key in flatten(params)}
+    assert groups == {
+        "data",
+        "demo",
+        "ingest",
+        "register",
+        "crop",
+        "augment",
+        "bilateral",
+        "model",
+        "loss",
+        "train",
+        "evaluate",
+        "mlflow",
+    }
+
+
+def test_bad_encoding_names_the_key_and_the_allowed_values(tmp_path: Path):
+    """`loss.encoding: D` fails naming loss.encoding, the allowed values and the bad one."""
+    with pytest.raises(ParamsError) as info:
+        load_params(_params(tmp_path, "loss:\n  encoding: D\n"))
+    assert str(info.value).splitlines()[1:] == [
+        "  loss.encoding: Input should be 'A', 'B' or 'C' (got 'D')"
+    ]
+
+
+def test_unknown_key_and_wrong_type_are_named(tmp_path: Path):
+    """A typo lists the group's keys; a wrong type names the key and the value."""
+    with pytest.raises(ParamsError) as info:
+        load_params(_params(tmp_path, "ingest:\n  sead: 1\ndemo:\n  poses: two\n"))
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{tmp_path / 'params.yaml'}: invalid parameters"
+    assert any(line.startswith("  ingest.sead: unknown key in group 'ingest'") for line in lines)
+    assert any("seed" in line for line in lines if "ingest.sead" in line)
+    assert any(line.startswith("  demo.poses: ") and "'two'" in line for line in lines)
