@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,12 +31,9 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.encoding import reconstruct  # noqa: E402
-
-from pipeline import faces as face_lib  # noqa: E402
-from pipeline.enhance import (  # noqa: E402
+from pipeline import faces as face_lib
+from pipeline.encoding import reconstruct
+from pipeline.enhance import (
     DEFAULT_FEATHER,
     MASK_AXES,
     enhance_file,
@@ -46,8 +43,8 @@ from pipeline.enhance import (  # noqa: E402
     source_metadata,
     write_output,
 )
-from pipeline.io import read_image  # noqa: E402
-from pipeline.models import build_model, save_model_file  # noqa: E402
+from pipeline.io import read_image
+from pipeline.models import build_model, save_model_file
 
 STAGES = ("read", "detect", "crop", "model", "reconstruct", "blend", "write")
 
@@ -143,6 +140,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         photo = make_photo(tmp / "photo_12mp.jpg")
@@ -180,7 +178,11 @@ def main() -> None:
     print(
         f"model deepflash width {args.width} at {args.size} px, encoding C, random init, device {device}"
     )
-    print(f"threads {args.threads}; median of {args.repeats} runs after a warm-up")
+    load_after = os.getloadavg()[0]
+    print(
+        f"threads {args.threads}; median of {args.repeats} runs after a warm-up; "
+        f"1-min load average {load_before:.1f} before, {load_after:.1f} after (other jobs slow it)"
+    )
     print(f"{'stage':<12}{'ours s':>9}{'full-frame s':>14}")
     for stage in STAGES:
         print(f"{stage:<12}{ours[stage]:>9.3f}{base[stage]:>14.3f}")
@@ -204,6 +206,7 @@ def main() -> None:
         "baseline_stages_s": {k: round(v, 3) for k, v in base.items()},
         "model_load_s": round(load_s, 2),
         "detector_start_s": round(detector_start_s, 2),
+        "load_average": [round(load_before, 2), round(load_after, 2)],
     }
     print(json.dumps(summary))
 

@@ -569,11 +569,8 @@ def crop_dataset(
         counts[result["method"]] += 1
         counts["multiple_faces"] += len(result["faces"]) > 1
         row = rows[result["pair_id"]]
-        top, right, bottom, left = result["face_box"]
-        index.append(
-            (row.pair_id, row.subject, row.split, result["flash"], result["studio"])
-            + (top, right, bottom, left)
-        )
+        box = result["face_box"]  # top, right, bottom, left: the index's last four columns
+        index.append((row.pair_id, row.subject, row.split, result["flash"], result["studio"], *box))
     metrics = {
         "pairs": len(manifest),
         "cropped": len(index),
