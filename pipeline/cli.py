@@ -367,7 +367,12 @@ def _venv_env() -> dict[str, str]:
 def grid_queue(
     archs: str, encodings: str, prefix: str, extra: tuple[str, ...], dry_run: bool, jobs: int
 ) -> None:
-    """Queue one `dvc exp run` per arch x encoding (and optionally run the queue)."""
+    """Queue one `dvc exp run` per arch x encoding (and optionally run the queue).
+
+    Each experiment is named <prefix>-<arch>-<encoding> (its MLflow run name too). Queued
+    experiments run in temporary copies made from git: `git add` code changes first.
+    Example (the paper's Tables 2 and 3): deepflash grid queue --run 2 && deepflash grid table
+    """
     import shlex
     import subprocess
 
@@ -392,6 +397,19 @@ def grid_queue(
     if jobs > 0:
         commands.append(["dvc", "exp", "run", "--run-all", "-j", str(jobs)])
     env = _venv_env()
+    # Queued experiments run from a git stash of the workspace: untracked files are not in it.
+    untracked = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard", "pipeline", "stages"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if untracked:
+        click.echo(
+            "warning: untracked files are not part of queued experiments (git add them first): "
+            + ", ".join(untracked),
+            err=True,
+        )
     for cmd in commands:
         click.echo(shlex.join(cmd))
         if not dry_run:

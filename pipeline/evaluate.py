@@ -463,7 +463,9 @@ def format_table(results: Mapping[str, Any], scope: str = "full") -> str:
         "PSNR gt",
     ]
     rows = [header]
-    for split, block in results.items():
+    order = [s for s in ("train", "val", "test") if s in results]
+    for split in order + sorted(k for k in results if k not in order):
+        block = results[split]
         if not isinstance(block, Mapping) or scope not in block:
             if isinstance(block, Mapping):
                 rows.append([split, "0", "-", *["-"] * 6])

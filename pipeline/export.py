@@ -14,6 +14,8 @@ the ``onnxscript`` package, which this project does not otherwise depend on.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import warnings
@@ -71,8 +73,9 @@ def export_onnx(
         "output": {0: "batch", 2: "height", 3: "width"},
     }
     try:
-        with warnings.catch_warnings():
-            # The TorchScript-based exporter announces its own deprecation on every call.
+        # The exporter prints its whole graph to stdout when an operator is unsupported, and
+        # announces its own deprecation on every call: keep both out of the user's terminal.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
@@ -87,8 +90,10 @@ def export_onnx(
                 do_constant_folding=True,
             )
     except Exception as error:
+        path.unlink(missing_ok=True)
         raise ExportError(
-            f"{path}: ONNX export failed ({error.__class__.__name__}: {error})"
+            f"{path}: ONNX export failed ({error.__class__.__name__}: {error}); "
+            "TorchScript holds any PyTorch operator: try --torchscript"
         ) from error
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()

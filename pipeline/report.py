@@ -125,10 +125,17 @@ def _delta(a: float | None, b: float | None) -> float | None:
     return a - b
 
 
+def ordered_splits(results: Mapping[str, Any]) -> list[str]:
+    """The split names of eval results in train, val, test order (others after, sorted):
+    eval.json is written with sorted keys."""
+    return [s for s in SPLITS if s in results] + sorted(k for k in results if k not in SPLITS)
+
+
 def vs_identity(results: Mapping[str, Any]) -> dict[str, Any]:
     """Per split and scope (full, protocol): model, identity and model - identity per metric."""
     out: dict[str, Any] = {}
-    for split, block in results.items():
+    for split in ordered_splits(results):
+        block = results[split]
         if not isinstance(block, Mapping) or "full" not in block:
             continue
         out[split] = {}
@@ -388,7 +395,11 @@ def render_markdown(compare: Mapping[str, Any], results: Mapping[str, Any]) -> s
         ]
         lines += _table(header, rows)
         lines.append("")
-    skipped = [s for s, b in results.items() if isinstance(b, Mapping) and b.get("images") == 0]
+    skipped = [
+        s
+        for s in ordered_splits(results)
+        if isinstance(results[s], Mapping) and results[s].get("images") == 0
+    ]
     if skipped:
         lines += [f"Splits without images (skipped): {', '.join(skipped)}.", ""]
 
@@ -439,6 +450,7 @@ __all__ = [
     "best_runs",
     "build_comparison",
     "compare_metrics",
+    "ordered_splits",
     "rank_value",
     "render_best_runs",
     "render_markdown",

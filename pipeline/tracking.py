@@ -444,7 +444,25 @@ def _fork(
         history += call_with_retry(client.get_metric_history, source.info.run_id, key)
     for i in range(0, len(history), 1000):
         handle._call("log_batch", handle.run_id, metrics=history[i : i + 1000])
+    _copy_artifacts(client, source.info.run_id, handle)
     return handle
+
+
+# Written again by evaluate / report, or too big to duplicate (the model file).
+_NOT_COPIED = {"samples", "metrics", "report", "params.yaml", "model"}
+
+
+def _copy_artifacts(client: Any, source_id: str, handle: RunHandle) -> None:
+    """Copy the training run's own artifacts (train.csv, train.json, ...) into a forked run."""
+    import tempfile
+
+    for item in call_with_retry(client.list_artifacts, source_id):
+        if item.path in _NOT_COPIED:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            local = call_with_retry(client.download_artifacts, source_id, item.path, tmp)
+            parent = str(Path(item.path).parent)
+            handle.log_artifact(local, None if parent == "." else parent)
 
 
 def search_runs(

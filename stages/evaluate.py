@@ -2,7 +2,8 @@
 
 Outputs: metrics/eval.json, plots/samples/<split>_<k>.png (Fig. 5 grids) and
 reports/mlflow_run.json (the MLflow run the evaluation went into, read by `report`).
-Logs into the training run (models/mlflow_run.json): train + evaluate = one MLflow run.
+Logs into the training run (models/mlflow_run.json): train + evaluate = one MLflow run (the
+model file itself is logged by train when mlflow.log_model is set).
 """
 
 from __future__ import annotations
@@ -43,8 +44,6 @@ def main() -> None:
         handle.log_artifact("params.yaml")
         handle.log_artifact("metrics/eval.json", "metrics")
         handle.log_artifact("plots/samples", "samples")
-        if params.mlflow.log_model:
-            handle.log_artifact("models/model.pt", "model")
         handle.set_tags({tracking.EVALUATED_TAG: "true"})
     tracking.write_run_file("reports/mlflow_run.json", handle)
 

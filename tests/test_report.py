@@ -74,6 +74,9 @@ def test_comparison_numbers() -> None:
     cell = compare["vs_identity"]["val"]["full"]["ssim_pgt"]
     assert cell == {"model": 0.9, "identity": 0.7, "delta": pytest.approx(0.2)}
     assert "test" not in compare["vs_identity"]  # no images: nothing to compare
+    # eval.json is written with sorted keys; the report keeps the train, val, test order.
+    resorted = build_comparison(dict(sorted(results.items())), this, [], "fp")
+    assert list(resorted["vs_identity"]) == ["train", "val"]
     table1 = compare["vs_paper_table1"]["val"]
     assert table1["loss"]["delta"] == pytest.approx(0.004 - 0.0042)
     assert table1["accuracy"]["delta"] == pytest.approx(96.0 - 96.2)

@@ -105,6 +105,8 @@ def test_run_lifecycle(store: Path, tmp_path: Path, params: Params, monkeypatch)
     for epoch in (1, 2):
         handle.log_metrics({"train_loss": 1.0 / epoch, "skipped": None}, step=epoch)
     handle.log_artifact(work / "metrics.json", "metrics")
+    (work / "train.csv").write_text("epoch,train_loss\n1,1.0\n")
+    handle.log_artifact(work / "train.csv")
     handle.end()
     tracking.write_run_file(work / "models" / "mlflow_run.json", handle)
 
@@ -141,6 +143,8 @@ def test_run_lifecycle(store: Path, tmp_path: Path, params: Params, monkeypatch)
     assert fork.data.tags["model.arch"] == "hdrnet"
     assert [m.value for m in client.get_metric_history(forked.run_id, "train_loss")] == [1.0, 0.5]
     assert tracking.EVALUATED_TAG not in fork.data.tags
+    # The training run's own artifacts come along; evaluate's are written again.
+    assert {a.path for a in client.list_artifacts(forked.run_id)} == {"train.csv"}
 
     # A crashed training reopens its run instead of creating another one.
     again = tracking.start_run(params, work, run_id=handle.run_id)
