@@ -12,8 +12,9 @@ implementation of the rest: the network output resized to the crop's full side w
 ``cv2.resize``, pasted into a photo-sized canvas, a photo-sized mask, eq. 2 and the blend over
 the whole frame in numpy, and the same writer.
 
-Run: ``.venv/bin/python benchmarks/bench_enhance.py [--threads 2] [--repeats 3] [--size 512]``
-(prints a table and a JSON line). The face detector's and the model's one-off start-up costs
+Run: ``.venv/bin/python benchmarks/bench_enhance.py [--threads 2] [--repeats 3] [--cli]``
+(prints a table and a JSON line). Also "ours bf16": the same with ``precision="bf16"``. The
+face detector's and the model's one-off start-up costs
 (imports, model file load) are reported separately from the per-photo figures.
 """
 
@@ -23,6 +24,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +39,7 @@ from pipeline.encoding import reconstruct
 from pipeline.enhance import (
     DEFAULT_FEATHER,
     MASK_AXES,
+    STAGES,
     enhance_file,
     face_crops,
     load_enhancer,
@@ -45,8 +49,6 @@ from pipeline.enhance import (
 )
 from pipeline.io import read_image
 from pipeline.models import build_model, save_model_file
-
-STAGES = ("read", "detect", "crop", "model", "reconstruct", "blend", "write")
 
 
 def make_photo(path: Path, width: int = 4000, height: int = 3000, seed: int = 0) -> Path:
@@ -136,6 +138,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="network input side (paper: 512)")
     parser.add_argument("--width", type=float, default=1.0, help="model width (paper: 1.0)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--cli", action="store_true", help="also time one cold `deepflash enhance` process"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -152,46 +157,68 @@ def main() -> None:
         start = time.perf_counter()
         face_lib.detect_faces(np.zeros((64, 64, 3), np.float32))  # imports dlib's models once
         detector_start_s = time.perf_counter() - start
-        # One untimed warm-up run per method (oneDNN primitive creation, page faults).
-        enhance_file(photo, tmp / "warm.jpg", model, meta, device=device)
-        baseline_full_frame(photo, tmp / "warm_base.jpg", model, meta, device)
 
-        ours_runs, base_runs = [], []
-        for _ in range(args.repeats):
-            ours_runs.append(
-                enhance_file(photo, tmp / "ours.jpg", model, meta, device=device).timings
-            )
-            base_runs.append(baseline_full_frame(photo, tmp / "base.jpg", model, meta, device))
-        faces = enhance_file(photo, tmp / "ours.jpg", model, meta, device=device).faces
+        methods = {
+            "ours fp32": lambda: enhance_file(photo, tmp / "a.jpg", model, meta, device=device),
+            "ours bf16": lambda: enhance_file(
+                photo, tmp / "b.jpg", model, meta, device=device, precision="bf16"
+            ),
+            "full-frame fp32": lambda: baseline_full_frame(
+                photo, tmp / "c.jpg", model, meta, device
+            ),
+        }
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
+        faces = methods["ours fp32"]().faces  # untimed warm-up (oneDNN primitives, page faults)
+        for method in methods.values():
+            method()
+        for _ in range(args.repeats):  # interleaved, so load changes hit every method alike
+            for name, method in methods.items():
+                result = method()
+                runs[name].append(result if isinstance(result, dict) else result.timings)
 
-    def median_stage(runs: list[dict[str, float]], stage: str) -> float:
-        return statistics.median(run.get(stage, 0.0) for run in runs)
+        cli_s = None
+        if args.cli:
+            command = [sys.executable, "-m", "pipeline.cli", "enhance", str(photo)]
+            command += ["-o", str(tmp / "cli.jpg"), "--model", str(model_file), "--device", "cpu"]
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            cli_s = time.perf_counter() - start
+    load_after = os.getloadavg()[0]
 
-    ours = {stage: median_stage(ours_runs, stage) for stage in STAGES}
-    base = {stage: median_stage(base_runs, stage) for stage in STAGES}
-    ours_total = statistics.median(sum(run.values()) for run in ours_runs)
-    base_total = statistics.median(sum(run.values()) for run in base_runs)
+    stages = {
+        name: {stage: statistics.median(r.get(stage, 0.0) for r in rs) for stage in STAGES}
+        for name, rs in runs.items()
+    }
+    totals = {name: statistics.median(sum(r.values()) for r in rs) for name, rs in runs.items()}
+    ours = totals["ours fp32"]
 
     print(
         f"photo 4000x3000 (12 MP JPEG), {len(faces)} face(s), crop side {[f.crop[2] for f in faces]} px"
     )
     print(
-        f"model deepflash width {args.width} at {args.size} px, encoding C, random init, device {device}"
+        f"model deepflash width {args.width} at {args.size} px, encoding C, random init, {device}"
     )
-    load_after = os.getloadavg()[0]
     print(
-        f"threads {args.threads}; median of {args.repeats} runs after a warm-up; "
+        f"threads {args.threads}; median of {args.repeats} interleaved runs after a warm-up; "
         f"1-min load average {load_before:.1f} before, {load_after:.1f} after (other jobs slow it)"
     )
-    print(f"{'stage':<12}{'ours s':>9}{'full-frame s':>14}")
+    print(f"{'stage':<12}" + "".join(f"{name:>17}" for name in methods))
     for stage in STAGES:
-        print(f"{stage:<12}{ours[stage]:>9.3f}{base[stage]:>14.3f}")
-    print(f"{'total':<12}{ours_total:>9.3f}{base_total:>14.3f}")
+        print(f"{stage:<12}" + "".join(f"{stages[name][stage]:>17.3f}" for name in methods))
+    print(f"{'total':<12}" + "".join(f"{totals[name]:>17.3f}" for name in methods))
+    base = totals["full-frame fp32"]
     print(
-        f"speed-up vs full-frame baseline: {base_total / ours_total:.2f}x; target < 3 s: {'met' if ours_total < 3 else 'NOT met'}"
+        f"ours fp32 vs full-frame baseline: {base / ours:.2f}x faster "
+        f"(reconstruct + blend {stages['ours fp32']['reconstruct'] + stages['ours fp32']['blend']:.3f} s "
+        f"vs {stages['full-frame fp32']['reconstruct'] + stages['full-frame fp32']['blend']:.3f} s); "
+        f"bf16 vs fp32: {ours / totals['ours bf16']:.2f}x; "
+        f"target < 3 s: fp32 {'met' if ours < 3 else 'NOT met'}, "
+        f"bf16 {'met' if totals['ours bf16'] < 3 else 'NOT met'}"
     )
     print(
-        f"one-off start-up (not per photo): model load {load_s:.2f} s, face detector import {detector_start_s:.2f} s"
+        f"one-off start-up (not per photo): model load {load_s:.2f} s, "
+        f"face detector import {detector_start_s:.2f} s"
+        + (f"; cold `deepflash enhance` process, 1 photo: {cli_s:.2f} s" if cli_s else "")
     )
     summary = {
         "threads": args.threads,
@@ -199,13 +226,12 @@ def main() -> None:
         "width": args.width,
         "device": str(device),
         "faces": len(faces),
-        "ours_s": round(ours_total, 3),
-        "baseline_full_frame_s": round(base_total, 3),
-        "speedup": round(base_total / ours_total, 2),
-        "ours_stages_s": {k: round(v, 3) for k, v in ours.items()},
-        "baseline_stages_s": {k: round(v, 3) for k, v in base.items()},
+        "total_s": {name: round(v, 3) for name, v in totals.items()},
+        "stages_s": {n: {k: round(v, 3) for k, v in st.items()} for n, st in stages.items()},
+        "speedup_vs_full_frame": round(base / ours, 2),
         "model_load_s": round(load_s, 2),
         "detector_start_s": round(detector_start_s, 2),
+        "cli_cold_s": None if cli_s is None else round(cli_s, 2),
         "load_average": [round(load_before, 2), round(load_after, 2)],
     }
     print(json.dumps(summary))

@@ -110,7 +110,7 @@ def demo(
 @click.option(
     "--feather",
     type=click.FloatRange(0.01, 1.0),
-    default=0.35,
+    default=0.35,  # = pipeline.enhance.DEFAULT_FEATHER (not imported: keeps --help fast)
     show_default=True,
     help="Soft edge of the blend mask, as a fraction of its radius.",
 )
@@ -119,6 +119,13 @@ def demo(
     type=click.Choice(["hog", "cnn"]),
     default=None,
     help="Face detector (default: the model's).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="Network precision; bf16 is ~1.7x faster on CPUs with native bf16 (AVX512-BF16/AMX).",
 )
 def enhance_command(
     inputs: tuple[str, ...],
@@ -129,6 +136,7 @@ def enhance_command(
     skip_no_face: bool,
     feather: float,
     detector: str | None,
+    precision: str,
 ) -> None:
     """Relight every face of flash photos INPUTS (files, folders, globs) with a trained model.
 
@@ -153,6 +161,7 @@ def enhance_command(
                 feather=feather,
                 skip_no_face=skip_no_face,
                 detector=detector,
+                precision=precision,
             )
     except EnhanceError as error:
         click.echo(f"error: {error}", err=True)

@@ -167,6 +167,9 @@ class TrainParams(_Group):
     max_images_per_epoch: int = Field(0, ge=0)
     # Decoded images are kept in memory (pipeline/data.py) when they fit in this many MiB.
     cache_mb: int = Field(2048, ge=0)
+    # Learning rate per epoch: constant (the paper) or cosine decay from the Adam lr to ~0 at
+    # the last epoch (less noisy final weights on small data sets).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     optimizer: OptimizerParams = OptimizerParams()
 
 

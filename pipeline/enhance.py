@@ -57,13 +57,16 @@ DEFAULT_FEATHER = 0.35
 #: Half-axes of the blend ellipse as fractions of half the crop side (x, y): the face and hair
 #: are taller than wide; both stay inside the crop so the mask is exactly 0 at its border.
 MASK_AXES = (0.86, 0.98)
+#: Network precisions: float32, or bfloat16 autocast (opt-in speed on CPUs with native bf16).
+PRECISIONS = ("fp32", "bf16")
 #: Crops sent through the network at once (bounds memory for group photos at width 1.0).
 MAX_BATCH = 4
 #: Keys a model file's meta must have for enhance to use it.
 REQUIRED_META = ("arch", "encoding", "size", "bilateral")
 _EXIF_ORIENTATION = 0x0112
 _JPEG_QUALITY = 95
-_STAGES = ("read", "detect", "crop", "model", "reconstruct", "blend", "write")
+#: The stages timed per photo (EnhanceResult.timings keys).
+STAGES = ("read", "detect", "crop", "model", "reconstruct", "blend", "write")
 
 
 class EnhanceError(RuntimeError):
@@ -249,6 +252,11 @@ def _upsample_to_region(
     """
     size = small.shape[0]
     x0, y0, side = crop
+    if side < size:
+        # A face smaller than the network's input: shrink with area averaging first (bilinear
+        # sampling would alias), then the warp below is a pure integer shift.
+        small = cv2.resize(np.ascontiguousarray(small), (side, side), interpolation=cv2.INTER_AREA)
+        size = side
     scale = size / float(side)
     rx0, ry0, rx1, ry1 = region
     matrix = np.array(
@@ -282,12 +290,18 @@ def run_model(
     meta: dict[str, Any],
     crops: np.ndarray,
     device: torch.device | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Network output ``y`` (N, S, S, 3) float32 for face crops (N, S, S, 3) in [0, 1].
 
     The network input is built as in training (:func:`pipeline.encoding.network_input`: the
-    crop itself, or its bilateral filter for encoding C).
+    crop itself, or its bilateral filter for encoding C, always in float32). ``precision``
+    ``bf16`` runs the network under bfloat16 autocast: about 1.7x faster on CPUs with native
+    bf16 (AVX512-BF16 / AMX) and on recent GPUs, at an error in y of a few 1e-3; elsewhere
+    slower than fp32, hence opt-in.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if device is None:
         device = next(model.parameters()).device
     blur = make_blur(meta)
@@ -298,7 +312,8 @@ def run_model(
         inputs = network_input(x, meta["encoding"], blur)
         if device.type == "cpu":
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        y = model(inputs).float()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            y = model(inputs).float()
         outputs.append(y.permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(outputs).astype(np.float32, copy=False)
 
@@ -334,6 +349,7 @@ def enhance_image(
     feather: float = DEFAULT_FEATHER,
     detector: str | None = None,
     device: torch.device | None = None,
+    precision: str = "fp32",
     inplace: bool = False,
     timings: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, list[Face]]:
@@ -343,9 +359,12 @@ def enhance_image(
     face's mask region are returned bit-identical; with no face the photo is returned as is.
     ``inplace=True`` writes into ``image`` (saves a full-size copy of a 12 MP photo).
     ``timings`` (a dict) receives seconds per stage: detect, crop, model, reconstruct, blend.
+    ``precision``: ``fp32`` or ``bf16`` for the network (see :func:`run_model`).
     """
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f":
+        raise ValueError(
+            f"expected an HxWx3 float RGB image in [0, 1], got {image.dtype} {image.shape}"
+        )
     check_meta(meta)
     settings = crop_settings(meta)
     if boxes is None:
@@ -362,7 +381,7 @@ def enhance_image(
     with _timed(timings, "crop"):
         crops, squares = face_crops(image, boxes, meta)
     with _timed(timings, "model"):
-        ys = run_model(model, meta, crops, device)
+        ys = run_model(model, meta, crops, device, precision)
 
     regions = [mask_region(square, image.shape) for square in squares]
     with _timed(timings, "reconstruct"):
@@ -608,6 +627,7 @@ def enhance_file(
     skip_no_face: bool = False,
     detector: str | None = None,
     device: torch.device | None = None,
+    precision: str = "fp32",
 ) -> EnhanceResult:
     """Enhance one photo file into ``target``; never raises for a bad image (status failed).
 
@@ -628,6 +648,7 @@ def enhance_file(
         feather=feather,
         detector=detector,
         device=device,
+        precision=precision,
         inplace=True,
         timings=timings,
     )
@@ -661,6 +682,7 @@ def enhance_paths(
     feather: float = DEFAULT_FEATHER,
     skip_no_face: bool = False,
     detector: str | None = None,
+    precision: str = "fp32",
     progress: bool = True,
 ) -> list[EnhanceResult]:
     """The ``deepflash enhance`` command: inputs (files, folders, globs) -> enhanced photos.
@@ -672,6 +694,8 @@ def enhance_paths(
 
     if not 0 < feather <= 1:
         raise EnhanceError(f"--feather must be in (0, 1], got {feather}")
+    if precision not in PRECISIONS:
+        raise EnhanceError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     sources = expand_inputs(inputs)
     targets = plan_outputs(sources, output, out_dir)
     model, meta, torch_device = load_enhancer(model_path, device)
@@ -691,6 +715,7 @@ def enhance_paths(
                 skip_no_face=skip_no_face,
                 detector=detector,
                 device=torch_device,
+                precision=precision,
             )
         )
     return results
@@ -700,6 +725,8 @@ __all__ = [
     "DEFAULT_FEATHER",
     "IMAGE_EXTENSIONS",
     "MASK_AXES",
+    "PRECISIONS",
+    "STAGES",
     "EnhanceError",
     "EnhanceResult",
     "Face",

@@ -281,6 +281,16 @@ def all_reduce_sum(values: torch.Tensor, device: torch.device, info: DistInfo) -
     return on_device.cpu()
 
 
+def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """Multiplier of the Adam lr in ``epoch`` (1-based) of ``epochs``: 1 for ``constant``;
+    ``cosine``: 1 in the first epoch down to 0.5 (1 + cos(pi (E-1)/E)) in the last."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / max(epochs, 1)))
+    raise ValueError(f"unknown lr schedule {schedule!r}")
+
+
 def stop_reason(
     history: list[dict[str, Any]], epochs: int, target_val_loss: float, patience: int
 ) -> str | None:
@@ -323,6 +333,8 @@ def fingerprint(params: Params, index_csv: Path, root: Path, world_size: int = 1
     """
     dumped = params.model_dump(include={"data", "model", "loss", "bilateral", "train"})
     for key in _NOT_FINGERPRINTED:
+        if key == "epochs" and params.train.lr_schedule != "constant":
+            continue  # the schedule, hence every epoch's weights, depends on the budget
         dumped["train"].pop(key, None)
     digest = hashlib.sha256()
     digest.update(json.dumps({"params": dumped, "world_size": world_size}, sort_keys=True).encode())
@@ -671,6 +683,12 @@ class _Trainer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizers = self.model.configure_optimizers(getattr(tp.optimizer, arch))
+        # The configured lr of every param group (a resumed optimizer state holds the last
+        # epoch's scheduled lr, not this).
+        self.base_lrs = {
+            name: [group["lr"] for group in opt.param_groups]
+            for name, opt in self.optimizers.items()
+        }
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.loss_fn = make_loss(params.loss.centred)
 
@@ -781,6 +799,10 @@ class _Trainer:
         info, tp, encoding = self.info, self.params.train, self.params.loss.encoding
         self.sampler.set_epoch(epoch)
         self.model.train()
+        factor = lr_factor(tp.lr_schedule, epoch, tp.epochs)
+        for name, optimizer in self.optimizers.items():
+            for group, base in zip(optimizer.param_groups, self.base_lrs[name], strict=True):
+                group["lr"] = base * factor
         sums: dict[str, float] = {}
         steps = seen = 0
         started = time.perf_counter()
@@ -835,6 +857,7 @@ class _Trainer:
             "train_loss": train_stats.get("loss"),
             "val_loss": val_loss,
             "val_accuracy": val_accuracy,
+            "lr": next(iter(self.optimizers.values())).param_groups[0]["lr"],
             "epoch_seconds": round(seconds, 3),
             "images_per_s": images / seconds if seconds > 0 else None,
             "images": images,
@@ -1004,6 +1027,7 @@ __all__ = [
     "fingerprint",
     "init_distributed",
     "load_checkpoint",
+    "lr_factor",
     "make_autocast",
     "model_meta",
     "resolve_amp",

@@ -24,6 +24,7 @@ from pipeline.demo import generate_demo
 from pipeline.enhance import (
     DEFAULT_FEATHER,
     MASK_AXES,
+    STAGES,
     EnhanceError,
     _upsample_to_region,
     enhance_file,
@@ -70,6 +71,7 @@ class ConstantModel(torch.nn.Module):
         self.value = torch.nn.Parameter(torch.tensor(float(value)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The constant, in the input's shape."""
         return torch.zeros_like(x) + self.value
 
 
@@ -133,6 +135,7 @@ def _far_from_faces(shape: tuple[int, ...], faces: list) -> np.ndarray:
 
 
 def _union_mask(shape: tuple[int, ...], faces: list, feather: float) -> np.ndarray:
+    """Sum of every face's blend mask over the whole photo."""
     weight = np.zeros(shape[:2], np.float32)
     for face in faces:
         weight += face_mask(shape[:2], face.crop, (0, 0), feather)
@@ -199,6 +202,15 @@ def test_upsample_to_region_equals_full_resize() -> None:
     full = cv2.resize(small, (50, 50), interpolation=cv2.INTER_LINEAR)
     expected = full[region[1] - 20 : region[3] - 20, region[0] - 10 : region[2] - 10]
     np.testing.assert_allclose(_upsample_to_region(small, crop, region), expected, atol=1e-5)
+
+
+def test_upsample_to_region_shrinks_small_faces_by_area() -> None:
+    """A crop smaller than the network output is area-averaged (no aliasing), then cut."""
+    small = np.zeros((64, 64, 3), np.float32)
+    small[::2] = 1.0  # finest stripes: point sampling would alias them to all 0 or all 1
+    out = _upsample_to_region(small, (5, 7, 16), (5, 7, 21, 23))
+    assert out.shape == (16, 16, 3)
+    np.testing.assert_allclose(out, 0.5, atol=1e-6)
 
 
 def test_constant_model_changes_by_exactly_mask_times_one_minus_2c() -> None:
@@ -287,6 +299,21 @@ def test_real_flash_photo_size_far_pixels_and_seam(name: str, tiny, shared_data:
     np.testing.assert_allclose(out, image + weight[..., None] * (relit - image), atol=1e-5)
 
 
+def test_bf16_precision_close_to_fp32(tiny, shared_data: Path) -> None:
+    """bf16 autocast (opt-in speed) moves pixels by a few 8-bit levels at most, far ones not at all."""
+    model, meta, device = tiny
+    image = read_image(shared_data / "flash_pairs" / "redeye_man_flash.jpg")
+    boxes = detect_faces(image)
+    full, faces = enhance_image(image, model, meta, boxes=boxes, device=device)
+    fast, _ = enhance_image(image, model, meta, boxes=boxes, device=device, precision="bf16")
+    far = _far_from_faces(image.shape, faces)
+    assert np.array_equal(fast[far], image[far])
+    difference = np.abs(fast - full)
+    assert difference.max() < 0.02 and difference.mean() < 0.5 / 255
+    with pytest.raises(ValueError, match="precision"):
+        enhance_image(image, model, meta, boxes=boxes, precision="fp8")
+
+
 def test_group_photo_every_face_processed(tiny, shared_data: Path) -> None:
     """A group photo: every detected face gets relit, pixels away from all of them do not."""
     model, meta, device = tiny
@@ -353,15 +380,7 @@ def test_cli_rotated_jpeg_keeps_orientation_exif_and_icc(
     png = read_image(out_png)
     assert np.array_equal(png[far], upright[far])  # lossless output: bit-identical far away
     assert np.abs(relit[far] - upright[far]).mean() < 2 / 255  # JPEG re-encoding only
-    assert set(report.timings) == {
-        "read",
-        "detect",
-        "crop",
-        "model",
-        "reconstruct",
-        "blend",
-        "write",
-    }
+    assert set(report.timings) == set(STAGES)
 
 
 def test_write_output_keeps_metadata_and_16_bit(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -193,22 +192,13 @@ def test_evaluate_model_on_a_processed_index(tmp_path: Path) -> None:
     json.dumps(results, allow_nan=False)  # every value is finite JSON
 
 
-def _faid_copy(shared: Path, dest: Path) -> Path:
-    """The shared flash/no-flash pairs renamed to the faid layout (_noflash -> _ambient)."""
-    dest.mkdir()
-    for path in sorted((shared / "flash_pairs").iterdir()):
-        name = path.name.replace("_noflash", "_ambient")
-        shutil.copy(path, dest / name)
-    return dest
-
-
 def test_cli_evaluate_real_flash_pairs(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`deepflash evaluate` on the real flash/no-flash pairs: ingest, register, crop, evaluate."""
     from pipeline.cli import main
 
-    raw = _faid_copy(shared_data, tmp_path / "raw")
+    raw = shared_data / "flash_pairs"  # *_flash + *_noflash: read in place, never written
     model_path = _model_file(tmp_path / "model.pt", encoding="C", size=64)
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text(
