@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install repro paper test format bench clean-venv
+.PHONY: install repro paper grid test format bench clean-venv
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ RUN    := PATH="$(abspath $(BIN)):$$PATH"
 
 repro: $(STAMP)
 	$(RUN) dvc repro
+
+# The grid of the paper's Tables 2 and 3: arch x {end-to-end (A), encoding C}, 2 at a time.
+grid: $(STAMP)
+	$(RUN) deepflash grid queue --run 2
+	$(RUN) deepflash grid table --out reports/grid.md
 
 # The paper's full settings (params-paper.yaml) as one DVC experiment.
 paper: $(STAMP)
