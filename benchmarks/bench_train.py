@@ -110,7 +110,8 @@ def main() -> None:
         where = (
             f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
         )
-    amp_name = resolve_amp(args.amp, device)
+    amp_dtype = resolve_amp(args.amp, device)
+    amp_name = "off" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
     print(f"bench_train: {args.arch}, batch {args.batch}, encoding C, on {where}, amp {amp_name}")
     print(f"baseline: the paper, ~{PAPER_IMAGES_PER_S} images/s at 512 px, width 1.0, Titan Xp")
     print(f"{'size':>5} {'width':>6} {'params':>11} {'s/step':>8} {'images/s':>9} {'x paper':>8}")

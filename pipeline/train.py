@@ -14,17 +14,18 @@ What one run does (see :func:`train`):
 - a checkpoint after every epoch (model, optimizers, scaler, RNG states of python, numpy and
   torch on every rank, best validation loss, history), written atomically; a later call with
   the same fingerprint (params that shape the result + the processed data) resumes from it and
-  ends with the same weights as a run that never stopped. ``train.epochs``, ``patience``,
-  ``target_val_loss`` and ``num_workers`` are not in the fingerprint: raising ``epochs``
-  continues a finished run;
+  ends with the same weights as a run that never stopped. ``patience``, ``target_val_loss``,
+  ``num_workers`` and (with a constant learning rate) ``train.epochs`` are not in the
+  fingerprint: raising ``epochs`` continues a finished run;
+- learning rate per epoch: constant (the paper) or cosine decay over ``train.epochs``;
 - data parallel when launched by ``torchrun`` (``RANK``/``WORLD_SIZE`` set): every rank reads
   its shard of each epoch's shuffle, gradients are averaged across ranks during the backward
   pass, only rank 0 logs and writes files.
 
 Why not wrap the model in ``torch.nn.parallel.DistributedDataParallel``: its reducer only
 synchronises gradients of a forward pass made through the wrapper, but the step belongs to the
-model (``training_step`` calls ``self(...)``, and pix2pix runs its discriminator several times
-per backward, which the reducer rejects). :class:`GradientAverager` does the reducer's job
+model (``training_step`` calls ``self(...)``, and pix2pix calls its generator and its
+discriminator, three times, directly in two backward passes, which the reducer cannot follow). :class:`GradientAverager` does the reducer's job
 (all-reduce every gradient as autograd produces it, divided by the world size) with
 per-parameter hooks, so any ``training_step`` works unchanged, and it broadcasts rank 0's
 buffers (BatchNorm statistics) before every step as DDP's ``broadcast_buffers`` does.
@@ -399,7 +400,9 @@ def rng_state() -> dict[str, Any]:
             "gauss": float(np_state["gauss"]),
         },
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # This process's GPU only: touching every GPU would create a context on each of them
+        # from every rank.
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None,
     }
     return state
 
@@ -418,8 +421,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
         }
     )
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -734,6 +737,16 @@ class _Trainer:
             self.run_id = state.get("run_id")
             rngs = state["rng"]
             set_rng_state(rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0])
+            if best_state is None:
+                # best.pt deleted or foreign: the latest weights become the best so far.
+                if self.info.is_main:
+                    log.warning(
+                        "%s unusable: best weights restart from epoch %d",
+                        self.best_path,
+                        state["epoch"],
+                    )
+                self.best_epoch = int(state["epoch"])
+                self.best_val = _monitored(self.history[-1])
         self.best_state = best_state if best_state is not None else _cpu_state(self.model)
 
     # --- the loop -----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from pipeline.train import (
     atomic_save,
     fingerprint,
     load_checkpoint,
+    lr_factor,
     make_autocast,
     resolve_amp,
     rng_state,
@@ -49,7 +50,8 @@ SIZE = 64
 TINY: dict[str, Any] = {
     "data": {"size": SIZE},
     "model": {"arch": "deepflash", "width": 0.0625},
-    "train": {"epochs": 2, "batch_size": 4, "seed": 0},
+    "train": {"epochs": 2, "batch_size": 4, "seed": 0, "lr_schedule": "constant"},
+    "loss": {"encoding": "C", "centred": True},
 }
 
 
@@ -169,6 +171,20 @@ def test_stop_reason() -> None:
     assert stop_reason(no_val, 9, 0.01, 0) == "target_val_loss"  # falls back to train loss
 
 
+def test_lr_factor() -> None:
+    assert [lr_factor("constant", e, 4) for e in (1, 4)] == [1.0, 1.0]
+    cosine = [lr_factor("cosine", e, 4) for e in (1, 2, 3, 4)]
+    assert cosine == pytest.approx([1.0, 0.853553, 0.5, 0.146447], abs=1e-6)
+
+
+def test_cosine_schedule_sets_each_epochs_lr(data_root: Path, tmp_path: Path) -> None:
+    params = _params(train={"lr_schedule": "cosine", "epochs": 3, "max_images_per_epoch": 4})
+    result = train(params, _paths(data_root, tmp_path), progress=False)
+    base = params.train.optimizer.deepflash.lr
+    assert [h["lr"] for h in result.history] == pytest.approx([base, 0.75 * base, 0.25 * base])
+    assert [h["images"] for h in result.history] == [4, 4, 4]  # the per-epoch cap
+
+
 def test_autocast_is_off_on_cpu() -> None:
     cpu = torch.device("cpu")
     for choice in ("auto", "bf16", "fp16", "off"):
@@ -216,6 +232,10 @@ def test_fingerprint_tracks_what_changes_the_weights(data_root: Path) -> None:
     assert fingerprint(_params(train={"seed": 1}), index, data_root) != base
     assert fingerprint(_params(loss={"encoding": "B"}), index, data_root) != base
     assert fingerprint(_params(), index, data_root, world_size=2) != base
+    # with a schedule, the budget changes every epoch's learning rate
+    cosine = fingerprint(_params(train={"lr_schedule": "cosine"}), index, data_root)
+    longer = _params(train={"lr_schedule": "cosine", "epochs": 9})
+    assert fingerprint(longer, index, data_root) not in (cosine, base)
     image = data_root / "data" / "processed" / "val" / "sval0__p0__v0_studio.png"
     stat = image.stat()
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
@@ -460,3 +480,42 @@ def test_ddp_gloo_two_processes_end_identical_and_rank0_writes(tmp_path: Path) -
     assert metrics["world_size"] == 2 and metrics["epochs_run"] == 2
     assert (repo / "out_rank0" / "checkpoints" / CHECKPOINT_NAME).is_file()
     assert not (repo / "out_rank1").exists()
+
+
+def test_mlflow_run_gets_epochs_and_a_resumed_training_reopens_it(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    from pipeline import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv(tracking.ENV_SWITCH, "1")
+    paths = _paths(data_root, tmp_path)
+    runs: list[str] = []
+
+    def start(run_id: str | None) -> Any:
+        handle = tracking.start_run(params, tmp_path, run_id=run_id)
+        runs.append(handle.run_id)
+        return handle
+
+    params = _params(train={"epochs": 1})
+    first = train(params, paths, start_tracking=start, progress=False)
+    params = _params(train={"epochs": 2})  # same fingerprint: continues, same MLflow run
+    second = train(params, paths, start_tracking=start, progress=False)
+    assert second.resumed_from_epoch == 1 and runs[0] == runs[1] == second.run.run_id
+    assert first.run.run_id == runs[0]
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(runs[0])
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(runs[0], "val_loss")
+    assert [m.step for m in history] == [1, 2]
+    assert [m.value for m in history] == pytest.approx([h["val_loss"] for h in second.history])
+    assert run.data.metrics["final_val_loss"] == pytest.approx(second.metrics["val_loss"])
+    assert run.data.metrics["epochs_run"] == 2
+    assert run.data.params["train.epochs"] == "1"  # params of the run that started it
+    assert run.data.tags["model.arch"] == "deepflash"
+    names = {a.path for a in client.list_artifacts(runs[0])}
+    assert {"train.json", "train.csv"} <= names
