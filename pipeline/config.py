@@ -126,6 +126,8 @@ class ModelParams(_Group):
     arch: Literal["deepflash", "hdrnet", "pix2pix"] = "deepflash"
     width: float = Field(1.0, gt=0, le=4)
     encoder_weights: str | None = None
+    # deepflash's last layer: xavier (the paper) or zero (the untrained net is the identity).
+    head_init: Literal["xavier", "zero"] = "xavier"
 
 
 class LossParams(_Group):

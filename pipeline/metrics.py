@@ -13,10 +13,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import (
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
 
 
 def _batch(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,6 +44,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = _batch(a, b)
     if min(a.shape[-2:]) < 11:
         raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {tuple(a.shape[-2:])}")
+    # Imported here: torchmetrics costs ~3 s at import, which every training process
+    # (DDP ranks, resumed runs) would otherwise pay without computing SSIM.
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     return structural_similarity_index_measure(a, b, data_range=1.0, reduction="none")
 
 
@@ -56,6 +56,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     Identical images give +inf.
     """
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     a, b = _batch(a, b)
     return peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
 

@@ -60,7 +60,7 @@ from pipeline.encoding import make_target, network_input
 from pipeline.io import write_json
 from pipeline.losses import make_loss
 from pipeline.metrics import accuracy
-from pipeline.models import build_model, save_model_file
+from pipeline.models import arch_options, build_model, save_model_file
 
 log = logging.getLogger(__name__)
 
@@ -676,6 +676,8 @@ class _Trainer:
         torch.manual_seed(tp.seed)
         weights = params.model.encoder_weights
         kwargs = {"encoder_weights": weights} if weights else {}
+        if "head_init" in arch_options(arch):
+            kwargs["head_init"] = params.model.head_init
         self.model = build_model(arch, params.model.width, size=params.data.size, **kwargs)
         multiple = getattr(self.model, "size_multiple", 1)
         if params.data.size % multiple:

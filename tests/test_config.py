@@ -55,3 +55,18 @@ def test_unknown_key_and_wrong_type_are_named(tmp_path: Path):
     assert any(line.startswith("  ingest.sead: unknown key in group 'ingest'") for line in lines)
     assert any("seed" in line for line in lines if "ingest.sead" in line)
     assert any(line.startswith("  demo.poses: ") and "'two'" in line for line in lines)
+
+
+def test_paper_profile_is_valid_and_restores_the_papers_choices():
+    """params-paper.yaml validates and turns `make paper` into the paper's settings."""
+    from pathlib import Path
+
+    from pipeline.config import override_args
+
+    args = override_args(Path(__file__).resolve().parents[1] / "params-paper.yaml")
+    pairs = dict(a.split("=", 1) for a in args if a != "-S")
+    assert pairs["data.size"] == "512"
+    assert pairs["model.width"] == "1.0"
+    assert pairs["model.head_init"] == "xavier"
+    assert pairs["loss.centred"] == "true"
+    assert float(pairs["train.optimizer.deepflash.lr"]) == 1e-5

@@ -365,3 +365,19 @@ def test_pix2pix_depth_fits_the_training_size(size, downs):
     assert size % model.size_multiple == 0
     out = model(torch.rand(1, 3, size, size))
     assert out.shape == (1, 3, size, size)
+
+
+def test_zero_head_init_starts_as_the_identity_for_encodings_b_and_c():
+    """head_init='zero': y = 0.5 everywhere, so eq. 2 gives back the flash image exactly."""
+    from pipeline.encoding import reconstruct
+
+    model = build_model("deepflash", width=1 / 16, head_init="zero").eval()
+    x = torch.rand(2, 3, 64, 64)
+    y = model(x)
+    assert torch.equal(y, torch.full_like(y, 0.5))
+    for encoding in ("B", "C"):
+        assert torch.allclose(reconstruct(x, y, encoding), x, atol=1e-6)
+    xavier = build_model("deepflash", width=1 / 16).eval()
+    assert not torch.allclose(xavier(x), torch.full_like(y, 0.5))
+    with pytest.raises(ValueError, match="head_init"):
+        build_model("deepflash", width=1 / 16, head_init="ones")

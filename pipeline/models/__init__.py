@@ -49,6 +49,14 @@ def available_archs() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
+def arch_options(arch: str) -> list[str]:
+    """Constructor options (besides ``width``) that the arch ``arch`` accepts."""
+    if arch not in _REGISTRY:
+        raise ValueError(f"unknown model arch {arch!r}; available: {', '.join(available_archs())}")
+    params = inspect.signature(_REGISTRY[arch].__init__).parameters
+    return [name for name in params if name not in ("self", "width")]
+
+
 def build_model(
     arch: str, width: float = 1.0, size: int | None = None, **kwargs: Any
 ) -> ImageModel:
@@ -62,9 +70,7 @@ def build_model(
     cls = _REGISTRY[arch]
     if size is not None:
         kwargs = {**cls.kwargs_for_size(size), **kwargs}
-    accepted = [
-        name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "width")
-    ]
+    accepted = arch_options(arch)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ValueError(
@@ -186,6 +192,7 @@ from pipeline.models import deepflash, hdrnet, pix2pix  # noqa: E402, F401
 __all__ = [
     "ImageModel",
     "available_archs",
+    "arch_options",
     "build_model",
     "load_model_file",
     "register_arch",

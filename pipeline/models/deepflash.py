@@ -56,6 +56,10 @@ def _trunc_normal_he(weight: torch.Tensor, fan_in: int) -> None:
     nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
+# Last-layer init: "xavier" (the paper) or "zero" (start as the identity for encodings B, C).
+HEAD_INITS = ("xavier", "zero")
+
+
 class DecoderLevel(nn.Module):
     """4x4 stride-2 transposed conv + BN + LeakyReLU(0.2), concat with the skip, 1x1 fuse."""
 
@@ -83,8 +87,12 @@ class DeepFlashNet(ImageModel):
         width: float = 1.0,
         encoder_weights: str | os.PathLike | None = None,
         input_norm: str = "auto",
+        head_init: str = "xavier",
     ) -> None:
         super().__init__()
+        if head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {head_init!r}")
+        self.head_init = head_init
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
         self.width = float(width)
@@ -148,7 +156,12 @@ class DeepFlashNet(ImageModel):
                 nn.init.zeros_(module.bias)
             if getattr(module, "bias", None) is not None and not isinstance(module, nn.BatchNorm2d):
                 nn.init.zeros_(module.bias)
-        nn.init.xavier_uniform_(self.head.weight)
+        if self.head_init == "zero":
+            # sigmoid(0) = 0.5 is the target of "no change" for encodings B and C, so the
+            # untrained network is exactly the identity and learns only what improves on it.
+            nn.init.zeros_(self.head.weight)
+        else:
+            nn.init.xavier_uniform_(self.head.weight)  # the paper
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
