@@ -536,6 +536,13 @@ def model_meta(params: Params, extra: dict[str, Any] | None = None) -> dict[str,
             "mode": params.bilateral.mode,
         },
         "centred": params.loss.centred,
+        # enhance crops real photos exactly as the crop stage cropped the training data
+        "crop": {
+            "margin": params.crop.margin,
+            "pad_mode": params.crop.pad_mode,
+            "detector": params.crop.detector,
+            "detect_max_side": params.crop.detect_max_side,
+        },
     }
     meta.update(extra or {})
     return meta

@@ -519,3 +519,29 @@ def test_mlflow_run_gets_epochs_and_a_resumed_training_reopens_it(
     assert run.data.tags["model.arch"] == "deepflash"
     names = {a.path for a in client.list_artifacts(runs[0])}
     assert {"train.json", "train.csv"} <= names
+
+
+def test_model_meta_carries_what_enhance_needs():
+    """The model file's meta holds arch, width, encoding, size, bilateral and crop settings."""
+    from pipeline.config import validate_params
+    from pipeline.enhance import crop_settings
+    from pipeline.train import model_meta
+
+    params = validate_params(
+        {
+            "model": {"arch": "hdrnet", "width": 0.5},
+            "loss": {"encoding": "B"},
+            "data": {"size": 256},
+            "crop": {"margin": 0.25, "pad_mode": "edge"},
+        }
+    )
+    meta = model_meta(params)
+    assert (meta["arch"], meta["width"], meta["encoding"], meta["size"]) == (
+        "hdrnet",
+        0.5,
+        "B",
+        256,
+    )
+    assert meta["bilateral"] == {"sigma_s_fraction": 0.03, "sigma_r": 0.4, "mode": "per_channel"}
+    assert crop_settings(meta)["margin"] == 0.25
+    assert crop_settings(meta)["pad_mode"] == "edge"
