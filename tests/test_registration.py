@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from pipeline.datasets import DEFAULT_YALEB_LIGHTS
 from pipeline.io import read_image, write_image
 from pipeline.registration import (
     IDENTITY,
@@ -255,16 +256,7 @@ def test_itk_t1_vs_proton_density_rotation_10_degrees(shared_data):
 
 
 # The 8 light directions averaged into the Yale B "studio" image by the ingest stage.
-YALEB_STUDIO = [
-    "P00A+000E+20",
-    "P00A-020E+10",
-    "P00A+020E+10",
-    "P00A-035E+15",
-    "P00A+035E+15",
-    "P00A-050E+00",
-    "P00A+050E+00",
-    "P00A+000E-20",
-]
+YALEB_STUDIO = list(DEFAULT_YALEB_LIGHTS)
 
 
 @pytest.mark.parametrize("person", ["yaleB09", "yaleB18"])
