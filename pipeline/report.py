@@ -283,7 +283,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 
 
 _METRIC_LABELS = {
-    "loss": ("loss (eq. 5)", 5, 1.0),
+    "loss": ("loss (training loss: eq. 5 or MSE)", 5, 1.0),
     "accuracy": ("accuracy % (eq. 7)", 2, 1.0),
     "ssim_pgt": ("SSIM % vs precond. gt (eq. 8)", 2, 100.0),
     "psnr_pgt": ("PSNR dB vs precond. gt", 2, 1.0),
