@@ -318,10 +318,10 @@ def evaluate_raw(
     import csv
 
     from pipeline.datasets import DatasetError, read_dataset
-    from pipeline.faces import NoFaceError, crop_pair_files
+    from pipeline.faces import NoFaceError, crop_options, crop_pair_files
     from pipeline.io import ImageReadError, read_image
     from pipeline.models import load_model_file
-    from pipeline.registration import register
+    from pipeline.registration import register, registration_options
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -350,14 +350,7 @@ def evaluate_raw(
             registration = register(
                 read_image(pair.flash_path, max_pixels=ing.max_pixels),
                 read_image(pair.studio_path, max_pixels=ing.max_pixels),
-                max_side=reg_p.max_side,
-                optimizer=reg_p.optimizer,
-                iterations=reg_p.iterations,
-                levels=reg_p.levels,
-                histogram_bins=reg_p.histogram_bins,
-                sampling_fraction=reg_p.sampling_fraction,
-                seed=reg_p.seed,
-                on_failure=reg_p.on_failure,
+                **registration_options(reg_p),
             )
             if registration.status == "rejected":
                 rejected.append(
@@ -371,13 +364,8 @@ def evaluate_raw(
                 registration.matrix,
                 work / "faces",
                 size=size,
-                detector=crop_p.detector,
-                max_side=crop_p.detect_max_side,
-                upsample=crop_p.upsample,
-                margin=crop_p.margin,
-                pad_mode=crop_p.pad_mode,
-                on_missing=crop_p.on_missing,
                 max_pixels=ing.max_pixels,
+                **crop_options(crop_p),
             )
         except ImageReadError as error:
             rejected.append({"file": error.path, "reason": error.reason})

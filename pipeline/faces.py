@@ -530,6 +530,19 @@ def _crop_job(job: tuple[Any, ...]) -> dict[str, Any]:
         return {"pair_id": pair_id, "file": str(flash_path), "reason": str(error)}
 
 
+def crop_options(group: Any) -> dict[str, Any]:
+    """:func:`crop_faces` keyword arguments from the ``crop`` params group (one mapping for the
+    crop stage and ``deepflash evaluate``)."""
+    return {
+        "detector": group.detector,
+        "max_side": group.detect_max_side,
+        "upsample": group.upsample,
+        "margin": group.margin,
+        "pad_mode": group.pad_mode,
+        "on_missing": group.on_missing,
+    }
+
+
 def crop_dataset(
     manifest: pd.DataFrame,
     registered_dir: str | os.PathLike,

@@ -34,6 +34,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from pipeline.io import ImageReadError, read_image, write_image, write_json
+from pipeline.parallel import parallel_map
 
 OPTIMIZERS = ("regular_step", "one_plus_one")
 STATUSES = ("ok", "identity_fallback", "rejected")
@@ -425,6 +426,118 @@ def register_files(
     return record
 
 
+def registration_options(group: Any) -> dict[str, Any]:
+    """:func:`register` keyword arguments from the ``register`` params group (one mapping for
+    the stage and ``deepflash evaluate``)."""
+    return {
+        "max_side": group.max_side,
+        "optimizer": group.optimizer,
+        "iterations": group.iterations,
+        "levels": group.levels,
+        "histogram_bins": group.histogram_bins,
+        "sampling_fraction": group.sampling_fraction,
+        "seed": group.seed,
+        "on_failure": group.on_failure,
+    }
+
+
+def _register_job(job: tuple[str, str, str, str, int, dict[str, Any]]) -> dict[str, Any]:
+    pair_id, flash, studio, out_dir, preview_side, options = job
+    return register_files(pair_id, flash, studio, out_dir, preview_side, **options)
+
+
+def register_dataset(
+    manifest: Any,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    preview_side: int = 256,
+    progress: bool = False,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Register every manifest pair (columns pair_id, flash_path, studio_path) into ``out_dir``.
+
+    Pairs run over ``workers`` processes; each registration caps ITK at ``threads`` (default
+    1) so the workers do not oversubscribe the cores. Returns the per-pair records in
+    manifest order; an unusable pair is a "rejected" record, never an exception.
+    """
+    from tqdm import tqdm
+
+    options = {"threads": 1, **options}
+    jobs = [
+        (row.pair_id, row.flash_path, row.studio_path, str(out_dir), preview_side, options)
+        for row in manifest.itertuples()
+    ]
+    results = parallel_map(_register_job, jobs, workers)
+    return list(tqdm(results, total=len(jobs), desc="register", unit="pair", disable=not progress))
+
+
+def read_truth_matrices(raw_dir: str | Path) -> dict[tuple[str, str], np.ndarray]:
+    """(subject, pose) -> true 2x3 matrix from ``raw_dir/truth.csv`` (the demo's); {} if absent."""
+    path = Path(raw_dir) / "truth.csv"
+    if not path.is_file():
+        return {}
+    from pipeline.demo import read_truth  # only demo data has a truth file
+
+    truth = read_truth(path)
+    return {(str(r.subject), str(r.pose)): r.matrix for r in truth.itertuples()}
+
+
+def registration_metrics(
+    records: list[dict[str, Any]], manifest: Any, truth: dict[tuple[str, str], np.ndarray]
+) -> dict[str, Any]:
+    """metrics/register.json: counts, failures, medians and (with truth) residual errors in px."""
+    statuses = [r["status"] for r in records]
+    failures = [r for r in records if r["status"] != "ok"]
+    reasons: dict[str, int] = {}
+    for r in failures:
+        kind = (r["reason"] or "unknown").split(":")[0]
+        reasons[kind] = reasons.get(kind, 0) + 1
+    gains = [
+        r["mi_after"] - r["mi_before"]
+        for r in records
+        if r["status"] == "ok" and r["mi_after"] is not None and r["mi_before"] is not None
+    ]
+    timed = [r for r in records if r.get("iterations")]
+    metrics: dict[str, Any] = {
+        "pairs": len(records),
+        "ok": statuses.count("ok"),
+        "identity_fallback": statuses.count("identity_fallback"),
+        "rejected": statuses.count("rejected"),
+        "failures": len(failures),
+        "failure_reasons": reasons,
+        "median_seconds": float(np.median([r["seconds"] for r in timed])) if timed else None,
+        "median_cpu_seconds": (
+            float(np.median([r["cpu_seconds"] for r in timed])) if timed else None
+        ),
+        "median_mi_gain": float(np.median(gains)) if gains else None,
+    }
+    residual, before = [], []
+    rows = manifest.set_index("pair_id") if truth else None
+    for r in records if truth else []:
+        row = rows.loc[r["pair_id"]]
+        true = truth.get((str(row.subject), str(row.pose)))
+        if true is None or r["status"] == "rejected":
+            continue
+        size = (int(row.width), int(row.height))
+        studio = (int(row.studio_width), int(row.studio_height))
+        residual.append(grid_error(np.asarray(r["matrix"]), true, size))
+        before.append(grid_error(identity_matrix(size, studio), true, size))
+    if residual:
+        metrics["residual_error_px"] = {
+            "mean": float(np.mean(residual)),
+            "median": float(np.median(residual)),
+            "max": float(np.max(residual)),
+            "pairs": len(residual),
+        }
+        # The same measure with no registration at all, for scale.
+        metrics["unregistered_error_px"] = {
+            "mean": float(np.mean(before)),
+            "median": float(np.median(before)),
+        }
+    return metrics
+
+
 # --- internals ---------------------------------------------------------------------------
 
 
@@ -752,8 +865,12 @@ __all__ = [
     "grid_error",
     "identity_matrix",
     "preview",
+    "read_truth_matrices",
     "register",
+    "register_dataset",
     "register_files",
+    "registration_metrics",
+    "registration_options",
     "rescale_matrix",
     "scale_matrix",
     "to_grey",

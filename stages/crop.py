@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_params
-from pipeline.faces import crop_dataset
+from pipeline.faces import crop_dataset, crop_options
 from pipeline.io import write_json, write_rejected
 
 MANIFEST = Path("data/interim/manifest.csv")
@@ -43,12 +43,7 @@ def main() -> None:
         size=params.data.size,
         workers=crop.workers,
         progress=True,
-        detector=crop.detector,
-        max_side=crop.detect_max_side,
-        upsample=crop.upsample,
-        margin=crop.margin,
-        pad_mode=crop.pad_mode,
-        on_missing=crop.on_missing,
+        **crop_options(crop),
     )
     run.index.to_csv(OUT / "index.csv", index=False)
     write_rejected(OUT / "rejected.csv", run.rejected)

@@ -291,3 +291,66 @@ def test_real_flash_no_flash_pairs_gain_mutual_information(shared_data, name, ex
     assert result.mi_after > result.mi_before
     parts = decompose(result.matrix)  # hand-held or pre-aligned: a small motion
     assert abs(parts["angle"]) < 3 and abs(parts["sx"] - 1) < 0.05
+
+
+def test_registration_metrics_residual_against_known_truth():
+    """Residual error in metrics/register.json: 0 for the true matrix, the shift for identity."""
+    import pandas as pd
+
+    from pipeline.registration import registration_metrics
+
+    manifest = pd.DataFrame(
+        [
+            {
+                "pair_id": "a__0",
+                "subject": "a",
+                "pose": "0",
+                "width": 100,
+                "height": 80,
+                "studio_width": 100,
+                "studio_height": 80,
+            },
+            {
+                "pair_id": "b__0",
+                "subject": "b",
+                "pose": "0",
+                "width": 100,
+                "height": 80,
+                "studio_width": 100,
+                "studio_height": 80,
+            },
+        ]
+    )
+    shift = np.array([[1.0, 0.0, 3.0], [0.0, 1.0, 4.0]])
+    truth = {("a", "0"): shift, ("b", "0"): shift}
+    records = [
+        {
+            "pair_id": "a__0",
+            "status": "ok",
+            "reason": None,
+            "matrix": shift.tolist(),
+            "mi_before": 0.1,
+            "mi_after": 0.5,
+            "iterations": 10,
+            "seconds": 0.2,
+            "cpu_seconds": 0.2,
+        },
+        {
+            "pair_id": "b__0",
+            "status": "identity_fallback",
+            "reason": "mi: not improved",
+            "matrix": np.eye(2, 3).tolist(),
+            "mi_before": 0.1,
+            "mi_after": 0.1,
+            "iterations": 10,
+            "seconds": 0.4,
+            "cpu_seconds": 0.4,
+        },
+    ]
+    metrics = registration_metrics(records, manifest, truth)
+    assert (metrics["ok"], metrics["identity_fallback"], metrics["failures"]) == (1, 1, 1)
+    assert metrics["failure_reasons"] == {"mi": 1}
+    assert metrics["median_mi_gain"] == pytest.approx(0.4)
+    assert metrics["residual_error_px"]["max"] == pytest.approx(5.0)  # |(3, 4)| for identity
+    assert metrics["residual_error_px"]["median"] == pytest.approx(2.5)
+    assert metrics["unregistered_error_px"]["mean"] == pytest.approx(5.0)
