@@ -35,7 +35,7 @@ from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.bilateral import bilateral_filter, reference_bilateral_filter  # noqa: E402
+from pipeline.core.bilateral import bilateral_filter, reference_bilateral_filter  # noqa: E402
 
 SIGMA_R = 0.4
 

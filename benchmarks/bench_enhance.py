@@ -5,7 +5,7 @@ proportions) and reflected out to 4000x3000, with a little sensor noise, saved a
 JPEG. Model: DeepFlash at width 1.0 (the paper's network: VGG-16 encoder + HDRCNN decoder),
 random weights (timing needs no training), encoding C, 512 px input (the paper's size).
 
-Ours: :func:`pipeline.enhance.enhance_file` (read, detect, crop, model, reconstruct, blend,
+Ours: :func:`pipeline.enhance.apply.enhance_file` (read, detect, crop, model, reconstruct, blend,
 write); only the pixels under a face's mask are resampled and blended.
 Baseline "full-frame": the same read, detection, crops and network, then the obvious
 implementation of the rest: the network output resized to the crop's full side with
@@ -37,9 +37,8 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline import faces as face_lib
-from pipeline.encoding import reconstruct
-from pipeline.enhance import (
+from pipeline.core.encodings import reconstruct
+from pipeline.enhance.apply import (
     DEFAULT_FEATHER,
     MASK_AXES,
     STAGES,
@@ -50,6 +49,7 @@ from pipeline.enhance import (
     source_metadata,
     write_output,
 )
+from pipeline.faces import detect as face_lib
 from pipeline.io import read_image
 from pipeline.models import build_model, save_model_file
 

@@ -1,7 +1,7 @@
 """Benchmark: face detection + crop of one 12 MP flash/studio pair (target: under 0.5 s).
 
 Ours: HOG on an 800 px area-averaged copy (crop.detect_max_side, crop.upsample = 1), then
-pipeline.faces.crop_pair at 512 px (flash crop + studio warped with its registration
+pipeline.faces.detect.crop_pair at 512 px (flash crop + studio warped with its registration
 matrix, each one anti-aliased resample of only the window it needs).
 Named baseline, in the same run: the straightforward way, face_recognition's default call
 on the full-resolution photo (HOG, upsample 1), a full-resolution aligned studio copy
@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.faces import Box, CropBox, crop_pair, detect_faces, square_crop_box
+from pipeline.faces.detect import Box, CropBox, crop_pair, detect_faces, square_crop_box
 from pipeline.io import read_image
 
 SHARED = (

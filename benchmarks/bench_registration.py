@@ -4,7 +4,7 @@ Targets (issue 3): under 0.5 s per 512 px pair on one core, and at least 5x fast
 MATLAB-like setup at equal or better accuracy.
 
 Methods, all in the same run, on one core (CPU affinity 1 core, ITK and OpenCV 1 thread):
-- ours: pipeline.registration defaults (similarity stage by Powell on a 64 px copy, then
+- ours: pipeline.align.registration defaults (similarity stage by Powell on a 64 px copy, then
   affine Mattes MI by regular-step gradient descent on 3 levels, 10 % of the pixels sampled).
 - matlab-like (the named baseline): MATLAB imregister with imregconfig('multimodal'), i.e.
   one-plus-one evolutionary (growth 1.05, epsilon 1.5e-6, initial radius 6.25e-3, 100
@@ -13,7 +13,7 @@ Methods, all in the same run, on one core (CPU affinity 1 core, ITK and OpenCV 1
 Error: mean displacement (px, full resolution of the pair) between the estimated and the true
 matrix on a 16x16 grid over the image.
 
-Pairs: demo-like pairs from pipeline.demo (384x512, the issue's misalignment ranges: rotation
+Pairs: demo-like pairs from pipeline.datasets.demo (384x512, the issue's misalignment ranges: rotation
 5 deg, scale 5 %, shift 3 %, shear 0.03), and ITK's T1/PD slices when ../shared/data is present
 (truth: the (13, 17) shift; for R10X13Y17 the answer ITK's own example reports).
 
@@ -34,8 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.align.registration import IDENTITY, decompose, grid_error, register
 from pipeline.io import read_image
-from pipeline.registration import IDENTITY, decompose, grid_error, register
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "registration_itk"
 OURS: dict = {}
@@ -61,7 +61,8 @@ def one_core() -> str:
 
 def demo_pairs(count: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """(name, flash, studio, true matrix) of rendered demo pairs at 384x512."""
-    from pipeline.demo import generate_demo, read_truth
+    from pipeline.datasets.demo import generate_demo
+    from pipeline.datasets.truth import read_truth
 
     with tempfile.TemporaryDirectory() as tmp:
         generate_demo(

@@ -1,7 +1,7 @@
 """Benchmark: training throughput (images/s) of the train stage's step, against the paper.
 
 What is timed: exactly the per-batch work of pipeline/train.py: the batch moved to the
-device, the bilateral filter and encoding C on the device (pipeline.train.encode_batch), and
+device, the bilateral filter and encoding C on the device (pipeline.training.loop.encode_batch), and
 the model's own ``training_step`` (forward, eq. 5 loss, backward, Adam step) with autocast and
 channels_last on CUDA. Data loading and validation are not timed (loading overlaps with
 compute through DataLoader workers; validation is once per epoch).
@@ -23,12 +23,12 @@ import time
 
 import torch
 
-from pipeline.bilateral import sigma_s_for
 from pipeline.config import load_params
-from pipeline.losses import make_loss
+from pipeline.core.bilateral import sigma_s_for
+from pipeline.core.losses import make_loss
 from pipeline.models import build_model
-from pipeline.train import DistInfo, MemoBlur, encode_batch, make_autocast, resolve_amp
-from pipeline.train import resolve_device as train_device
+from pipeline.runtime import resolve_device
+from pipeline.training.loop import MemoBlur, encode_batch, make_autocast, resolve_amp
 
 PAPER_IMAGES_PER_S = 4.2  # 458,000 iterations x batch 4 / ~5 days on a Titan Xp (512 px)
 
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--arch", default=params.model.arch)
     args = parser.parse_args()
 
-    device = train_device(args.device, DistInfo())
+    device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         where = torch.cuda.get_device_name(device)

@@ -31,7 +31,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 from albumentations.augmentations.geometric import functional as fgeometric  # noqa: E402
 
-from pipeline.faces import Box
+from pipeline.faces.detect import Box
 from pipeline.io import read_image, write_image
 from pipeline.parallel import parallel_map
 

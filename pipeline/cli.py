@@ -61,7 +61,7 @@ def demo(
     force: bool,
 ) -> None:
     """Generate synthetic flash/studio portrait pairs with known misalignments into OUT_DIR."""
-    from pipeline.demo import generate_demo
+    from pipeline.datasets.demo import generate_demo
 
     try:
         summary = generate_demo(
@@ -110,7 +110,7 @@ def demo(
 @click.option(
     "--feather",
     type=click.FloatRange(0.01, 1.0),
-    default=0.35,  # = pipeline.enhance.DEFAULT_FEATHER (not imported: keeps --help fast)
+    default=0.35,  # = pipeline.enhance.apply.DEFAULT_FEATHER (not imported: keeps --help fast)
     show_default=True,
     help="Soft edge of the blend mask, as a fraction of its radius.",
 )
@@ -147,7 +147,7 @@ def enhance_command(
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from pipeline.enhance import EnhanceError, enhance_paths
+    from pipeline.enhance.apply import EnhanceError, enhance_paths
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
@@ -200,8 +200,8 @@ def export_command(
     model_path: str, onnx_path: str | None, torchscript_path: str | None, opset: int, check: bool
 ) -> None:
     """Export a trained model to ONNX and/or TorchScript (network only; meta embedded)."""
-    from pipeline.enhance import EnhanceError
-    from pipeline.export import ExportError, export_model_file
+    from pipeline.enhance.apply import EnhanceError
+    from pipeline.enhance.export import ExportError, export_model_file
 
     try:
         results = export_model_file(
@@ -295,7 +295,8 @@ def evaluate_command(
     from pathlib import Path
 
     from pipeline.config import Params, ParamsError, load_params
-    from pipeline.evaluate import EvaluateError, evaluate_raw, format_table
+    from pipeline.evaluation.any_folder import EvaluateError, evaluate_raw
+    from pipeline.evaluation.results import format_table
     from pipeline.io import write_json
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -466,8 +467,14 @@ def grid_table(
 
     from pipeline import tracking
     from pipeline.config import Params, load_params
+    from pipeline.evaluation.report import (
+        best_runs,
+        render_best_runs,
+        render_tables23,
+        run_record,
+        tables23,
+    )
     from pipeline.io import write_json
-    from pipeline.report import best_runs, render_best_runs, render_tables23, run_record, tables23
 
     params = load_params() if Path("params.yaml").is_file() else Params()
     experiment = experiment or params.mlflow.experiment

@@ -6,6 +6,7 @@ group models defined here and never reads params.yaml itself.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -23,8 +24,17 @@ class ParamsError(ValueError):
 
 
 class _Group(BaseModel):
-    # Unknown keys are typos more often than not: refuse them.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are typos more often than not: refuse them. Strict types: YAML's `true` must
+    # not become the integer 1 (`train.epochs: true`), nor "3" the number 3.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    """A list of choices where a repeat is a typo (two equal rotations, a split named twice)."""
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"values must be distinct; repeated: {', '.join(repeated)}")
+    return values
 
 
 class DataParams(_Group):
@@ -104,11 +114,15 @@ class CropParams(_Group):
 class AugmentParams(_Group):
     """The paper's 20x paired augmentation (pipeline/augment.py)."""
 
-    rotations: list[float] = Field(default_factory=lambda: [-20.0, -10.0, 0.0, 10.0, 20.0])
+    rotations: list[float] = Field(
+        default_factory=lambda: [-20.0, -10.0, 0.0, 10.0, 20.0], min_length=1
+    )
     border_mode: Literal["constant", "reflect", "replicate"] = "reflect"
     splits: list[Literal["train", "val", "test"]] = Field(
         default_factory=lambda: ["train", "val", "test"]
     )
+
+    _distinct_lists = field_validator("rotations", "splits")(_distinct)
     workers: int = Field(2, ge=1)  # pairs augmented (PNG-encoded) in parallel processes
 
 
@@ -222,7 +236,8 @@ class Params(_Group):
 
 
 def _format_error(error: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid parameters"]
+    # One line per bad key, each naming the file and the key: a stage prints it and exits.
+    lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"] if part != "__root__") or "(top level)"
         message = item["msg"]
@@ -234,7 +249,7 @@ def _format_error(error: ValidationError, source: str) -> str:
                 message += f"; allowed keys: {', '.join(allowed)}"
         elif "input" in item and item["type"] != "missing":
             message += f" (got {item['input']!r})"
-        lines.append(f"  {key}: {message}")
+        lines.append(f"{source}: {key}: {message}")
     return "\n".join(lines)
 
 
@@ -258,8 +273,17 @@ def validate_params(raw: dict[str, Any] | None, source: str = "params") -> Param
         raise ParamsError(_format_error(error, source)) from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml (the one params loader of the project)."""
+def load_params(path: str | Path = "params.yaml", *, exit_on_error: bool = False) -> Params:
+    """Read and validate params.yaml (the one params loader of the project).
+
+    ``exit_on_error`` (stage scripts): print the error lines, no traceback, and exit 2.
+    """
+    if exit_on_error:
+        try:
+            return load_params(path)
+        except ParamsError as error:
+            print(error, file=sys.stderr)
+            raise SystemExit(2) from None
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())

@@ -1,4 +1,4 @@
-"""MLflow conventions of the pipeline (DESIGN.md, "MLflow conventions").
+"""MLflow conventions of the pipeline (README, "Tracking").
 
 One DVC experiment = one MLflow run: the train stage starts it, evaluate and report log
 into the same run (they find it through ``models/mlflow_run.json``).
@@ -163,7 +163,7 @@ def run_tags(
     root: str | os.PathLike = ".",
     fingerprint: str | None = None,
 ) -> dict[str, str]:
-    """The DESIGN.md tags of a run started in the working copy ``root``."""
+    """The tags of a run started in the working copy ``root``."""
     commit = git_commit(root)
     return {
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", "workspace"),
@@ -324,7 +324,7 @@ def start_run(
 
     ``repo_root`` is the working copy the stage runs in (where data/ lies: the data
     fingerprint is computed there); the tracking URI uses ``$DVC_ROOT`` first. A new run gets
-    the flattened params and the DESIGN.md tags; a reopened one only its status back to
+    the flattened params and the pipeline's tags; a reopened one only its status back to
     RUNNING (params cannot change within a run). Returns a no-op handle when not :func:`enabled`.
     """
     if not enabled():

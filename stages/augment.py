@@ -26,7 +26,7 @@ METRICS = Path("metrics/augment.json")
 
 def main() -> None:
     """Run the stage from the repository root."""
-    params = load_params().augment
+    params = load_params(exit_on_error=True).augment
     if not FACES_INDEX.is_file():
         sys.exit(f"{FACES_INDEX}: not found (run the crop stage first)")
     faces = pd.read_csv(FACES_INDEX, dtype={"pair_id": str, "subject": str, "split": str})

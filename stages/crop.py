@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_params
-from pipeline.faces import crop_dataset, crop_options
+from pipeline.faces.detect import crop_dataset, crop_options
 from pipeline.io import write_json, write_rejected
 
 MANIFEST = Path("data/interim/manifest.csv")
@@ -28,7 +28,7 @@ METRICS = Path("metrics/crop.json")
 
 def main() -> None:
     """Run the stage from the repository root."""
-    params = load_params()
+    params = load_params(exit_on_error=True)
     crop = params.crop
     if not MANIFEST.is_file():
         sys.exit(f"{MANIFEST}: not found (run the ingest stage first)")

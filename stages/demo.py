@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import load_params
-from pipeline.demo import generate_demo
+from pipeline.datasets.demo import generate_demo
 from pipeline.io import write_json
 
 OUT_DIR = Path("data/raw/demo")
@@ -14,7 +14,7 @@ METRICS = Path("metrics/demo.json")
 
 def main() -> None:
     """Load params.yaml, render the demo pairs, write metrics/demo.json."""
-    p = load_params().demo
+    p = load_params(exit_on_error=True).demo
     summary = generate_demo(
         OUT_DIR,
         n_subjects=p.n_subjects,

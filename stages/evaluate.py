@@ -15,13 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import tracking  # noqa: E402
 from pipeline.config import SPLITS, load_params  # noqa: E402
-from pipeline.evaluate import evaluate_model, flat_metrics, format_table  # noqa: E402
+from pipeline.evaluation.evaluate import evaluate_model  # noqa: E402
+from pipeline.evaluation.results import flat_metrics, format_table  # noqa: E402
 from pipeline.io import write_json  # noqa: E402
 
 
 def main() -> None:
     """Evaluate, write the outputs, log them to MLflow."""
-    params = load_params()
+    params = load_params(exit_on_error=True)
     cfg = params.evaluate
     handle = tracking.continue_run("models/mlflow_run.json", params, Path.cwd())
     with handle:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import load_params
-from pipeline.datasets import (
+from pipeline.datasets.ingest import (
     DatasetError,
     build_manifest,
     ingest_metrics,
@@ -24,7 +24,7 @@ METRICS = Path("metrics/ingest.json")
 
 def main() -> int:
     """Read, validate and split the raw pairs; write manifest, rejected list and metrics."""
-    params = load_params()
+    params = load_params(exit_on_error=True)
     data, ingest = params.data, params.ingest
     prepare_derived_dir(DERIVED)
     try:

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import load_params
-from pipeline.io import write_json
-from pipeline.registration import (
+from pipeline.align.registration import (
     read_truth_matrices,
     register_dataset,
     registration_metrics,
     registration_options,
 )
+from pipeline.config import load_params
+from pipeline.io import write_json
 
 MANIFEST = Path("data/interim/manifest.csv")
 OUT = Path("data/interim/registered")
@@ -32,7 +32,7 @@ METRICS = Path("metrics/register.json")
 
 def main() -> None:
     """Load params, register every manifest pair, write the per-pair files, index and metrics."""
-    params = load_params()
+    params = load_params(exit_on_error=True)
     group = params.register
     if not MANIFEST.is_file():
         sys.exit(f"register: {MANIFEST} not found (run the ingest stage first)")

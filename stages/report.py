@@ -13,19 +13,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import tracking  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
-from pipeline.io import read_json, write_json  # noqa: E402
-from pipeline.report import (  # noqa: E402
+from pipeline.evaluation.report import (  # noqa: E402
     build_comparison,
     compare_metrics,
     render_markdown,
     run_record,
     this_record,
 )
+from pipeline.io import read_json, write_json  # noqa: E402
 
 
 def main() -> None:
     """Compare, write the report, log it to the evaluated run."""
-    params = load_params()
+    params = load_params(exit_on_error=True)
     results = read_json("metrics/eval.json")
     info = tracking.read_run_file("reports/mlflow_run.json")
     fingerprint = tracking.data_fingerprint(".")

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import tracking  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
-from pipeline.train import TrainPaths, train  # noqa: E402
+from pipeline.training.loop import TrainPaths, train  # noqa: E402
 
 RUN_FILE = Path("models/mlflow_run.json")
 
@@ -26,7 +26,7 @@ RUN_FILE = Path("models/mlflow_run.json")
 def main() -> None:
     """Train from the repository root, then record the MLflow run (rank 0)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    params = load_params()
+    params = load_params(exit_on_error=True)
     root = Path.cwd()
     result = train(
         params,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from skimage import data
 
-from pipeline.bilateral import bilateral_filter, reference_bilateral_filter, sigma_s_for
+from pipeline.core.bilateral import bilateral_filter, reference_bilateral_filter, sigma_s_for
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -41,8 +41,9 @@ def test_bad_encoding_names_the_key_and_the_allowed_values(tmp_path: Path):
     """`loss.encoding: D` fails naming loss.encoding, the allowed values and the bad one."""
     with pytest.raises(ParamsError) as info:
         load_params(_params(tmp_path, "loss:\n  encoding: D\n"))
-    assert str(info.value).splitlines()[1:] == [
-        "  loss.encoding: Input should be 'A', 'B' or 'C' (got 'D')"
+    path = tmp_path / "params.yaml"
+    assert str(info.value).splitlines() == [
+        f"{path}: loss.encoding: Input should be 'A', 'B' or 'C' (got 'D')"
     ]
 
 
@@ -51,10 +52,56 @@ def test_unknown_key_and_wrong_type_are_named(tmp_path: Path):
     with pytest.raises(ParamsError) as info:
         load_params(_params(tmp_path, "ingest:\n  sead: 1\ndemo:\n  poses: two\n"))
     lines = str(info.value).splitlines()
-    assert lines[0] == f"{tmp_path / 'params.yaml'}: invalid parameters"
-    assert any(line.startswith("  ingest.sead: unknown key in group 'ingest'") for line in lines)
+    prefix = f"{tmp_path / 'params.yaml'}: "
+    assert len(lines) == 2 and all(line.startswith(prefix) for line in lines)
+    assert any(
+        line.startswith(prefix + "ingest.sead: unknown key in group 'ingest'") for line in lines
+    )
     assert any("seed" in line for line in lines if "ingest.sead" in line)
-    assert any(line.startswith("  demo.poses: ") and "'two'" in line for line in lines)
+    assert any(line.startswith(prefix + "demo.poses: ") and "'two'" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("foo:\n  bar: 1\n", "foo", "unknown key (unknown group)"),
+        ("train:\n  epochs: true\n", "train.epochs", "valid integer"),
+        ("data:\n  size: '128'\n", "data.size", "valid integer"),
+        ("augment:\n  rotations: []\n", "augment.rotations", "at least 1 item"),
+        ("augment:\n  rotations: [0, 10, 10]\n", "augment.rotations", "repeated: 10"),
+        ("augment:\n  splits: [train, train]\n", "augment.splits", "repeated: train"),
+    ],
+)
+def test_bad_params_stop_with_one_line_naming_the_key(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    """Each case the validation gate must stop: one line, the file, the key and why."""
+    with pytest.raises(ParamsError) as info:
+        load_params(_params(tmp_path, text))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{tmp_path / 'params.yaml'}: {key}: ")
+    assert reason in lines[0]
+
+
+def test_stage_gate_exits_2_with_the_message_and_no_traceback(tmp_path: Path) -> None:
+    """stages/check_params.py: exit code 2, the one line on stderr, no marker written."""
+    import subprocess
+    import sys
+
+    (tmp_path / "params.yaml").write_text("train:\n  epochs: true\n")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "check_params.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "params.yaml: train.epochs: Input should be a valid integer (got True)"
+    ]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "params.ok").exists()
 
 
 def test_paper_profile_is_valid_and_restores_the_papers_choices():

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data import DataIndexError, PairDataset, read_index
 from pipeline.io import read_image, write_image
+from pipeline.training.data import DataIndexError, PairDataset, read_index
 
 COLUMNS = ["split", "pair_id", "subject", "variant", "flash", "studio"]
 

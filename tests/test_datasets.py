@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.datasets import (
+from pipeline.datasets.ingest import (
     MANIFEST_COLUMNS,
     DatasetError,
     build_manifest,
@@ -199,7 +199,7 @@ def test_pair_records_sizes_after_orientation_and_conversion(raw: Path):
 
 
 def test_manifest_split_and_metrics(raw: Path):
-    """Manifest columns as in CONTRACTS.md; one split per subject; metrics count it all."""
+    """Manifest columns as documented in pipeline/datasets/ingest.py; one split per subject; metrics count it all."""
     result = read_dataset(raw, "pairs")
     manifest = build_manifest(result.pairs, 0.7, 0.15, seed=0)
     assert tuple(manifest.columns) == MANIFEST_COLUMNS

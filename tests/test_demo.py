@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main as cli
-from pipeline.demo import (
+from pipeline.datasets.demo import (
     Misalignment,
     PoseSpec,
     Source,
@@ -21,10 +21,10 @@ from pipeline.demo import (
     generate_demo,
     make_pose_specs,
     make_subject_specs,
-    read_truth,
     render_pair,
 )
-from pipeline.faces import detect_faces
+from pipeline.datasets.truth import read_truth
+from pipeline.faces.detect import detect_faces
 from pipeline.io import read_image, write_image
 
 SMALL = {"width": 192, "height": 256}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.bilateral import bilateral_filter
-from pipeline.encoding import (
+from pipeline.core.bilateral import bilateral_filter
+from pipeline.core.encodings import (
     ENCODINGS,
     make_target,
     network_input,

@@ -1,7 +1,7 @@
 """`deepflash enhance`: full-resolution relighting of every face, seamless blending, metadata.
 
 The real-photo tests use a tiny DeepFlash model (width 0.0625, 64 px, encoding C) trained in
-this module for one epoch on demo pairs by :func:`pipeline.train.train`; the geometry and
+this module for one epoch on demo pairs by :func:`pipeline.training.loop.train`; the geometry and
 blending tests use models whose output is known (a constant), so their answers are exact.
 """
 
@@ -20,8 +20,8 @@ from PIL import Image, ImageCms
 
 from pipeline.cli import main
 from pipeline.config import validate_params
-from pipeline.demo import generate_demo
-from pipeline.enhance import (
+from pipeline.datasets.demo import generate_demo
+from pipeline.enhance.apply import (
     DEFAULT_FEATHER,
     MASK_AXES,
     STAGES,
@@ -40,10 +40,10 @@ from pipeline.enhance import (
     source_metadata,
     write_output,
 )
-from pipeline.faces import IDENTITY, crop_faces, detect_faces, square_crop_box
+from pipeline.faces.detect import IDENTITY, crop_faces, detect_faces, square_crop_box
 from pipeline.io import read_image, write_image
 from pipeline.models import build_model, save_model_file
-from pipeline.train import TrainPaths, train
+from pipeline.training.loop import TrainPaths, train
 
 FLASH_PHOTOS = [
     "faid_people014_flash.png",
@@ -427,7 +427,7 @@ def test_cli_folder_no_face_and_bad_image(
     broken.write_text("not a jpeg")
     out_dir = tmp_path / "out"
     args = ["enhance", str(inputs), "--out-dir", str(out_dir), "--model", str(tiny_model_path)]
-    with caplog.at_level(logging.WARNING, logger="pipeline.enhance"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.enhance.apply"):
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output  # one photo failed
     assert (

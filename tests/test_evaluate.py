@@ -13,22 +13,20 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline.encoding import make_target
-from pipeline.evaluate import (
-    METRICS,
+from pipeline.core.encodings import make_target
+from pipeline.core.losses import make_loss
+from pipeline.evaluation.evaluate import (
     PSNR_CAP,
     evaluate_batch,
     evaluate_model,
-    flat_metrics,
-    format_table,
     identity_output,
     make_blur,
     protocol_indices,
     sample_grid,
     summarise,
 )
+from pipeline.evaluation.results import METRICS, flat_metrics, format_table
 from pipeline.io import write_image
-from pipeline.losses import make_loss
 from pipeline.models import build_model, save_model_file
 
 BILATERAL = {"sigma_s_fraction": 0.03, "sigma_r": 0.4, "mode": "per_channel"}

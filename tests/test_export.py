@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.export import (
+from pipeline.enhance.export import (
     ExportError,
     export_model_file,
     read_onnx_meta,

@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 from skimage import data as skdata
 from stagetools import file_hashes, run_stage
 
-from pipeline.faces import (
+from pipeline.faces.detect import (
     IDENTITY,
     INDEX_COLUMNS,
     NoFaceError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.losses import centred_mse, make_loss, plain_mse
+from pipeline.core.losses import centred_mse, make_loss, plain_mse
 
 
 def _eq3(y: torch.Tensor, t: torch.Tensor, bl_x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from pipeline.metrics import accuracy, psnr, ssim, summarise
+from pipeline.core.metrics import accuracy, psnr, ssim, summarise
 
 
 def test_accuracy_eq7_by_hand():

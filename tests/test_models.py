@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.bilateral import bilateral_filter
-from pipeline.encoding import ENCODINGS, make_target, network_input
-from pipeline.losses import centred_mse, plain_mse
+from pipeline.core.bilateral import bilateral_filter
+from pipeline.core.encodings import ENCODINGS, make_target, network_input
+from pipeline.core.losses import centred_mse, plain_mse
 from pipeline.models import (
     available_archs,
     build_model,
@@ -179,7 +179,7 @@ def test_encoder_weights_errors(tmp_path):
 def test_hdrnet_parameter_count_and_shapes():
     count = _count(_full_size("hdrnet"))
     assert count == 482_080
-    assert abs(count - 0.48e6) / 0.48e6 < 0.05  # PAPER.md: about 0.48 M
+    assert abs(count - 0.48e6) / 0.48e6 < 0.05  # the paper, Sec. 5: about 0.48 M
     model = build_model("hdrnet", TINY["hdrnet"]).eval()
     x = torch.rand(2, 3, 40, 56)  # any size: the low-res branch resizes to 256
     with torch.no_grad():
@@ -369,7 +369,7 @@ def test_pix2pix_depth_fits_the_training_size(size, downs):
 
 def test_zero_head_init_starts_as_the_identity_for_encodings_b_and_c():
     """head_init='zero': y = 0.5 everywhere, so eq. 2 gives back the flash image exactly."""
-    from pipeline.encoding import reconstruct
+    from pipeline.core.encodings import reconstruct
 
     model = build_model("deepflash", width=1 / 16, head_init="zero").eval()
     x = torch.rand(2, 3, 64, 64)

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from pipeline.datasets import DEFAULT_YALEB_LIGHTS
-from pipeline.io import read_image, write_image
-from pipeline.registration import (
+from pipeline.align.registration import (
     IDENTITY,
     decompose,
     grid_error,
@@ -23,6 +21,8 @@ from pipeline.registration import (
     rescale_matrix,
     scale_matrix,
 )
+from pipeline.datasets.ingest import DEFAULT_YALEB_LIGHTS
+from pipeline.io import read_image, write_image
 
 # --- synthetic flash/studio pairs with a known affine ------------------------------------
 
@@ -297,7 +297,7 @@ def test_registration_metrics_residual_against_known_truth():
     """Residual error in metrics/register.json: 0 for the true matrix, the shift for identity."""
     import pandas as pd
 
-    from pipeline.registration import registration_metrics
+    from pipeline.align.registration import registration_metrics
 
     manifest = pd.DataFrame(
         [

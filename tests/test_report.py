@@ -6,8 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.evaluate import flat_metrics
-from pipeline.report import (
+from pipeline.evaluation.report import (
     PAPER_C,
     best_runs,
     build_comparison,
@@ -16,6 +15,7 @@ from pipeline.report import (
     run_record,
     this_record,
 )
+from pipeline.evaluation.results import flat_metrics
 
 
 def _system(ssim: float, psnr: float, loss: float = 0.004, acc: float = 96.0) -> dict:

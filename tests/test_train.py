@@ -28,22 +28,18 @@ import yaml
 from pipeline.config import validate_params
 from pipeline.io import write_image
 from pipeline.models import load_model_file
-from pipeline.train import (
+from pipeline.runtime import make_autocast, resolve_amp
+from pipeline.training.checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
-    EpochSampler,
-    TrainPaths,
     atomic_save,
     fingerprint,
     load_checkpoint,
-    lr_factor,
-    make_autocast,
-    resolve_amp,
     rng_state,
     set_rng_state,
-    stop_reason,
-    train,
 )
+from pipeline.training.loop import TrainPaths, lr_factor, stop_reason, train
+from pipeline.training.sampler import EpochSampler
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -366,7 +362,7 @@ HOLD_IN_EPOCH_2 = textwrap.dedent(
     from pathlib import Path
 
     from pipeline.config import load_params
-    from pipeline.train import TrainPaths, train
+    from pipeline.training.loop import TrainPaths, train
 
     def hold(epoch, batch, stats):
         if epoch == 2 and batch == 2:
@@ -428,7 +424,7 @@ DDP_WORKER = textwrap.dedent(
     import torch
 
     from pipeline.config import load_params
-    from pipeline.train import TrainPaths, train
+    from pipeline.training.loop import TrainPaths, train
 
     rank = int(os.environ["RANK"])
     out = Path(f"out_rank{rank}")  # only rank 0 may create its folder
@@ -524,8 +520,8 @@ def test_mlflow_run_gets_epochs_and_a_resumed_training_reopens_it(
 def test_model_meta_carries_what_enhance_needs():
     """The model file's meta holds arch, width, encoding, size, bilateral and crop settings."""
     from pipeline.config import validate_params
-    from pipeline.enhance import crop_settings
-    from pipeline.train import model_meta
+    from pipeline.enhance.apply import crop_settings
+    from pipeline.training.loop import model_meta
 
     params = validate_params(
         {

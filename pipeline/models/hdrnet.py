@@ -1,6 +1,6 @@
 """HDRNet (Gharbi et al. 2017, "Deep bilateral learning for real-time image enhancement").
 
-Defaults of the paper (see ../shared/PAPER.md), 0.48 M parameters at width 1.0:
+Defaults of HDRNet (Gharbi et al. 2017), the paper's Sec. 5 baseline, 0.48 M parameters at width 1.0:
 
 - low-resolution branch on the input resized to 256x256 (bilinear, antialiased);
 - splat: 4 stride-2 3x3 convs with 8, 16, 32, 64 channels (ReLU): 256 -> 16x16;

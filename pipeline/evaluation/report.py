@@ -2,7 +2,7 @@
 encoding) on the same data vs the paper's Tables 1 to 3, with deltas.
 
 Inputs are plain data: the evaluation results (``metrics/eval.json``, see
-:mod:`pipeline.evaluate`) and run records (:func:`run_record` turns an MLflow run into one),
+:mod:`pipeline.evaluation.evaluate`) and run records (:func:`run_record` turns an MLflow run into one),
 so the whole module is testable without a tracking server. Conventions: SSIM in percent in
 the tables (the paper's unit; eval.json keeps fractions), PSNR in dB, accuracy in percent;
 every delta is ours minus the other.
@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pipeline.config import ARCHS, SPLITS
-from pipeline.evaluate import METRICS, flat_metrics
+from pipeline.evaluation.results import METRICS, flat_metrics
 
-# The paper's numbers (PAPER.md). Tables 2 and 3: 30 random images per split, the
+# The paper's numbers (Capece et al. 2019, Sec. 5). Tables 2 and 3: 30 random images per split, the
 # reconstruction against the preconditioned ground truth; the baselines use encoding C.
 PAPER_TABLE1 = {
     "val": {"loss": 0.0042, "accuracy": 96.2},

@@ -368,7 +368,7 @@ def crop_pair(
     """Crop the flash photo to ``crop_box`` and warp the studio photo onto the same square.
 
     ``registration`` is the 2x3 full-resolution matrix mapping a flash pixel (x, y) to the
-    matching studio pixel (CONTRACTS.md). Both images go through :func:`resample`, the flash
+    matching studio pixel (the registration contract: studio -> flash, 2x3 in pixels). Both images go through :func:`resample`, the flash
     with the identity, the studio with registration o crop: one interpolation each, from
     the full-resolution photos. Returns two ``size`` x ``size`` float32 images in [0, 1].
     """

@@ -477,7 +477,7 @@ def read_truth_matrices(raw_dir: str | Path) -> dict[tuple[str, str], np.ndarray
     path = Path(raw_dir) / "truth.csv"
     if not path.is_file():
         return {}
-    from pipeline.demo import read_truth  # only demo data has a truth file
+    from pipeline.datasets.truth import read_truth  # only demo data has a truth file
 
     truth = read_truth(path)
     return {(str(r.subject), str(r.pose)): r.matrix for r in truth.itertuples()}

@@ -4,7 +4,7 @@ The paper applied its network to 512x512 face crops and pasted the results into 
 photos by hand (segmentation in Photoshop). Here it is automatic, for every face of a photo:
 
 1. read the photo upright (EXIF orientation) with :func:`pipeline.io.read_image`;
-2. find every face (:func:`pipeline.faces.detect_faces`);
+2. find every face (:func:`pipeline.faces.detect.detect_faces`);
 3. per face, the training crop: the crop stage's own square box and crop/resize functions, at the
    model's input size (the model file's meta says which size, encoding and bilateral filter);
 4. run the network on all crops;
@@ -42,11 +42,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from pipeline import faces as face_lib
-from pipeline.bilateral import bilateral_filter, sigma_s_for
 from pipeline.config import CropParams
-from pipeline.encoding import ENCODINGS, network_input, reconstruct
+from pipeline.core.bilateral import bilateral_filter, sigma_s_for
+from pipeline.core.encodings import ENCODINGS, network_input, reconstruct
+from pipeline.faces import detect as face_lib
 from pipeline.io import ImageReadError, read_image, write_image
+from pipeline.runtime import DeviceError, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -99,21 +100,6 @@ class EnhanceResult:
 # --------------------------------------------------------------------------- model loading
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EnhanceError(
-            f"--device {device}: CUDA is not available on this machine (use cpu or auto)"
-        )
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise EnhanceError(f"unknown device {device!r} (auto, cpu or cuda)")
-    return torch.device(device)
-
-
 def load_enhancer(
     model_path: str | os.PathLike, device: str | torch.device = "auto"
 ) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
@@ -131,7 +117,10 @@ def load_enhancer(
         )
     if not path.is_file():
         raise EnhanceError(f"{path}: model path is not a file")
-    target = resolve_device(device)
+    try:
+        target = resolve_device(device)
+    except DeviceError as error:
+        raise EnhanceError(str(error)) from None
     try:
         model, meta = load_model_file(path, map_location="cpu")
     except ValueError as error:  # the loader's own message names the file and the reason
@@ -294,7 +283,7 @@ def run_model(
 ) -> np.ndarray:
     """Network output ``y`` (N, S, S, 3) float32 for face crops (N, S, S, 3) in [0, 1].
 
-    The network input is built as in training (:func:`pipeline.encoding.network_input`: the
+    The network input is built as in training (:func:`pipeline.core.encodings.network_input`: the
     crop itself, or its bilateral filter for encoding C, always in float32). ``precision``
     ``bf16`` runs the network under bfloat16 autocast: about 1.7x faster on CPUs with native
     bf16 (AVX512-BF16 / AMX) and on recent GPUs, at an error in y of a few 1e-3; elsewhere
@@ -323,7 +312,7 @@ def face_crops(
 ) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """The training crops of ``boxes``: (N, S, S, 3) float32 and their (x0, y0, side) boxes.
 
-    Uses the crop stage's own square box and crop/resize (pipeline.faces) with the margin and
+    Uses the crop stage's own square box and crop/resize (pipeline.faces.detect) with the margin and
     padding the model was trained with, so the network sees what it saw in training.
     """
     settings = crop_settings(meta)

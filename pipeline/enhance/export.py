@@ -2,7 +2,7 @@
 
 The exported graph is the network alone: ``y = model(input)`` for an input (N, 3, H, W) in
 [0, 1] whose sides are multiples of the model's ``size_multiple``. Building the input and
-reconstructing the photo stay outside it, as in :mod:`pipeline.enhance`: for encoding C the
+reconstructing the photo stay outside it, as in :mod:`pipeline.enhance.apply`: for encoding C the
 input is the bilateral-filtered crop, and for B and C the photo is ``x - 2y + 1`` (eq. 2). So
 an app knows what to do, the model meta (arch, width, encoding, size, bilateral settings) travels
 inside the file: ONNX ``metadata_props`` key ``deepflash.meta`` and TorchScript extra file
@@ -192,7 +192,7 @@ def export_model_file(
     compared with PyTorch; a max abs difference above ``tolerance`` raises
     :class:`ExportError`. Returns ``{format: {"path", "max_abs_diff"}}``.
     """
-    from pipeline.enhance import check_meta, load_enhancer
+    from pipeline.enhance.apply import check_meta, load_enhancer
 
     if onnx_path is None and torchscript_path is None:
         raise ExportError("nothing to do: give --onnx OUT and/or --torchscript OUT")

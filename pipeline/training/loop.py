@@ -33,16 +33,13 @@ buffers (BatchNorm statistics) before every step as DDP's ``broadcast_buffers`` 
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import hashlib
-import json
 import logging
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,28 +47,39 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pipeline.bilateral import bilateral_filter, sigma_s_for
 from pipeline.config import Params
-from pipeline.data import DataIndexError, PairDataset, read_index, resolve_path
-from pipeline.encoding import make_target, network_input
+from pipeline.core.bilateral import bilateral_filter, sigma_s_for
+from pipeline.core.encodings import make_target, network_input
+from pipeline.core.losses import make_loss
+from pipeline.core.metrics import accuracy
 from pipeline.io import write_json
-from pipeline.losses import make_loss
-from pipeline.metrics import accuracy
 from pipeline.models import arch_options, build_model, save_model_file
+from pipeline.runtime import make_autocast, resolve_amp, resolve_device
+from pipeline.training.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    CHECKPOINT_VERSION,
+    atomic_save,
+    fingerprint,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
+from pipeline.training.data import DataIndexError, PairDataset, read_index
+from pipeline.training.distributed import (
+    DistInfo,
+    GradientAverager,
+    all_reduce_sum,
+    init_distributed,
+)
+from pipeline.training.sampler import EpochSampler
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "last.pt"
-BEST_NAME = "best.pt"
-CHECKPOINT_VERSION = 1
 PLOT_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy")
-# Params of the train group that do not change the weights a run ends with (so a checkpoint
-# stays valid when they change): the number of epochs and the stop rules only decide where to
-# stop, workers only how the same batches are loaded.
-_NOT_FINGERPRINTED = ("epochs", "target_val_loss", "patience", "num_workers")
 
 BatchCallback = Callable[[int, int, dict[str, float]], None]
 
@@ -94,25 +102,6 @@ class TrainPaths:
 
 
 @dataclass
-class DistInfo:
-    """Rank and world size of this process (1 process: rank 0 of 1)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def distributed(self) -> bool:
-        """True when more than one process trains."""
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: the only process that logs and writes files."""
-        return self.rank == 0
-
-
-@dataclass
 class TrainResult:
     """What :func:`train` returns (on every rank; files are written by rank 0 only)."""
 
@@ -125,161 +114,9 @@ class TrainResult:
     dist: DistInfo = field(default_factory=DistInfo)
 
 
-def init_distributed() -> tuple[DistInfo, bool]:
-    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1).
-
-    Returns the rank information and whether this call created the group (the caller then
-    destroys it). NCCL on CUDA, gloo otherwise (CPU runs and the tests).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo(), False
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    info = DistInfo(rank=rank, world_size=world, local_rank=local_rank)
-    if dist.is_initialized():
-        return info, False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend)
-    return info, True
-
-
-def resolve_device(choice: str, info: DistInfo) -> torch.device:
-    """``auto``: CUDA when present (this rank's local GPU), else CPU."""
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
-        return torch.device("cuda", info.local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
-def resolve_amp(choice: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: None on CPU (full precision) and for ``off``; bf16 when supported."""
-    if device.type != "cuda" or choice == "off":
-        return None
-    if choice == "fp16":
-        return torch.float16
-    if choice == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
-def make_autocast(device: torch.device, dtype: torch.dtype | None) -> Callable[[], Any]:
-    """Zero-argument factory of the autocast context the steps run under."""
-    if dtype is None:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
-
-
 # --------------------------------------------------------------------------------------------
 # Sampling, gradient averaging, stop rule
 # --------------------------------------------------------------------------------------------
-
-
-class EpochSampler(Sampler[int]):
-    """Seeded per-epoch shuffle, optionally capped, sharded across ranks.
-
-    The order of epoch ``e`` depends only on ``(seed, e)``: a run resumed at epoch ``e`` sees
-    exactly the batches an uninterrupted run sees, whatever the global RNG did before. The
-    capped, shuffled list is padded by wrapping (as ``DistributedSampler`` does) so that every
-    rank gets the same number of items, and rank ``r`` takes items ``r, r + world, ...``.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        seed: int,
-        shuffle: bool = True,
-        rank: int = 0,
-        world_size: int = 1,
-        max_items: int = 0,
-    ) -> None:
-        self.n = n
-        self.seed = seed
-        self.shuffle = shuffle
-        self.rank = rank
-        self.world_size = world_size
-        self.total = min(n, max_items) if max_items > 0 else n
-        self.per_rank = math.ceil(self.total / world_size) if self.total else 0
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the shuffle of ``epoch`` (1-based in this module)."""
-        self.epoch = epoch
-
-    def indices(self, epoch: int) -> list[int]:
-        """This rank's indices for ``epoch``."""
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            order = torch.randperm(self.n, generator=generator).tolist()
-        else:
-            order = list(range(self.n))
-        order = order[: self.total]
-        padded = self.per_rank * self.world_size
-        while order and len(order) < padded:
-            order += order[: padded - len(order)]
-        return order[self.rank : padded : self.world_size]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices(self.epoch))
-
-    def __len__(self) -> int:
-        return self.per_rank
-
-
-class GradientAverager:
-    """Data-parallel gradient synchronisation that works with any ``training_step``.
-
-    Every parameter gets a post-accumulate-grad hook that all-reduces (sums) its gradient
-    across ranks and divides by the world size, as DDP's reducer does, while the backward pass
-    runs; the optimizer step that follows (inside the model's step) therefore sees the same
-    averaged gradients on every rank. Collective order is the autograd order, the same on every
-    rank because every rank runs the same graph.
-    """
-
-    def __init__(self, model: torch.nn.Module, world_size: int) -> None:
-        self.model = model
-        self.world_size = world_size
-        self._handles = [
-            p.register_post_accumulate_grad_hook(self._average)
-            for p in model.parameters()
-            if p.requires_grad
-        ]
-
-    def _average(self, param: torch.Tensor) -> None:
-        dist.all_reduce(param.grad)
-        param.grad.div_(self.world_size)
-
-    def broadcast_parameters(self) -> None:
-        """Copy rank 0's parameters and buffers to every rank (start and resume)."""
-        with torch.no_grad():
-            for tensor in list(self.model.parameters()) + list(self.model.buffers()):
-                dist.broadcast(tensor.data, src=0)
-
-    def broadcast_buffers(self) -> None:
-        """Copy rank 0's buffers (BatchNorm running statistics) to every rank."""
-        with torch.no_grad():
-            for buffer in self.model.buffers():
-                dist.broadcast(buffer.data, src=0)
-
-    def remove(self) -> None:
-        """Detach the hooks (the model is then an ordinary single-process module)."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-
-def all_reduce_sum(values: torch.Tensor, device: torch.device, info: DistInfo) -> torch.Tensor:
-    """Element-wise sum of a small CPU tensor over all ranks (itself when not distributed).
-
-    The reduction runs on ``device`` because NCCL only reduces CUDA tensors."""
-    if not info.distributed:
-        return values
-    on_device = values.to(device)
-    dist.all_reduce(on_device)
-    return on_device.cpu()
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -325,104 +162,6 @@ def _monitored(entry: dict[str, Any]) -> float:
 # --------------------------------------------------------------------------------------------
 # Fingerprint and checkpoints
 # --------------------------------------------------------------------------------------------
-
-
-def fingerprint(params: Params, index_csv: Path, root: Path, world_size: int = 1) -> str:
-    """Hash of what decides the trained weights: the params groups data, model, loss,
-    bilateral and train (less the stop rules and workers), the world size, the processed
-    index and the size and modification time of every image it lists.
-    """
-    dumped = params.model_dump(include={"data", "model", "loss", "bilateral", "train"})
-    for key in _NOT_FINGERPRINTED:
-        if key == "epochs" and params.train.lr_schedule != "constant":
-            continue  # the schedule, hence every epoch's weights, depends on the budget
-        dumped["train"].pop(key, None)
-    digest = hashlib.sha256()
-    digest.update(json.dumps({"params": dumped, "world_size": world_size}, sort_keys=True).encode())
-    digest.update(Path(index_csv).read_bytes())
-    for row in read_index(index_csv):
-        for column in ("flash", "studio"):
-            path = resolve_path(row[column], root, Path(index_csv).parent)
-            try:
-                stat = path.stat()
-                digest.update(f"{row[column]}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-            except OSError:
-                digest.update(f"{row[column]}:absent;".encode())
-    return digest.hexdigest()[:20]
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``:
-    a process killed at any moment leaves either the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    with contextlib.suppress(OSError):  # directory fsync is not possible everywhere
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def load_checkpoint(path: Path, expected_fingerprint: str) -> tuple[dict[str, Any] | None, str]:
-    """The checkpoint at ``path`` when usable, else None; the second value says why."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        # Left by a process killed while writing; the previous checkpoint is intact.
-        stale.unlink(missing_ok=True)
-    if not path.is_file():
-        return None, "no checkpoint"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unreadable or foreign file: train from scratch
-        return None, f"unreadable checkpoint {path} ({error.__class__.__name__}: {error})"
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        return None, f"checkpoint {path} has another format"
-    if state.get("fingerprint") != expected_fingerprint:
-        return None, f"checkpoint {path} is from other params or data"
-    return state, "ok"
-
-
-def rng_state() -> dict[str, Any]:
-    """RNG states of python, numpy and torch (CPU and CUDA) in weights_only-loadable types."""
-    np_state = np.random.get_state(legacy=False)
-    state = {
-        "python": random.getstate(),
-        "numpy": {
-            "bit_generator": np_state["bit_generator"],
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": int(np_state["state"]["pos"]),
-            "has_gauss": int(np_state["has_gauss"]),
-            "gauss": float(np_state["gauss"]),
-        },
-        "torch": torch.get_rng_state(),
-        # This process's GPU only: touching every GPU would create a context on each of them
-        # from every rank.
-        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None,
-    }
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    numpy = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": numpy["bit_generator"],
-            "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]},
-            "has_gauss": numpy["has_gauss"],
-            "gauss": numpy["gauss"],
-        }
-    )
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,7 +326,7 @@ def train(
     info, owns_group = init_distributed()
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        device = resolve_device(params.train.device, info)
+        device = resolve_device(params.train.device, info.local_rank)
         if device.type == "cpu":
             # Same seed, same weights on CPU. (CUDA keeps its fast non-deterministic kernels.)
             torch.use_deterministic_algorithms(True, warn_only=True)

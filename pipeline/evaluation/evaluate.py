@@ -30,27 +30,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pipeline.evaluation.results import METRICS, SYSTEMS
+from pipeline.runtime import resolve_device
+
 log = logging.getLogger(__name__)
 
-METRICS = ("loss", "accuracy", "ssim_pgt", "psnr_pgt", "ssim_gt", "psnr_gt")
-SYSTEMS = ("model", "identity")
 PSNR_CAP = 100.0
 TILE_LABELS = ("input", "BL(input)", "output", "precond. gt", "gt")
 _MIN_TILE = 128  # sample tiles are upscaled to at least this side so the labels fit
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cpu`` / ``cuda`` as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("evaluate.device is 'cuda' but no CUDA device is available")
-    return torch.device(device)
-
-
 def make_blur(bilateral: Mapping[str, Any], side: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """The BL of the encodings for ``side``-pixel images, from a model file's bilateral settings."""
-    from pipeline.bilateral import bilateral_filter, sigma_s_for
+    from pipeline.core.bilateral import bilateral_filter, sigma_s_for
 
     sigma_s = sigma_s_for(side, float(bilateral["sigma_s_fraction"]))
     sigma_r = float(bilateral["sigma_r"])
@@ -66,7 +58,7 @@ def identity_output(
     x: torch.Tensor, encoding: str, blur: Callable[[torch.Tensor], torch.Tensor]
 ) -> torch.Tensor:
     """The network output y whose reconstruction is the flash image x itself (the baseline)."""
-    from pipeline.encoding import make_target
+    from pipeline.core.encodings import make_target
 
     # "The studio photo equals the flash photo": the target that o = x would give.
     return make_target(x, x, encoding, blur)
@@ -95,8 +87,8 @@ def evaluate_batch(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> BatchOutput:
     """All metrics of one batch (N,3,H,W in [0,1]) for the model and the identity baseline."""
-    from pipeline import metrics as M
-    from pipeline.encoding import (
+    from pipeline.core import metrics as M
+    from pipeline.core.encodings import (
         make_target,
         network_input,
         preconditioned_ground_truth,
@@ -244,10 +236,10 @@ def evaluate_model(
     The model's own settings (encoding, bilateral filter, centred loss, size) come from its
     model file, so a model is always evaluated the way it was trained.
     """
-    from pipeline.data import PairDataset
+    from pipeline.core.losses import make_loss
     from pipeline.io import write_image
-    from pipeline.losses import make_loss
     from pipeline.models import load_model_file
+    from pipeline.training.data import PairDataset
 
     dev = resolve_device(device)
     model, meta = load_model_file(model_path, map_location=dev)
@@ -293,210 +285,17 @@ def evaluate_model(
     return results
 
 
-class EvaluateError(RuntimeError):
-    """A raw dataset cannot be evaluated (no usable pair, unreadable folder); says why."""
-
-
-def evaluate_raw(
-    model_path: str | os.PathLike,
-    raw_dir: str | os.PathLike,
-    layout: str,
-    work_dir: str | os.PathLike,
-    params: Any,
-    device: str = "auto",
-    samples_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """Evaluate a model file on a raw dataset: read ``raw_dir`` in ``layout``, register and
-    crop every pair into ``work_dir`` (no augmentation: one image per pair, split ``all``),
-    then :func:`evaluate_model`. ``params``: a :class:`pipeline.config.Params` whose ingest,
-    register, crop and evaluate groups are used (the crop side is the model's own size).
-
-    Returns ``{"model", "raw_dir", "layout", "pairs", "metrics": {"all": ...},
-    "rejected": [{file, reason}], "pair_details": [...]}``; raises :class:`EvaluateError`
-    when no pair is usable.
-    """
-    import csv
-
-    from pipeline.datasets import DatasetError, read_dataset
-    from pipeline.faces import NoFaceError, crop_options, crop_pair_files
-    from pipeline.io import ImageReadError, read_image
-    from pipeline.models import load_model_file
-    from pipeline.registration import register, registration_options
-
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        _, meta = load_model_file(model_path)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise EvaluateError(f"{model_path}: not a usable model file ({error})") from None
-    size = int(meta["size"])
-    ing, reg_p, crop_p = params.ingest, params.register, params.crop
-    try:
-        found = read_dataset(
-            raw_dir,
-            layout,
-            derived_dir=work / "derived",
-            min_side=ing.min_side,
-            max_pixels=ing.max_pixels,
-            aspect_tolerance=ing.aspect_tolerance,
-            yaleb_studio_lights=list(ing.yaleb_studio_lights),
-        )
-    except DatasetError as error:
-        raise EvaluateError(str(error)) from None
-    rejected = [{"file": r.file, "reason": r.reason} for r in found.rejected]
-    rows: list[dict[str, Any]] = []
-    for pair in tqdm(found.pairs, desc="register + crop", unit="pair", leave=False):
-        try:
-            registration = register(
-                read_image(pair.flash_path, max_pixels=ing.max_pixels),
-                read_image(pair.studio_path, max_pixels=ing.max_pixels),
-                **registration_options(reg_p),
-            )
-            if registration.status == "rejected":
-                rejected.append(
-                    {"file": pair.studio_path, "reason": f"registration: {registration.reason}"}
-                )
-                continue
-            record = crop_pair_files(
-                pair.pair_id,
-                pair.flash_path,
-                pair.studio_path,
-                registration.matrix,
-                work / "faces",
-                size=size,
-                max_pixels=ing.max_pixels,
-                **crop_options(crop_p),
-            )
-        except ImageReadError as error:
-            rejected.append({"file": error.path, "reason": error.reason})
-            continue
-        except NoFaceError as error:
-            rejected.append({"file": pair.flash_path, "reason": str(error)})
-            continue
-        rows.append(
-            {
-                "split": "all",
-                "pair_id": pair.pair_id,
-                "subject": pair.subject,
-                "variant": "identity",
-                "flash": str(Path(record["flash"]).resolve()),
-                "studio": str(Path(record["studio"]).resolve()),
-                "registration": registration.status,
-                "mi_before": registration.mi_before,
-                "mi_after": registration.mi_after,
-                "crop": record["method"],
-            }
-        )
-    if not rows:
-        reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in rejected[:5]) or "no pairs found"
-        raise EvaluateError(f"{raw_dir}: no usable pair in layout {layout!r} ({reasons})")
-    index = work / "index.csv"
-    with index.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    cfg = params.evaluate
-    metrics = evaluate_model(
-        model_path,
-        index,
-        root=work,
-        splits=("all",),
-        protocol_images=cfg.protocol_images,
-        seed=cfg.seed,
-        samples=cfg.samples,
-        batch_size=cfg.batch_size,
-        device=device,
-        samples_dir=samples_dir,
-    )
-    return {
-        "model": str(model_path),
-        "raw_dir": str(raw_dir),
-        "layout": layout,
-        "arch": meta.get("arch"),
-        "encoding": meta.get("encoding"),
-        "size": size,
-        "pairs": len(rows),
-        "metrics": metrics,
-        "rejected": rejected,
-        "pair_details": rows,
-    }
-
-
-def flat_metrics(results: Mapping[str, Any], prefix: str = "eval") -> dict[str, float]:
-    """``eval.<split>.<full|protocol>.<system>.<metric>`` -> value (MLflow metric names)."""
-    flat: dict[str, float] = {}
-
-    def walk(node: Any, key: str) -> None:
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                walk(v, f"{key}.{k}")
-        elif isinstance(node, int | float) and not isinstance(node, bool) and np.isfinite(node):
-            flat[key] = float(node)
-
-    walk(results, prefix)
-    return flat
-
-
-def format_table(results: Mapping[str, Any], scope: str = "full") -> str:
-    """Plain-text table: one row per split and system, the six metrics as columns."""
-    header = [
-        "split",
-        "images",
-        "system",
-        "loss",
-        "acc %",
-        "SSIM pgt",
-        "PSNR pgt",
-        "SSIM gt",
-        "PSNR gt",
-    ]
-    rows = [header]
-    order = [s for s in ("train", "val", "test") if s in results]
-    for split in order + sorted(k for k in results if k not in order):
-        block = results[split]
-        if not isinstance(block, Mapping) or scope not in block:
-            if isinstance(block, Mapping):
-                rows.append([split, "0", "-", *["-"] * 6])
-            continue
-        summary = block[scope]
-        n = summary.get("images", block["images"])
-        for system in SYSTEMS:
-            m = summary[system]
-            rows.append(
-                [
-                    split,
-                    str(n),
-                    system,
-                    f"{m['loss']:.5f}",
-                    f"{m['accuracy']:.2f}",
-                    f"{100 * m['ssim_pgt']:.2f}",
-                    f"{m['psnr_pgt']:.2f}",
-                    f"{100 * m['ssim_gt']:.2f}",
-                    f"{m['psnr_gt']:.2f}",
-                ]
-            )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 __all__ = [
     "METRICS",
     "PSNR_CAP",
     "SYSTEMS",
     "BatchOutput",
-    "EvaluateError",
     "evaluate_batch",
     "evaluate_model",
-    "evaluate_raw",
     "evaluate_split",
-    "flat_metrics",
-    "format_table",
     "identity_output",
     "make_blur",
     "protocol_indices",
-    "resolve_device",
     "sample_grid",
     "summarise",
 ]

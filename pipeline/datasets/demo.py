@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.faces import detect_faces
+from pipeline.datasets.truth import TRUTH_COLUMNS
+from pipeline.faces.detect import detect_faces
 from pipeline.io import ImageReadError, is_image_name, read_image, safe_name, write_image
 
 # Skin-tone gains (linear RGB) for derived subjects; the first entry (no change) is the original.
@@ -61,29 +62,6 @@ _HAIR_GAINS = (
 )
 _FOCAL_FRACTION = 0.75  # phone main camera: focal length ~0.75 x image width (~67 deg FOV)
 _HEAD_RADIUS_M = 0.09  # half a head width, metres: depth of the head ellipsoid
-_TRUTH_COLUMNS = (
-    "subject",
-    "pose",
-    "flash",
-    "studio",
-    "width",
-    "height",
-    "a",
-    "b",
-    "tx",
-    "c",
-    "d",
-    "ty",
-    "rotation_deg",
-    "scale",
-    "shear",
-    "shift_x",
-    "shift_y",
-    "face_x",
-    "face_y",
-    "face_w",
-    "face_h",
-)
 
 
 @dataclass(frozen=True)
@@ -797,7 +775,7 @@ def generate_demo(
         )
         thumbs.append((f"{subject.name} {pose.name}", rendered.flash, rendered.studio))
 
-    pd.DataFrame(rows, columns=list(_TRUTH_COLUMNS)).to_csv(
+    pd.DataFrame(rows, columns=list(TRUTH_COLUMNS)).to_csv(
         out_dir / "truth.csv", index=False, float_format="%.12g"
     )
     write_image(out_dir / "contact_sheet.png", contact_sheet(thumbs, columns=2 * poses))
@@ -809,15 +787,6 @@ def generate_demo(
         faces_not_found=[s.name for s in sources if not s.face_detected],
         skipped_portraits=skipped,
     )
-
-
-def read_truth(path: str | Path) -> pd.DataFrame:
-    """Load truth.csv; adds a ``matrix`` column of 2x3 float64 arrays."""
-    truth = pd.read_csv(path, dtype={"subject": str, "pose": str})
-    truth["matrix"] = [
-        np.array([[r.a, r.b, r.tx], [r.c, r.d, r.ty]], dtype=np.float64) for r in truth.itertuples()
-    ]
-    return truth
 
 
 def contact_sheet(
@@ -872,6 +841,5 @@ __all__ = [
     "make_pose_specs",
     "make_subject_specs",
     "prepare_source",
-    "read_truth",
     "render_pair",
 ]

@@ -1,0 +1,1 @@
+"""Applying a trained model to a real photo: crop, relight, blend back, export."""

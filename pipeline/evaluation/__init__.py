@@ -1,0 +1,1 @@
+"""Evaluation (paper Sec. 5): model vs identity vs oracle, any-folder evaluation, report."""

@@ -1,0 +1,1 @@
+"""Face detection and the square face crop (paper Sec. 3.1)."""

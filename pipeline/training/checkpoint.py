@@ -1,0 +1,133 @@
+"""Checkpoints of a training run: what decides the weights (fingerprint), save, load, RNG state.
+
+A run killed at any moment resumes from its last checkpoint and ends with the same weights as
+a run that never stopped (see :mod:`pipeline.training.loop`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.config import Params
+from pipeline.training.data import read_index, resolve_path
+
+CHECKPOINT_NAME = "last.pt"
+
+
+BEST_NAME = "best.pt"
+
+
+CHECKPOINT_VERSION = 1
+
+
+# Params of the train group that do not change the weights a run ends with (so a checkpoint
+# stays valid when they change): the number of epochs and the stop rules only decide where to
+# stop, workers only how the same batches are loaded.
+_NOT_FINGERPRINTED = ("epochs", "target_val_loss", "patience", "num_workers")
+
+
+def fingerprint(params: Params, index_csv: Path, root: Path, world_size: int = 1) -> str:
+    """Hash of what decides the trained weights: the params groups data, model, loss,
+    bilateral and train (less the stop rules and workers), the world size, the processed
+    index and the size and modification time of every image it lists.
+    """
+    dumped = params.model_dump(include={"data", "model", "loss", "bilateral", "train"})
+    for key in _NOT_FINGERPRINTED:
+        if key == "epochs" and params.train.lr_schedule != "constant":
+            continue  # the schedule, hence every epoch's weights, depends on the budget
+        dumped["train"].pop(key, None)
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"params": dumped, "world_size": world_size}, sort_keys=True).encode())
+    digest.update(Path(index_csv).read_bytes())
+    for row in read_index(index_csv):
+        for column in ("flash", "studio"):
+            path = resolve_path(row[column], root, Path(index_csv).parent)
+            try:
+                stat = path.stat()
+                digest.update(f"{row[column]}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+            except OSError:
+                digest.update(f"{row[column]}:absent;".encode())
+    return digest.hexdigest()[:20]
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``:
+    a process killed at any moment leaves either the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    with contextlib.suppress(OSError):  # directory fsync is not possible everywhere
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def load_checkpoint(path: Path, expected_fingerprint: str) -> tuple[dict[str, Any] | None, str]:
+    """The checkpoint at ``path`` when usable, else None; the second value says why."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        # Left by a process killed while writing; the previous checkpoint is intact.
+        stale.unlink(missing_ok=True)
+    if not path.is_file():
+        return None, "no checkpoint"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unreadable or foreign file: train from scratch
+        return None, f"unreadable checkpoint {path} ({error.__class__.__name__}: {error})"
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        return None, f"checkpoint {path} has another format"
+    if state.get("fingerprint") != expected_fingerprint:
+        return None, f"checkpoint {path} is from other params or data"
+    return state, "ok"
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of python, numpy and torch (CPU and CUDA) in weights_only-loadable types."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        # This process's GPU only: touching every GPU would create a context on each of them
+        # from every rank.
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None,
+    }
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": numpy["bit_generator"],
+            "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]},
+            "has_gauss": numpy["has_gauss"],
+            "gauss": numpy["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
