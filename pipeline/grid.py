@@ -1,0 +1,199 @@
+"""`deepflash grid`: the paper's Tables 2 and 3 as DVC experiments (arch x encoding).
+
+Queues each architecture end-to-end (encoding A) and with the paper's encoding C, runs them a
+few at a time through DVC's queue, and prints the tables from the MLflow runs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+
+@click.group("grid")
+def grid_group() -> None:
+    """The grid of the paper's Tables 2 and 3: each arch end-to-end (A) and with encoding C.
+
+    deepflash grid queue --run 2   queues arch x encoding as DVC experiments and runs them;
+    deepflash grid table           prints the Tables 2/3 layout from the MLflow runs.
+    """
+
+
+def _venv_env() -> dict[str, str]:
+    """The environment for dvc: this interpreter's bin first on PATH, so that the stages'
+    `python` is the project's venv python (also in dvc's queue workers)."""
+    import os
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+@grid_group.command("queue")
+@click.option(
+    "--archs", default="deepflash,hdrnet,pix2pix", show_default=True, help="Comma-separated."
+)
+@click.option(
+    "--encodings", default="A,C", show_default=True, help="Comma-separated (A = end-to-end)."
+)
+@click.option(
+    "--prefix",
+    default="grid",
+    show_default=True,
+    help="Experiment names: <prefix>-<arch>-<encoding>.",
+)
+@click.option(
+    "-S", "--set-param", "extra", multiple=True, help="More `-S key=value` for every run."
+)
+@click.option("--dry-run", is_flag=True, help="Only print the commands.")
+@click.option(
+    "--run",
+    "jobs",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Then run the queue in the foreground with N parallel jobs (0: only queue; start later with `dvc queue start -j N`).",
+)
+def grid_queue(
+    archs: str, encodings: str, prefix: str, extra: tuple[str, ...], dry_run: bool, jobs: int
+) -> None:
+    """Queue one `dvc exp run` per arch x encoding (and optionally run the queue).
+
+    Each experiment is named <prefix>-<arch>-<encoding> (its MLflow run name too). Queued
+    experiments run in temporary copies made from git: `git add` code changes first.
+    Example (the paper's Tables 2 and 3): deepflash grid queue --run 2 && deepflash grid table
+    """
+    import subprocess
+
+    from pipeline.config import ARCHS, ENCODINGS
+
+    arch_list = [a.strip() for a in archs.split(",") if a.strip()]
+    enc_list = [e.strip().upper() for e in encodings.split(",") if e.strip()]
+    bad = [a for a in arch_list if a not in ARCHS] + [e for e in enc_list if e not in ENCODINGS]
+    if bad:
+        click.echo(
+            f"error: unknown arch/encoding {bad}; archs {ARCHS}, encodings {ENCODINGS}", err=True
+        )
+        sys.exit(2)
+    commands = []
+    for arch in arch_list:
+        for encoding in enc_list:
+            cmd = ["dvc", "exp", "run", "--queue", "-n", f"{prefix}-{arch}-{encoding}"]
+            cmd += ["-S", f"model.arch={arch}", "-S", f"loss.encoding={encoding}"]
+            for item in extra:
+                cmd += ["-S", item]
+            commands.append(cmd)
+    if jobs > 0:
+        commands.append(["dvc", "exp", "run", "--run-all", "-j", str(jobs)])
+    env = _venv_env()
+    # Queued experiments run from a git stash of the workspace: untracked files are not in it.
+    untracked = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard", "pipeline", "stages"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if untracked:
+        click.echo(
+            "warning: untracked files are not part of queued experiments (git add them first): "
+            + ", ".join(untracked),
+            err=True,
+        )
+    for cmd in commands:
+        click.echo(shlex.join(cmd))
+        if not dry_run:
+            done = subprocess.run(cmd, env=env, check=False)
+            if done.returncode != 0:
+                click.echo(f"error: `{shlex.join(cmd)}` failed ({done.returncode})", err=True)
+                sys.exit(done.returncode)
+    if jobs <= 0 and not dry_run:
+        click.echo(
+            "queued; run them with `dvc queue start -j 2` (PATH with the venv first), "
+            "follow with `dvc queue status`, then `deepflash grid table`.",
+            err=True,
+        )
+
+
+@grid_group.command("table")
+@click.option(
+    "--experiment", default=None, help="MLflow experiment (default: params mlflow.experiment)."
+)
+@click.option(
+    "--fingerprint",
+    default=None,
+    help="Data fingerprint of the runs (default: the workspace's data; 'all' for every run).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the markdown here.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the table as JSON.",
+)
+def grid_table(
+    experiment: str | None, fingerprint: str | None, out_path: str | None, json_path: str | None
+) -> None:
+    """Print the Tables 2/3 layout (SSIM, PSNR per split; each arch, A vs C; the paper) from
+    the best evaluated MLflow run per arch x encoding on the same data."""
+    from pathlib import Path
+
+    from pipeline import tracking
+    from pipeline.config import Params, load_params
+    from pipeline.evaluation.report import (
+        best_runs,
+        render_best_runs,
+        render_tables23,
+        run_record,
+        tables23,
+    )
+    from pipeline.io import write_json
+
+    params = load_params() if Path("params.yaml").is_file() else Params()
+    experiment = experiment or params.mlflow.experiment
+    fingerprint = fingerprint or tracking.data_fingerprint(".")
+    query = f"tags.`{tracking.EVALUATED_TAG}` = 'true'"
+    if fingerprint != "all":
+        query += f" and tags.`data.fingerprint` = '{fingerprint}'"
+    records = [run_record(r) for r in tracking.search_runs(experiment, query)]
+    best = best_runs(records)
+    tables = {"pgt": tables23(best, "pgt"), "gt": tables23(best, "gt")}
+    lines = [
+        f"# Tables 2 and 3 grid ({len(records)} evaluated runs, data fingerprint {fingerprint})",
+        "",
+    ]
+    lines += render_tables23(tables) + ["## Best runs", ""] + render_best_runs(best)
+    text = "\n".join(lines)
+    click.echo(text)
+    if out_path:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_text(text)
+    if json_path:
+        write_json(
+            json_path,
+            {
+                "fingerprint": fingerprint,
+                "runs": len(records),
+                "tables23": tables,
+                "best_runs": {
+                    k: {
+                        "run_id": r["run_id"],
+                        "run_name": r["run_name"],
+                        "rank_value": r["rank_value"],
+                    }
+                    for k, r in best.items()
+                },
+            },
+        )
+    if not records:
+        click.echo(f"no evaluated run in MLflow experiment {experiment!r} for these data", err=True)
+        sys.exit(1)
