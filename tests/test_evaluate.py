@@ -13,7 +13,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline.core.encodings import make_target
+from pipeline.core import metrics as M
+from pipeline.core.encodings import make_target, preconditioned_ground_truth, reconstruct
 from pipeline.core.losses import make_loss
 from pipeline.evaluation.evaluate import (
     PSNR_CAP,
@@ -21,11 +22,12 @@ from pipeline.evaluation.evaluate import (
     evaluate_model,
     identity_output,
     make_blur,
+    oracle_output,
     protocol_indices,
     sample_grid,
     summarise,
 )
-from pipeline.evaluation.results import METRICS, flat_metrics, format_table
+from pipeline.evaluation.results import METRICS, flat_metrics, format_table, gap_closed
 from pipeline.io import write_image
 from pipeline.models import build_model, save_model_file
 
@@ -76,6 +78,61 @@ def test_oracle_and_identity_known_answers(encoding: str) -> None:
     if encoding == "A":
         # Encoding A: the preconditioned gt is the studio photo itself.
         assert ident["ssim_pgt"] == pytest.approx(ident["ssim_gt"], abs=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["A", "B", "C"])
+def test_oracle_is_the_preconditioned_ground_truth(encoding: str) -> None:
+    flash, studio = _pair(seed=5)
+    blur = make_blur(BILATERAL, 32)
+    target = make_target(flash, studio, encoding, blur)
+    oracle = reconstruct(flash, oracle_output(flash, studio, encoding, blur), encoding)
+    # Eq. 8: the oracle's reconstruction is exactly what preconditioned_ground_truth gives.
+    assert torch.equal(oracle, preconditioned_ground_truth(flash, target, encoding))
+    if encoding == "A":
+        # Encoding A's ceiling is the studio image itself.
+        assert torch.equal(oracle, studio)
+    elif encoding == "B":
+        assert torch.allclose(oracle, studio, atol=1e-6)
+    else:
+        # C keeps the flash image's details: x - BL(x) + BL(o), not the studio image.
+        assert torch.allclose(oracle, flash - blur(flash) + blur(studio), atol=1e-6)
+        assert (oracle - studio).abs().max() > 0.01
+    metrics = evaluate_batch(
+        Constant(torch.zeros_like(flash)), flash, studio, encoding, blur, make_loss(False)
+    ).metrics["oracle"]
+    assert metrics["loss"] == pytest.approx([0, 0], abs=1e-7)
+    assert list(metrics["psnr_pgt"]) == [PSNR_CAP, PSNR_CAP]
+    # Against the raw studio image: SSIM of the clipped oracle reconstruction, by hand.
+    expected = M.ssim(oracle.clamp(0, 1), studio).numpy()
+    assert metrics["ssim_gt"] == pytest.approx(expected, abs=1e-6)
+    if encoding in ("A", "B"):
+        assert metrics["ssim_gt"] == pytest.approx([1, 1], abs=1e-5)
+        assert list(metrics["psnr_gt"]) == [PSNR_CAP, PSNR_CAP]
+    else:
+        assert all(metrics["ssim_gt"] < 0.999) and all(metrics["psnr_gt"] < 60)
+
+
+def test_gap_closed_by_hand() -> None:
+    # SSIM 0.80 -> 0.85 of a possible 0.80 -> 0.90: half the gap.
+    assert gap_closed(0.85, 0.80, 0.90) == pytest.approx(0.5)
+    # PSNR 23.34 -> 26.53 of a possible 23.34 -> 29.56 dB: 51.3 % (the numbers).
+    assert gap_closed(26.53, 23.34, 29.56) == pytest.approx(3.19 / 6.22)
+    assert gap_closed(0.79, 0.80, 0.90) == pytest.approx(-0.1)  # worse than doing nothing
+    assert gap_closed(31.0, 23.0, PSNR_CAP) is None  # exact ceiling (A, B): undefined
+    assert gap_closed(0.9, 0.8, 0.8) is None and gap_closed(0.9, 0.8, 0.7) is None
+    assert gap_closed(float("nan"), 0.8, 0.9) is None and gap_closed(None, 0.8, 0.9) is None
+    per_image = {
+        "model": {"ssim_gt": np.array([0.84, 0.86]), "psnr_gt": np.array([25.0, 27.0])},
+        "identity": {"ssim_gt": np.array([0.80, 0.80]), "psnr_gt": np.array([22.0, 24.0])},
+        "oracle": {"ssim_gt": np.array([0.90, 0.90]), "psnr_gt": np.array([28.0, 30.0])},
+    }
+    summary = summarise(per_image)
+    # Ratio of the means: (0.85 - 0.80) / (0.90 - 0.80) and (26 - 23) / (29 - 23).
+    assert summary["gap_closed"] == {"ssim_gt": pytest.approx(0.5), "psnr_gt": pytest.approx(0.5)}
+    assert summarise(per_image, np.array([1]))["gap_closed"]["ssim_gt"] == pytest.approx(0.6)
+    flat = flat_metrics({"test": {"full": summary}})
+    assert flat["eval.test.full.gap_closed.psnr_gt"] == pytest.approx(0.5)
+    assert flat["eval.test.full.oracle.ssim_gt"] == pytest.approx(0.9)
 
 
 def test_protocol_indices() -> None:
@@ -176,8 +233,18 @@ def test_evaluate_model_on_a_processed_index(tmp_path: Path) -> None:
     assert results["val"]["protocol"]["images"] == 1
     # One val image: full and protocol are the same image.
     assert results["val"]["full"]["model"] == results["val"]["protocol"]["model"]
-    for system in ("model", "identity"):
+    for system in ("model", "identity", "oracle"):
         assert set(results["train"]["full"][system]) == set(METRICS)
+    for scope in ("full", "protocol"):
+        block = results["train"][scope]
+        for metric in ("ssim_gt", "psnr_gt"):
+            expected = (block["model"][metric] - block["identity"][metric]) / (
+                block["oracle"][metric] - block["identity"][metric]
+            )
+            assert block["gap_closed"][metric] == pytest.approx(expected)
+    # Encoding C's ceiling: perfect against the preconditioned gt, short of the studio image.
+    assert results["val"]["full"]["oracle"]["ssim_pgt"] == pytest.approx(1, abs=1e-5)
+    assert results["val"]["full"]["oracle"]["ssim_gt"] < 1
     # The identity baseline does not depend on the model: it is the flash image vs the gt.
     flash, studio = _pair(1, 32, seed=3)
     mse = float(((flash * 255).round() / 255 - (studio * 255).round() / 255).pow(2).mean())
@@ -186,7 +253,13 @@ def test_evaluate_model_on_a_processed_index(tmp_path: Path) -> None:
     )
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["train_0.png", "val_0.png"]
     table = format_table(results)
-    assert "identity" in table and table.count("\n") == 6  # header, rule, 2 x 2 rows, test row
+    # header, rule, 2 splits x 3 systems, the empty test split
+    assert "oracle" in table and table.count("\n") == 8
+    model_row = next(
+        line for line in table.splitlines() if line.split()[:3] == ["train", "3", "model"]
+    )
+    gap = 100 * results["train"]["full"]["gap_closed"]["psnr_gt"]
+    assert model_row.split()[-1] == f"{gap:.1f}"
     json.dumps(results, allow_nan=False)  # every value is finite JSON
 
 
@@ -208,14 +281,18 @@ def test_cli_evaluate_real_flash_pairs(
         main, [*args, "--out", str(out), "--device", "cpu", "--samples-dir", "samples"]
     )
     assert result.exit_code == 0, result.output
-    assert "identity" in result.output and "protocol:" in result.output
+    assert "identity" in result.output and "oracle" in result.output
+    assert "protocol:" in result.output and "gap PSNR %" in result.output
     saved = json.loads(out.read_text())
     assert saved["pairs"] == 4 and saved["rejected"] == [] and saved["encoding"] == "C"
     block = saved["metrics"]["all"]
     assert block["images"] == 4 and block["protocol"]["images"] == 3
-    ident = block["full"]["identity"]
+    ident, oracle = block["full"]["identity"], block["full"]["oracle"]
     # Real flash vs dim ambient light: the flash photo is far from the no-flash one.
     assert 0 < ident["ssim_gt"] < 0.95 and 5 < ident["psnr_gt"] < 30
+    # Encoding C's ceiling relights the flash photo: far closer than the flash photo itself.
+    assert oracle["psnr_gt"] > ident["psnr_gt"] + 3 and oracle["ssim_gt"] > ident["ssim_gt"]
+    assert set(block["full"]["gap_closed"]) == {"ssim_gt", "psnr_gt"}
     assert Path("samples/all_0.png").is_file()
     missing = CliRunner().invoke(
         main, ["evaluate", "--model", str(model_path), "--raw-dir", "nope"]

@@ -10,11 +10,23 @@ Per image of a split (all augmented variants: the "full" numbers) and on the pap
 - ``ssim_gt`` / ``psnr_gt``: the reconstruction against the raw ground truth o (the studio
   photo), the same reference for every encoding;
 
-for the model and for the identity baseline (output = the flash image itself, i.e. the
-network output that makes the reconstruction equal to x: ``make_target(x, x)``, 0.5 for
-encodings B and C, x for A). Images are clipped to [0, 1] before SSIM/PSNR, as they would be
-shown; PSNR is capped at 100 dB (identical images) so that every value is finite JSON.
-SSIM values are fractions (0..1), PSNR in dB, accuracy in percent.
+for three systems on the same images:
+
+- ``model``: the trained network;
+- ``identity``: the baseline of doing nothing (output = the flash image itself, i.e. the
+  network output that makes the reconstruction equal to x: ``make_target(x, x)``, 0.5 for
+  encodings B and C, x for A);
+- ``oracle``: the encoding's ceiling, a perfect network (output = the true target t), whose
+  reconstruction is the preconditioned ground truth of eq. 8. For encodings A and B that is
+  the studio image itself (SSIM 1, PSNR capped); for C it keeps the flash image's detail
+  layer x - BL(x), so even a perfect network stays below the studio image.
+
+``gap_closed`` (per split and scope, for ``ssim_gt`` and ``psnr_gt``) is the share of the
+identity-to-oracle gap the model closes, (model - identity) / (oracle - identity), on the
+split means; null where it is undefined (the oracle does not beat the identity, or its PSNR
+is the 100 dB cap, i.e. exact: encodings A and B). Images are clipped to [0, 1] before
+SSIM/PSNR, as they would be shown; PSNR is capped at 100 dB (identical images) so that every
+value is finite JSON. SSIM values are fractions (0..1), PSNR in dB, accuracy in percent.
 """
 
 from __future__ import annotations
@@ -30,12 +42,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.evaluation.results import METRICS, SYSTEMS
+from pipeline.evaluation.results import GAP_METRICS, METRICS, PSNR_CAP, SYSTEMS, gap_closed
 from pipeline.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
-PSNR_CAP = 100.0
 TILE_LABELS = ("input", "BL(input)", "output", "precond. gt", "gt")
 _MIN_TILE = 128  # sample tiles are upscaled to at least this side so the labels fit
 
@@ -64,6 +75,16 @@ def identity_output(
     return make_target(x, x, encoding, blur)
 
 
+def oracle_output(
+    x: torch.Tensor, o: torch.Tensor, encoding: str, blur: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """The output of a perfect network: the true target t, whose reconstruction (eq. 2) is the
+    preconditioned ground truth (eq. 8): the encoding's ceiling. For A that is o itself."""
+    from pipeline.core.encodings import make_target
+
+    return make_target(x, o, encoding, blur)
+
+
 @dataclass
 class BatchOutput:
     """Per-image metrics of one batch (system -> metric -> (N,) array) and its images."""
@@ -86,7 +107,8 @@ def evaluate_batch(
     blur: Callable[[torch.Tensor], torch.Tensor],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> BatchOutput:
-    """All metrics of one batch (N,3,H,W in [0,1]) for the model and the identity baseline."""
+    """All metrics of one batch (N,3,H,W in [0,1]) for the model, the identity baseline and
+    the oracle (the encoding's ceiling)."""
     from pipeline.core import metrics as M
     from pipeline.core.encodings import (
         make_target,
@@ -100,11 +122,12 @@ def evaluate_batch(
     t = make_target(x, o, encoding, blur)
     y = model(network_input(x, encoding, blur)).float()
     y_id = identity_output(x, encoding, blur)
+    y_oracle = oracle_output(x, o, encoding, blur)
     pgt = preconditioned_ground_truth(x, t, encoding).clamp(0, 1)
     gt = o.clamp(0, 1)
     out: dict[str, dict[str, np.ndarray]] = {}
     recon = {}
-    for system, output in (("model", y), ("identity", y_id)):
+    for system, output in (("model", y), ("identity", y_id), ("oracle", y_oracle)):
         pred = reconstruct(x, output, encoding).clamp(0, 1)
         recon[system] = pred
         values = {
@@ -205,14 +228,22 @@ def evaluate_split(
 
 def summarise(
     per_image: Mapping[str, Mapping[str, np.ndarray]], indices: np.ndarray | None = None
-) -> dict[str, dict[str, float]]:
-    """Mean of every metric per system, over ``indices`` (all images when None)."""
-    result: dict[str, dict[str, float]] = {}
+) -> dict[str, dict[str, float | None]]:
+    """Mean of every metric per system, over ``indices`` (all images when None); with the
+    model, identity and oracle systems also ``gap_closed`` (metric -> share or None) for
+    :data:`GAP_METRICS`, computed on these means."""
+    result: dict[str, dict[str, float | None]] = {}
     for system, metrics in per_image.items():
         result[system] = {}
         for metric, values in metrics.items():
             chosen = values if indices is None else values[indices]
             result[system][metric] = float(np.mean(chosen)) if len(chosen) else float("nan")
+    if all(s in result for s in SYSTEMS):
+        result["gap_closed"] = {
+            m: gap_closed(result["model"][m], result["identity"][m], result["oracle"][m])
+            for m in GAP_METRICS
+            if all(m in result[s] for s in SYSTEMS)
+        }
     return result
 
 
@@ -286,6 +317,7 @@ def evaluate_model(
 
 
 __all__ = [
+    "GAP_METRICS",
     "METRICS",
     "PSNR_CAP",
     "SYSTEMS",
@@ -293,8 +325,10 @@ __all__ = [
     "evaluate_batch",
     "evaluate_model",
     "evaluate_split",
+    "gap_closed",
     "identity_output",
     "make_blur",
+    "oracle_output",
     "protocol_indices",
     "sample_grid",
     "summarise",

@@ -11,7 +11,26 @@ from collections.abc import Mapping
 from typing import Any
 
 METRICS = ("loss", "accuracy", "ssim_pgt", "psnr_pgt", "ssim_gt", "psnr_gt")
-SYSTEMS = ("model", "identity")
+# model: the trained network; identity: output = the flash image (doing nothing); oracle: a
+# perfect network (output = the true target), the encoding's ceiling (eq. 8).
+SYSTEMS = ("model", "identity", "oracle")
+# gap_closed is reported against the raw ground truth, the one reference every encoding shares.
+GAP_METRICS = ("ssim_gt", "psnr_gt")
+PSNR_CAP = 100.0  # dB; the PSNR of identical images, so that every value is finite JSON
+
+
+def gap_closed(model: float | None, identity: float | None, oracle: float | None) -> float | None:
+    """(model - identity) / (oracle - identity): the share of the gap between doing nothing
+    and the encoding's ceiling that the model closes (1 = at the ceiling, below 0 = worse than
+    doing nothing). None when undefined: a value is missing or not finite, the ceiling does
+    not beat the identity, or it is the PSNR cap (an exact reconstruction: encodings A and B,
+    whose ceiling is the studio image itself)."""
+    values = (model, identity, oracle)
+    if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        return None
+    if oracle >= PSNR_CAP or oracle - identity <= 1e-9:
+        return None
+    return float((model - identity) / (oracle - identity))
 
 
 def flat_metrics(results: Mapping[str, Any], prefix: str = "eval") -> dict[str, float]:
@@ -29,8 +48,16 @@ def flat_metrics(results: Mapping[str, Any], prefix: str = "eval") -> dict[str, 
     return flat
 
 
+def _percent(value: Any) -> str:
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return "-"
+    return f"{100 * value:.1f}"
+
+
 def format_table(results: Mapping[str, Any], scope: str = "full") -> str:
-    """Plain-text table: one row per split and system, the six metrics as columns."""
+    """Plain-text table: one row per split and system (model, identity, oracle), the six
+    metrics as columns, and on the model row the share of the identity-to-oracle gap it
+    closes in SSIM and PSNR against the raw ground truth (``-``: undefined)."""
     header = [
         "split",
         "images",
@@ -41,6 +68,8 @@ def format_table(results: Mapping[str, Any], scope: str = "full") -> str:
         "PSNR pgt",
         "SSIM gt",
         "PSNR gt",
+        "gap SSIM %",
+        "gap PSNR %",
     ]
     rows = [header]
     order = [s for s in ("train", "val", "test") if s in results]
@@ -48,12 +77,16 @@ def format_table(results: Mapping[str, Any], scope: str = "full") -> str:
         block = results[split]
         if not isinstance(block, Mapping) or scope not in block:
             if isinstance(block, Mapping):
-                rows.append([split, "0", "-", *["-"] * 6])
+                rows.append([split, "0", "-", *["-"] * 8])
             continue
         summary = block[scope]
         n = summary.get("images", block["images"])
+        gaps = summary.get("gap_closed") or {}
         for system in SYSTEMS:
+            if system not in summary:  # results written before the oracle existed
+                continue
             m = summary[system]
+            gap = [_percent(gaps.get(g)) if system == "model" else "" for g in GAP_METRICS]
             rows.append(
                 [
                     split,
@@ -65,6 +98,7 @@ def format_table(results: Mapping[str, Any], scope: str = "full") -> str:
                     f"{m['psnr_pgt']:.2f}",
                     f"{100 * m['ssim_gt']:.2f}",
                     f"{m['psnr_gt']:.2f}",
+                    *gap,
                 ]
             )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
