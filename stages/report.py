@@ -1,7 +1,9 @@
 """DVC stage `report`: reports/report.md and metrics/compare.json.
 
-This run vs the identity baseline vs the best MLflow run per (arch, encoding) with the same
-data fingerprint vs the paper's Tables 1 to 3; both files are logged to the run as well.
+First table: model, identity baseline, oracle (the encoding's ceiling) and the share of the
+gap between them the model closes, per split; then this run vs the best MLflow run per (arch,
+encoding) with the same data fingerprint vs the paper's Tables 1 to 3; both files are logged
+to the run as well.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from pipeline.config import load_params  # noqa: E402
 from pipeline.evaluation.report import (  # noqa: E402
     build_comparison,
     compare_metrics,
-    render_markdown,
     run_record,
     this_record,
 )
+from pipeline.evaluation.report_page import render_markdown  # noqa: E402
 from pipeline.io import read_json, write_json  # noqa: E402
 
 

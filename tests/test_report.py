@@ -1,45 +1,23 @@
-"""Tests of pipeline/report.py: best runs, deltas against the identity and the paper, markdown."""
+"""Tests of pipeline/evaluation/report.py: best runs, the ceiling table, deltas against the
+identity and the paper."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
+from reportdata import eval_results as _results
 
 from pipeline.evaluation.report import (
     PAPER_C,
     best_runs,
     build_comparison,
+    ceiling,
     compare_metrics,
-    render_markdown,
     run_record,
     this_record,
 )
 from pipeline.evaluation.results import flat_metrics
-
-
-def _system(ssim: float, psnr: float, loss: float = 0.004, acc: float = 96.0) -> dict:
-    return {
-        "loss": loss,
-        "accuracy": acc,
-        "ssim_pgt": ssim,
-        "psnr_pgt": psnr,
-        "ssim_gt": ssim - 0.1,
-        "psnr_gt": psnr - 2.0,
-    }
-
-
-def _results(ssim: float = 0.9, psnr: float = 21.0) -> dict:
-    block = {
-        "images": 40,
-        "full": {"model": _system(ssim, psnr), "identity": _system(0.7, 15.0, 0.01, 90.0)},
-        "protocol": {
-            "images": 30,
-            "model": _system(ssim + 0.01, psnr + 1),
-            "identity": _system(0.7, 15.0, 0.01, 90.0),
-        },
-    }
-    return {"train": block, "val": block, "test": {"images": 0}}
 
 
 def _record(arch: str, enc: str, ssim: float, run_id: str, start: int = 0) -> dict:
@@ -72,7 +50,13 @@ def test_comparison_numbers() -> None:
     compare = build_comparison(results, this, others, fingerprint="fp")
     assert compare["runs_compared"] == 3
     cell = compare["vs_identity"]["val"]["full"]["ssim_pgt"]
-    assert cell == {"model": 0.9, "identity": 0.7, "delta": pytest.approx(0.2)}
+    assert cell == {"model": 0.9, "identity": 0.7, "delta": pytest.approx(0.2), "oracle": 1.0}
+    # The ceiling table: SSIM vs gt 0.8 (model), 0.6 (identity), 0.9 (oracle): 2/3 of the gap.
+    ssim = compare["ceiling"]["val"]["full"]["ssim_gt"]
+    assert ssim["model"] == pytest.approx(0.8) and ssim["oracle"] == pytest.approx(0.9)
+    assert ssim["gap_closed"] == pytest.approx(0.2 / 0.3)
+    psnr = compare["ceiling"]["val"]["protocol"]["psnr_gt"]  # 20 vs 13 of a possible 98 dB
+    assert psnr["gap_closed"] == pytest.approx(7 / 85)
     assert "test" not in compare["vs_identity"]  # no images: nothing to compare
     # eval.json is written with sorted keys; the report keeps the train, val, test order.
     resorted = build_comparison(dict(sorted(results.items())), this, [], "fp")
@@ -100,23 +84,19 @@ def test_comparison_numbers() -> None:
     assert flat["compare.train.vs_paper.ssim"] == pytest.approx(91.0 - 91.55)
 
 
-def test_markdown_layout() -> None:
+def test_ceiling_without_an_oracle_and_for_an_exact_one() -> None:
     results = _results()
-    compare = build_comparison(results, this_record(results, "hdrnet", "A", "r1"), [], "fp")
-    text = render_markdown(compare, results)
-    assert "# DeepFlash run report" in text
-    assert "### val (40 images; protocol 30)" in text
-    assert (
-        "| SSIM % vs precond. gt (eq. 8) | 90.00 | 70.00 | +20.00 | 91.00 | 70.00 | +21.00 |"
-        in text
-    )
-    assert "Splits without images (skipped): test." in text
-    assert "| val | loss | 0.00400 | 0.00420 | -0.00020 |" in text
-    header = "| split | deepflash A (end-to-end) | deepflash C | deepflash C paper | delta |"
-    assert header in text
-    # hdrnet A filled (this run), the paper's HDRNet C beside it, no C run yet.
-    assert "| val | - | - | 87.76 | - | 91.00 | - | 78.51 | - | - | - | 73.16 | - |" in text
-    assert "| hdrnet/A | this run | `r1` |" in text
+    legacy = {"val": {**results["val"]}}
+    legacy["val"]["full"] = {k: v for k, v in results["val"]["full"].items() if k != "oracle"}
+    table = ceiling(legacy)  # eval.json written before the oracle existed
+    assert table["val"]["full"]["ssim_gt"]["oracle"] is None
+    assert table["val"]["full"]["ssim_gt"]["gap_closed"] is None
+    assert table["val"]["protocol"]["ssim_gt"]["gap_closed"] == pytest.approx(0.21 / 0.3)
+    exact = {"val": {**results["val"]}}
+    capped = {**results["val"]["full"]["oracle"], "psnr_gt": 100.0}
+    exact["val"]["full"] = {**results["val"]["full"], "oracle": capped}
+    # Encodings A and B: the ceiling is the studio image itself, PSNR exact: no PSNR gap.
+    assert ceiling(exact)["val"]["full"]["psnr_gt"]["gap_closed"] is None
 
 
 def test_run_record_from_mlflow_run() -> None:

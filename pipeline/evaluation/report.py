@@ -1,5 +1,7 @@
-"""The run report: this run vs the identity baseline vs the best MLflow run per (arch,
-encoding) on the same data vs the paper's Tables 1 to 3, with deltas.
+"""The run comparison: this run vs the identity baseline and the encoding's ceiling (oracle) vs
+the best MLflow run per (arch, encoding) on the same data vs the paper's Tables 1 to 3, with
+deltas; and the markdown tables shared with ``deepflash grid table``. The run's report page is
+:mod:`pipeline.evaluation.report_page`.
 
 Inputs are plain data: the evaluation results (``metrics/eval.json``, see
 :mod:`pipeline.evaluation.evaluate`) and run records (:func:`run_record` turns an MLflow run into one),
@@ -14,8 +16,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pipeline.config import ARCHS, SPLITS
-from pipeline.evaluation.results import METRICS, flat_metrics
+from pipeline.config import SPLITS
+from pipeline.evaluation.results import GAP_METRICS, METRICS, flat_metrics, gap_closed
 
 # The paper's numbers (Capece et al. 2019, Sec. 5). Tables 2 and 3: 30 random images per split, the
 # reconstruction against the preconditioned ground truth; the baselines use encoding C.
@@ -49,6 +51,8 @@ PAPER_C = {
     "hdrnet": PAPER_TABLE2["hdrnet"],
     "pix2pix": PAPER_TABLE3["pix2pix"],
 }
+# The archs of the paper's Tables 2 and 3 (the rows this report compares with the paper).
+ARCHS = tuple(PAPER_C)
 TABLE_ENCODINGS = ("A", "C")  # end-to-end vs the paper's encoding
 RANK_METRICS = tuple(f"eval.{s}.full.model.ssim_gt" for s in ("val", "test", "train"))
 
@@ -132,7 +136,8 @@ def ordered_splits(results: Mapping[str, Any]) -> list[str]:
 
 
 def vs_identity(results: Mapping[str, Any]) -> dict[str, Any]:
-    """Per split and scope (full, protocol): model, identity and model - identity per metric."""
+    """Per split and scope (full, protocol): model, identity, model - identity and the oracle
+    (the encoding's ceiling; None in results written before it existed) per metric."""
     out: dict[str, Any] = {}
     for split in ordered_splits(results):
         block = results[split]
@@ -141,10 +146,41 @@ def vs_identity(results: Mapping[str, Any]) -> dict[str, Any]:
         out[split] = {}
         for scope in ("full", "protocol"):
             model, ident = block[scope]["model"], block[scope]["identity"]
+            oracle = block[scope].get("oracle") or {}
             out[split][scope] = {
-                m: {"model": model[m], "identity": ident[m], "delta": _delta(model[m], ident[m])}
+                m: {
+                    "model": model[m],
+                    "identity": ident[m],
+                    "delta": _delta(model[m], ident[m]),
+                    "oracle": oracle.get(m),
+                }
                 for m in METRICS
             }
+    return out
+
+
+def ceiling(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The report's first table: per split and scope, for SSIM and PSNR against the raw ground
+    truth, the model, the identity baseline, the oracle (the encoding's ceiling) and the share
+    of the identity-to-oracle gap the model closes (:func:`gap_closed`; None: undefined)."""
+    out: dict[str, Any] = {}
+    for split in ordered_splits(results):
+        block = results[split]
+        if not isinstance(block, Mapping) or "full" not in block:
+            continue
+        out[split] = {}
+        for scope in ("full", "protocol"):
+            summary = block[scope]
+            oracle = summary.get("oracle") or {}
+            out[split][scope] = {}
+            for m in GAP_METRICS:
+                model, ident = summary["model"][m], summary["identity"][m]
+                out[split][scope][m] = {
+                    "model": model,
+                    "identity": ident,
+                    "oracle": oracle.get(m),
+                    "gap_closed": gap_closed(model, ident, oracle.get(m)),
+                }
     return out
 
 
@@ -223,7 +259,8 @@ def build_comparison(
     records: Iterable[Mapping[str, Any]],
     fingerprint: str | None = None,
 ) -> dict[str, Any]:
-    """Everything of compare.json: this run, vs identity, vs Table 1, best runs, Tables 2/3."""
+    """Everything of compare.json: this run, the ceiling table (model, identity, oracle, gap
+    closed), vs identity, vs Table 1, best runs, Tables 2/3."""
     pool = [
         r for r in records if r.get("run_id") != this.get("run_id") or this.get("run_id") is None
     ]
@@ -234,6 +271,7 @@ def build_comparison(
         "data_fingerprint": fingerprint,
         "rank_metrics": list(RANK_METRICS),
         "runs_compared": len(pool),
+        "ceiling": ceiling(results),
         "vs_identity": vs_identity(results),
         "vs_paper_table1": vs_table1(results),
         "vs_paper_tables23": vs_tables23(results, str(this.get("arch"))),
@@ -264,32 +302,25 @@ def compare_metrics(compare: Mapping[str, Any]) -> dict[str, float]:
     return flat
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
+def fmt_number(value: float | None, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals; ``-`` for None or a non-finite value."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     return f"{value:.{digits}f}"
 
 
-def _signed(value: float | None, digits: int = 2) -> str:
+def fmt_signed(value: float | None, digits: int = 2) -> str:
+    """``value`` with its sign (a delta); ``-`` for None."""
     if value is None:
         return "-"
     return f"{value:+.{digits}f}"
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Markdown lines of a table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
-
-
-_METRIC_LABELS = {
-    "loss": ("loss (training loss: eq. 5 or MSE)", 5, 1.0),
-    "accuracy": ("accuracy % (eq. 7)", 2, 1.0),
-    "ssim_pgt": ("SSIM % vs precond. gt (eq. 8)", 2, 100.0),
-    "psnr_pgt": ("PSNR dB vs precond. gt", 2, 1.0),
-    "ssim_gt": ("SSIM % vs gt", 2, 100.0),
-    "psnr_gt": ("PSNR dB vs gt", 2, 1.0),
-}
 
 
 def render_tables23(tables: Mapping[str, Any]) -> list[str]:
@@ -314,11 +345,14 @@ def render_tables23(tables: Mapping[str, Any]) -> list[str]:
             for split, row in block[metric].items():
                 cells = [split]
                 for arch in ARCHS:
-                    cells += [_fmt(row[f"{arch}/A"]), _fmt(row[f"{arch}/C"])]
+                    cells += [fmt_number(row[f"{arch}/A"]), fmt_number(row[f"{arch}/C"])]
                     if reference == "pgt":
-                        cells += [_fmt(row[f"{arch}/C paper"]), _signed(row[f"{arch}/C delta"])]
+                        cells += [
+                            fmt_number(row[f"{arch}/C paper"]),
+                            fmt_signed(row[f"{arch}/C delta"]),
+                        ]
                 rows.append(cells)
-            lines += [f"**{unit}**", ""] + _table(header, rows) + [""]
+            lines += [f"**{unit}**", ""] + md_table(header, rows) + [""]
     lines += [
         "Cells: the best run per arch x encoding on this data; `-`: no such run yet. Paper "
         "columns: DeepFlash and HDRNet from Table 2, Pix2Pix from Table 3 (Table 3 gives DeepFlash "
@@ -339,106 +373,17 @@ def render_best_runs(
             f"`{r.get('run_id')}`",
             str(r.get("exp_name")),
             str(r.get("role")),
-            _fmt(100 * r["rank_value"]),
+            fmt_number(100 * r["rank_value"]),
         ]
         for key, r in best.items()
     ]
-    lines = _table(["arch/encoding", "run", "run id", "dvc exp", "role", "rank SSIM %"], rows)
+    lines = md_table(["arch/encoding", "run", "run id", "dvc exp", "role", "rank SSIM %"], rows)
     rank = ", then ".join(rank_metrics)
     return lines + [
         "",
         f"Ranked by {rank} (SSIM of the reconstruction vs the raw ground truth).",
         "",
     ]
-
-
-def render_markdown(compare: Mapping[str, Any], results: Mapping[str, Any]) -> str:
-    """reports/report.md from a comparison (:func:`build_comparison`) and the eval results."""
-    this = compare["this_run"]
-    lines = [
-        "# DeepFlash run report",
-        "",
-        f"- run: `{this.get('run_name')}` (MLflow run id `{this.get('run_id')}`)",
-        f"- arch `{this.get('arch')}`, encoding `{this.get('encoding')}`",
-        f"- data fingerprint `{compare.get('data_fingerprint')}`; {compare['runs_compared']} "
-        "evaluated run(s) on this data compared",
-        "- SSIM in %, PSNR in dB; deltas are ours minus the other. `full`: every image of the "
-        "split (all augmented variants); `protocol`: the paper's seeded random sample.",
-        "",
-        "## This run vs the identity baseline (output = flash image)",
-        "",
-    ]
-    for split, scopes in compare["vs_identity"].items():
-        n_full = results[split]["images"]
-        n_protocol = results[split]["protocol"]["images"]
-        lines.append(f"### {split} ({n_full} images; protocol {n_protocol})")
-        lines.append("")
-        rows = []
-        for metric, (label, digits, scale) in _METRIC_LABELS.items():
-            row = [label]
-            for scope in ("full", "protocol"):
-                cell = scopes[scope][metric]
-                row += [
-                    _fmt(scale * cell["model"], digits),
-                    _fmt(scale * cell["identity"], digits),
-                    _signed(None if cell["delta"] is None else scale * cell["delta"], digits),
-                ]
-            rows.append(row)
-        header = [
-            "metric",
-            "full: model",
-            "identity",
-            "delta",
-            "protocol: model",
-            "identity",
-            "delta",
-        ]
-        lines += _table(header, rows)
-        lines.append("")
-    skipped = [
-        s
-        for s in ordered_splits(results)
-        if isinstance(results[s], Mapping) and results[s].get("images") == 0
-    ]
-    if skipped:
-        lines += [f"Splits without images (skipped): {', '.join(skipped)}.", ""]
-
-    lines += ["## Paper, Table 1 (full splits)", ""]
-    rows = []
-    for split, metrics in compare["vs_paper_table1"].items():
-        for metric, cell in metrics.items():
-            digits = 5 if metric == "loss" else 2
-            rows.append(
-                [
-                    split,
-                    metric,
-                    _fmt(cell["ours"], digits),
-                    _fmt(cell["paper"], digits),
-                    _signed(cell["delta"], digits),
-                ]
-            )
-    lines += (
-        _table(["split", "metric", "ours", "paper", "delta"], rows)
-        if rows
-        else ["(no val/test split)"]
-    )
-    lines.append("")
-    lines += [
-        f"## This run vs the paper's Tables 2/3 ({this.get('arch')}, the paper's encoding C; protocol sample, vs precond. gt)",
-        "",
-    ]
-    rows = [
-        [split, metric.upper(), _fmt(cell["ours"]), _fmt(cell["paper"]), _signed(cell["delta"])]
-        for split, metrics in compare["vs_paper_tables23"].items()
-        for metric, cell in metrics.items()
-    ]
-    lines += _table(["split", "metric", "ours", "paper", "delta"], rows) if rows else ["(no split)"]
-    lines.append("")
-
-    lines += render_tables23(compare["tables23"])
-    lines += ["## Best runs per arch x encoding (same data fingerprint)", ""]
-    lines += render_best_runs(compare["best_runs"], compare["rank_metrics"])
-    return "\n".join(lines)
 
 
 __all__ = [
@@ -449,11 +394,14 @@ __all__ = [
     "RANK_METRICS",
     "best_runs",
     "build_comparison",
+    "ceiling",
     "compare_metrics",
+    "fmt_number",
+    "fmt_signed",
+    "md_table",
     "ordered_splits",
     "rank_value",
     "render_best_runs",
-    "render_markdown",
     "render_tables23",
     "run_record",
     "tables23",
