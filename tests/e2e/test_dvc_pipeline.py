@@ -16,6 +16,7 @@ tiny profile params_tiny.yaml merged over params.yaml), then, in order:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -89,6 +90,21 @@ class Repo:
             f"\n--- stderr\n{done.stderr[-6000:]}"
         )
         return done.stdout
+
+    def attempt(self, *cmd: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run a command in the repo and return its result, whatever its exit code."""
+        return subprocess.run(
+            list(cmd), cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def hashes(self, *patterns: str) -> dict[str, str]:
+        """SHA-256 of the repo's files matching the glob patterns, by relative path."""
+        return {
+            p.relative_to(self.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for pattern in patterns
+            for p in sorted(self.root.glob(pattern))
+            if p.is_file()
+        }
 
     def client(self) -> Any:
         """An MlflowClient on the repo's store (the URI the stages used)."""
@@ -178,6 +194,70 @@ def test_repro_runs_the_chain_into_one_mlflow_run(repo: Repo) -> None:
     }
     # Artifacts of a sqlite store land beside it, not in a working copy.
     assert list((root / "mlartifacts").rglob("report.md"))
+
+
+def test_second_repro_runs_no_stage(repo: Repo) -> None:
+    """An unchanged tree: `dvc repro` executes nothing."""
+    out = repo.run("dvc", "repro")
+    assert "Running stage" not in out, out
+
+
+def test_forced_rerun_gives_the_same_bytes_and_nothing_downstream_reruns(repo: Repo) -> None:
+    """`dvc repro -f` of register and train rewrites their outputs with the same bytes (no
+    timings or temp names inside), so the next `dvc repro` re-runs nothing after them."""
+    outputs = ("models/model.pt", "data/interim/registered/*.json", "data/interim/registered/*.csv")
+    before = repo.hashes(*outputs)
+    assert "models/model.pt" in before and len(before) >= 4
+    repo.run("dvc", "repro", "-f", "-s", "register")
+    repo.run("dvc", "repro", "-f", "-s", "train")
+    assert repo.hashes(*outputs) == before
+    out = repo.run("dvc", "repro")
+    assert "Running stage" not in out, out
+
+
+def test_comment_in_a_module_marks_exactly_the_stages_that_run_it(repo: Repo) -> None:
+    """A comment added to pipeline/tracking.py (run by train, evaluate and report): `dvc status`
+    lists those three and nothing before them."""
+    module = repo.root / "pipeline" / "tracking.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "# a comment\n")
+        status = json.loads(repo.run("dvc", "status", "--json"))
+        assert set(status) == {"train", "evaluate", "report"}
+    finally:
+        module.write_text(original)
+    assert json.loads(repo.run("dvc", "status", "--json")) == {}
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        ({"foo": {"bar": 1}}, "foo"),
+        ({"augment": {"rotations": []}}, "augment.rotations"),
+        ({"augment": {"rotations": [0, 10, 10]}}, "augment.rotations"),
+        ({"train": {"epochs": True}}, "train.epochs"),
+    ],
+)
+def test_bad_params_stop_repro_before_any_output_is_touched(
+    repo: Repo, edit: dict, key: str
+) -> None:
+    """Each bad params case: non-zero exit, one line naming the key, every output intact."""
+    params = repo.root / "params.yaml"
+    original = params.read_text()
+    outputs = ("models/model.pt", "metrics/*.json", "plots/train.csv", "data/processed/index.csv")
+    before = repo.hashes(*outputs)
+    try:
+        params.write_text(yaml.safe_dump(_merge(yaml.safe_load(original), edit), sort_keys=False))
+        done = repo.attempt("dvc", "repro")
+        assert done.returncode != 0
+        named = [line for line in done.stderr.splitlines() if line.startswith("params.yaml: ")]
+        assert len(named) == 1 and named[0].startswith(f"params.yaml: {key}: "), done.stderr
+        assert "Traceback" not in done.stderr + done.stdout
+        assert repo.hashes(*outputs) == before
+    finally:
+        params.write_text(original)
+    repo.run("dvc", "repro")  # the marker is written again; nothing else runs
+    assert repo.hashes(*outputs) == before
 
 
 def test_exp_run_encoding_b_adds_a_second_run(repo: Repo) -> None:
