@@ -202,7 +202,6 @@ def export_command(
     model_path: str, onnx_path: str | None, torchscript_path: str | None, opset: int, check: bool
 ) -> None:
     """Export a trained model to ONNX and/or TorchScript (network only; meta embedded)."""
-    from pipeline.enhance.apply import EnhanceError
     from pipeline.enhance.export import ExportError, export_model_file
 
     try:
@@ -213,7 +212,7 @@ def export_command(
             opset=opset,
             check=check,
         )
-    except (EnhanceError, ExportError) as error:
+    except ExportError as error:  # also a missing, damaged or foreign model file
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
     for name, entry in results.items():

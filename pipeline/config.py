@@ -9,12 +9,11 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ARCHS = ("deepflash", "hdrnet", "pix2pix")
 ENCODINGS = ("A", "B", "C")
 SPLITS = ("train", "val", "test")
 
@@ -137,7 +136,9 @@ class BilateralParams(_Group):
 class ModelParams(_Group):
     """Network choice (pipeline/models registry)."""
 
-    arch: Literal["deepflash", "hdrnet", "pix2pix"] = "deepflash"
+    # A name of the model registry (pipeline/models), which is the one list of archs: it is
+    # checked there (the check_params stage), so this module needs no torch import.
+    arch: str = Field("deepflash", min_length=1)
     width: float = Field(1.0, gt=0, le=4)
     encoder_weights: str | None = None
     # deepflash's last layer: xavier (the paper) or zero (the untrained net is the identity).
@@ -152,20 +153,13 @@ class LossParams(_Group):
 
 
 class AdamParams(_Group):
-    """Adam settings of one architecture."""
+    """Adam settings of one architecture; a key left out (None) keeps the arch's own default,
+    which the arch declares in the model registry (its paper's values)."""
 
-    lr: float = Field(1e-5, gt=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
-    eps: float = Field(1e-8, gt=0)
-
-
-class OptimizerParams(_Group):
-    """Adam settings per architecture (each paper's defaults)."""
-
-    deepflash: AdamParams = AdamParams(lr=1e-5)
-    hdrnet: AdamParams = AdamParams(lr=1e-4)
-    pix2pix: AdamParams = AdamParams(lr=2e-4, beta1=0.5)
+    lr: float | None = Field(None, gt=0)
+    beta1: float | None = Field(None, ge=0, lt=1)
+    beta2: float | None = Field(None, ge=0, lt=1)
+    eps: float | None = Field(None, gt=0)
 
 
 class TrainParams(_Group):
@@ -186,7 +180,14 @@ class TrainParams(_Group):
     # Learning rate per epoch: constant (the paper) or cosine decay from the Adam lr to ~0 at
     # the last epoch (less noisy final weights on small data sets).
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    optimizer: OptimizerParams = OptimizerParams()
+    # CPU threads of a training process: auto = the machine's cores divided by the training
+    # processes running at once (pipeline/runtime.py, re-checked every epoch), or a number.
+    threads: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    # Adam per arch name (train.optimizer.<arch>.lr ...); names checked against the registry.
+    optimizer: dict[str, AdamParams] = Field(default_factory=dict)
+    # A checkpoint whose checksum or zip CRCs fail is never resumed: restart = train from
+    # scratch (saying so), stop = end with an error and leave the file for inspection.
+    on_bad_checkpoint: Literal["restart", "stop"] = "restart"
 
 
 class EvaluateParams(_Group):

@@ -68,14 +68,18 @@ def grid_queue(
     """
     import subprocess
 
-    from pipeline.config import ARCHS, ENCODINGS
+    from pipeline.config import ENCODINGS
+    from pipeline.models import available_archs  # the registry: the one list of archs
 
+    archs_known = available_archs()
     arch_list = [a.strip() for a in archs.split(",") if a.strip()]
     enc_list = [e.strip().upper() for e in encodings.split(",") if e.strip()]
-    bad = [a for a in arch_list if a not in ARCHS] + [e for e in enc_list if e not in ENCODINGS]
+    bad = [a for a in arch_list if a not in archs_known]
+    bad += [e for e in enc_list if e not in ENCODINGS]
     if bad:
         click.echo(
-            f"error: unknown arch/encoding {bad}; archs {ARCHS}, encodings {ENCODINGS}", err=True
+            f"error: unknown arch/encoding {bad}; archs {archs_known}, encodings {ENCODINGS}",
+            err=True,
         )
         sys.exit(2)
     commands = []

@@ -6,6 +6,7 @@ applied), whatever it was on disk: 8- or 16-bit, grey, grey+alpha, RGBA, palette
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -142,12 +143,14 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; on success it replaces ``path``.
 
     The one atomic write of the project: a killed process leaves the old file or the new
     one, never half of one. The result gets mode 0644 like any other output (mkstemp's 0600
     would hide a model file from other users). On error the temporary file is removed.
+    ``durable``: fsync the file before the rename and the folder after it, so that a power
+    cut cannot leave the new name on data that never reached the disk (checkpoints, models).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,14 +160,28 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o644)
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
+        if durable:
+            # Folders cannot be opened or fsynced on every platform: best effort there.
+            with contextlib.suppress(OSError):
+                _fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (parents created)."""
-    with atomic_output(path) as tmp:
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (parents created); ``durable``: see atomic_output."""
+    with atomic_output(path, durable=durable) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 

@@ -21,7 +21,17 @@ MARKER = Path("data/params.ok")
 
 def main() -> None:
     """Validate params.yaml; write the constant marker only when every group is valid."""
-    load_params(exit_on_error=True)
+    params = load_params(exit_on_error=True)
+    # Arch names (model.arch, train.optimizer.<arch>) belong to the model registry, which
+    # config.py does not import (it would put torch and every network into each stage).
+    from pipeline.config import ParamsError
+    from pipeline.models import check_params
+
+    try:
+        check_params(params, "params.yaml")
+    except ParamsError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(2) from None
     write_text(MARKER, "params.yaml is valid\n")
 
 

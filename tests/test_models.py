@@ -1,4 +1,7 @@
-"""Networks: registry, shapes, parameter counts, encoder weights, training steps, model file."""
+"""Networks: registry, shapes, parameter counts, encoder weights, training steps.
+
+The model file is tested in tests/test_format.py.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +13,17 @@ import pytest
 import torch
 from torch import nn
 
+from pipeline.config import ParamsError, validate_params
 from pipeline.core.bilateral import bilateral_filter
 from pipeline.core.encodings import ENCODINGS, make_target, network_input
 from pipeline.core.losses import centred_mse, plain_mse
 from pipeline.models import (
+    AdamConfig,
+    adam_defaults,
+    adam_settings,
     available_archs,
     build_model,
-    load_model_file,
-    save_model_file,
+    check_params,
 )
 from pipeline.models.deepflash import DeepFlashNet, vgg16_state_dict
 
@@ -53,6 +59,31 @@ def test_registry():
         build_model("hdrnet", encoder_weights="vgg16.pth")
     model = build_model("pix2pix", 0.0625, num_downs=5)
     assert model.arch == "pix2pix" and model.build_kwargs == {"width": 0.0625, "num_downs": 5}
+
+
+def test_each_arch_declares_its_papers_adam_and_params_override_per_key():
+    assert adam_defaults("deepflash") == AdamConfig(lr=1e-5, beta1=0.9, beta2=0.999, eps=1e-8)
+    assert adam_defaults("hdrnet") == AdamConfig(lr=1e-4)
+    assert adam_defaults("pix2pix") == AdamConfig(lr=2e-4, beta1=0.5)
+    params = validate_params({"train": {"optimizer": {"pix2pix": {"lr": 1e-3}}}})
+    assert adam_settings("pix2pix", params.train.optimizer) == AdamConfig(lr=1e-3, beta1=0.5)
+    assert adam_settings("hdrnet", params.train.optimizer) == AdamConfig(lr=1e-4)
+    assert adam_settings("deepflash") == adam_defaults("deepflash")
+    with pytest.raises(ValueError, match="train.optimizer.pix2pixx: unknown arch"):
+        adam_settings("deepflash", {"pix2pixx": {"lr": 1.0}})
+
+
+def test_params_naming_archs_are_checked_against_the_registry():
+    check_params(
+        validate_params({"model": {"arch": "hdrnet"}, "train": {"optimizer": {"hdrnet": {}}}})
+    )
+    with pytest.raises(
+        ParamsError,
+        match=r"^p.yaml: model.arch: unknown arch 'unet'; available: deepflash, hdrnet, pix2pix$",
+    ):
+        check_params(validate_params({"model": {"arch": "unet"}}), "p.yaml")
+    with pytest.raises(ParamsError, match=r"^params.yaml: train.optimizer.hdrnett: unknown arch"):
+        check_params(validate_params({"train": {"optimizer": {"hdrnett": {"lr": 1e-3}}}}))
 
 
 # --- DeepFlash -------------------------------------------------------------------------------
@@ -296,65 +327,6 @@ def test_training_step_under_bf16_autocast_and_grad_scaler():
             not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)
         )
         assert changed > 0.9 * len(before), f"{arch}: only {changed}/{len(before)} tensors updated"
-
-
-# --- model file ------------------------------------------------------------------------------
-
-
-META = {
-    "encoding": "C",
-    "size": 64,
-    "bilateral": {"sigma_s_fraction": 0.03, "sigma_r": 0.4, "mode": "per_channel"},
-    "centred": True,
-}
-
-
-@pytest.mark.parametrize(
-    ("arch", "kwargs", "side"),
-    [
-        ("deepflash", {}, 64),
-        ("hdrnet", {"lowres": 128}, 40),
-        ("pix2pix", {"num_downs": 6}, 64),
-    ],
-)
-def test_model_file_round_trip(tmp_path, arch, kwargs, side):
-    model = build_model(arch, TINY[arch], **kwargs).eval()
-    with torch.no_grad():
-        for module in model.modules():  # non-trivial BN statistics must travel too
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-    path = save_model_file(tmp_path / "sub" / "model.pt", model, META)
-    loaded, meta = load_model_file(path)
-    assert meta == {"arch": arch, "width": TINY[arch], **META}
-    assert type(loaded) is type(model) and not loaded.training
-    x = torch.rand(1, 3, side, side)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x))
-    # weights_only: the file holds only primitives and tensors.
-    payload = torch.load(path, weights_only=True)
-    assert payload["format"] == "deepflash-model" and payload["build_kwargs"]["width"] == TINY[arch]
-
-
-def test_model_file_errors(tmp_path):
-    model = build_model("hdrnet", TINY["hdrnet"])
-    with pytest.raises(ValueError, match="meta arch 'deepflash' differs"):
-        save_model_file(tmp_path / "m.pt", model, {"arch": "deepflash"})
-    with pytest.raises(ValueError, match="meta must hold only"):
-        save_model_file(tmp_path / "m.pt", model, {"bad": object()})
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match="junk.pt: not a model file"):
-        load_model_file(junk)
-    other = tmp_path / "other.pt"
-    torch.save({"weights": torch.zeros(2)}, other)
-    with pytest.raises(ValueError, match="not a DeepFlash model file"):
-        load_model_file(other)
-    path = save_model_file(tmp_path / "ok.pt", model, {})
-    payload = torch.load(path, weights_only=True)
-    payload["build_kwargs"]["width"] = 0.25
-    torch.save(payload, tmp_path / "mismatch.pt")
-    with pytest.raises(ValueError, match="weights do not fit a hdrnet of width 0.25"):
-        load_model_file(tmp_path / "mismatch.pt")
 
 
 @pytest.mark.parametrize(("size", "downs"), [(64, 6), (128, 7), (256, 8), (512, 8)])

@@ -27,17 +27,9 @@ import yaml
 
 from pipeline.config import validate_params
 from pipeline.io import write_image
-from pipeline.models import load_model_file
+from pipeline.models import adam_settings, load_model_file
 from pipeline.runtime import make_autocast, resolve_amp
-from pipeline.training.checkpoint import (
-    BEST_NAME,
-    CHECKPOINT_NAME,
-    atomic_save,
-    fingerprint,
-    load_checkpoint,
-    rng_state,
-    set_rng_state,
-)
+from pipeline.training.checkpoint import BEST_NAME, CHECKPOINT_NAME
 from pipeline.training.loop import TrainPaths, lr_factor, stop_reason, train
 from pipeline.training.sampler import EpochSampler
 
@@ -176,7 +168,7 @@ def test_lr_factor() -> None:
 def test_cosine_schedule_sets_each_epochs_lr(data_root: Path, tmp_path: Path) -> None:
     params = _params(train={"lr_schedule": "cosine", "epochs": 3, "max_images_per_epoch": 4})
     result = train(params, _paths(data_root, tmp_path), progress=False)
-    base = params.train.optimizer.deepflash.lr
+    base = adam_settings("deepflash", params.train.optimizer).lr
     assert [h["lr"] for h in result.history] == pytest.approx([base, 0.75 * base, 0.25 * base])
     assert [h["images"] for h in result.history] == [4, 4, 4]  # the per-epoch cap
 
@@ -192,53 +184,7 @@ def test_autocast_is_off_on_cpu() -> None:
     assert resolve_amp("off", cuda) is None
 
 
-def test_rng_state_round_trip_survives_weights_only_load(tmp_path: Path) -> None:
-    import random
-
-    state = rng_state()
-    atomic_save({"rng": state}, tmp_path / "rng.pt")
-    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
-    loaded = torch.load(tmp_path / "rng.pt", weights_only=True)["rng"]
-    set_rng_state(loaded)
-    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
-
-
-def test_checkpoint_loading_rejects_stale_foreign_and_corrupt_files(tmp_path: Path) -> None:
-    path = tmp_path / CHECKPOINT_NAME
-    assert load_checkpoint(path, "fp")[1] == "no checkpoint"
-    atomic_save({"version": 1, "fingerprint": "fp", "epoch": 3}, path)
-    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
-    stale = tmp_path / f".{CHECKPOINT_NAME}.999.tmp"
-    stale.write_bytes(b"half a checkpoint from a killed process")
-    state, why = load_checkpoint(path, "fp")
-    assert why == "ok" and state["epoch"] == 3 and not stale.exists()
-    assert load_checkpoint(path, "other")[0] is None
-    path.write_bytes(b"garbage")
-    state, why = load_checkpoint(path, "fp")
-    assert state is None and why.startswith("unreadable checkpoint")
-
-
-def test_fingerprint_tracks_what_changes_the_weights(data_root: Path) -> None:
-    index = data_root / "data" / "processed" / "index.csv"
-    base = fingerprint(_params(), index, data_root)
-    assert fingerprint(_params(), index, data_root) == base
-    # epochs, stop rules and workers do not change the weights of the epochs already run
-    same = _params(train={"epochs": 9, "patience": 3, "target_val_loss": 0.1, "num_workers": 2})
-    assert fingerprint(same, index, data_root) == base
-    assert fingerprint(_params(train={"seed": 1}), index, data_root) != base
-    assert fingerprint(_params(loss={"encoding": "B"}), index, data_root) != base
-    assert fingerprint(_params(), index, data_root, world_size=2) != base
-    # with a schedule, the budget changes every epoch's learning rate
-    cosine = fingerprint(_params(train={"lr_schedule": "cosine"}), index, data_root)
-    longer = _params(train={"lr_schedule": "cosine", "epochs": 9})
-    assert fingerprint(longer, index, data_root) not in (cosine, base)
-    image = data_root / "data" / "processed" / "val" / "sval0__p0__v0_studio.png"
-    stat = image.stat()
-    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    try:
-        assert fingerprint(_params(), index, data_root) != base
-    finally:
-        os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+# Checkpoint files, RNG states and the fingerprint: tests/test_checkpoint.py.
 
 
 # --- training runs in this process -----------------------------------------------------------
@@ -255,9 +201,14 @@ def test_outputs(reference: tuple[Any, Path]) -> None:
     result, out = reference
     model, meta = load_model_file(out / "models" / "model.pt")
     assert _same_state(model.state_dict(), result.model.state_dict())
-    assert meta["arch"] == "deepflash" and meta["width"] == 0.0625 and meta["size"] == SIZE
-    assert meta["encoding"] == "C" and meta["centred"] is True
-    assert meta["bilateral"] == {"sigma_s_fraction": 0.03, "sigma_r": 0.4, "mode": "per_channel"}
+    assert meta.arch == "deepflash" and meta.width == 0.0625 and meta.size == SIZE
+    assert meta.encoding == "C" and meta.centred is True
+    assert meta.bilateral.model_dump() == {
+        "sigma_s_fraction": 0.03,
+        "sigma_r": 0.4,
+        "mode": "per_channel",
+    }
+    assert meta.training is not None and meta.training.epochs == 2
     metrics = json.loads((out / "metrics" / "train.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["stop_reason"] == "epochs"
     assert metrics["device"] == "cpu" and metrics["amp"] == "off" and metrics["world_size"] == 1
@@ -531,7 +482,7 @@ def test_model_meta_carries_what_enhance_needs():
             "crop": {"margin": 0.25, "pad_mode": "edge"},
         }
     )
-    meta = model_meta(params)
+    meta = model_meta(params).to_dict()  # pipeline.models.ModelMeta
     assert (meta["arch"], meta["width"], meta["encoding"], meta["size"]) == (
         "hdrnet",
         0.5,

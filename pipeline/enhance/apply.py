@@ -42,11 +42,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.config import CropParams
 from pipeline.core.bilateral import bilateral_filter, sigma_s_for
-from pipeline.core.encodings import ENCODINGS, network_input, reconstruct
+from pipeline.core.encodings import network_input, reconstruct
 from pipeline.faces import detect as face_lib
 from pipeline.io import ImageReadError, read_image, write_image
+from pipeline.models.format import ModelMeta
 from pipeline.runtime import DeviceError, resolve_device
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,6 @@ MASK_AXES = (0.86, 0.98)
 PRECISIONS = ("fp32", "bf16")
 #: Crops sent through the network at once (bounds memory for group photos at width 1.0).
 MAX_BATCH = 4
-#: Keys a model file's meta must have for enhance to use it.
-REQUIRED_META = ("arch", "encoding", "size", "bilateral")
 _EXIF_ORIENTATION = 0x0112
 _JPEG_QUALITY = 95
 #: The stages timed per photo (EnhanceResult.timings keys).
@@ -105,10 +103,12 @@ def load_enhancer(
 ) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
     """Load a model file for inference: (model in eval mode on ``device``, meta, device).
 
-    Raises :class:`EnhanceError` naming the file when it is missing, is not a model file written
-    by :func:`pipeline.models.save_model_file`, or lacks what enhance needs in its meta.
+    Raises :class:`EnhanceError` naming the file when it is missing, damaged ("model file
+    damaged: <path> (checksum mismatch)"), not a model file written by
+    :func:`pipeline.models.save_model_file`, or lacks a meta key. ``meta`` is
+    :class:`pipeline.models.ModelMeta` as a dict (every key present).
     """
-    from pipeline.models import load_model_file
+    from pipeline.models import load_for_inference
 
     path = Path(model_path)
     if not path.exists():
@@ -118,48 +118,34 @@ def load_enhancer(
     if not path.is_file():
         raise EnhanceError(f"{path}: model path is not a file")
     try:
-        target = resolve_device(device)
-    except DeviceError as error:
+        model, meta, target = load_for_inference(path, device)
+    except (DeviceError, ValueError) as error:  # our messages name the file and the reason
         raise EnhanceError(str(error)) from None
-    try:
-        model, meta = load_model_file(path, map_location="cpu")
-    except ValueError as error:  # the loader's own message names the file and the reason
-        raise EnhanceError(str(error)) from None
-    except Exception as error:  # anything else still means "not a usable model file"
-        raise EnhanceError(
-            f"{path}: not a DeepFlash model file ({error.__class__.__name__}: {error})"
-        ) from None
-    check_meta(meta, path)
-    model = model.to(target).eval()
     if target.type == "cpu":
         # oneDNN convolutions are ~1.5x faster in NHWC on CPU; results equal to float rounding.
         model = model.to(memory_format=torch.channels_last)
-    return model, dict(meta), target
+    return model, meta.to_dict(), target
+
+
+def parse_meta(meta: Any, source: str | os.PathLike = "model") -> ModelMeta:
+    """``meta`` (a dict of :class:`pipeline.models.ModelMeta` fields) validated by that one
+    schema; :class:`EnhanceError` naming the bad key otherwise."""
+    if not isinstance(meta, (dict, ModelMeta)):
+        raise EnhanceError(f"{source}: model file has no meta dictionary")
+    try:
+        return ModelMeta.parse(meta, source)
+    except ValueError as error:
+        raise EnhanceError(str(error)) from None
 
 
 def check_meta(meta: Any, source: str | os.PathLike = "model") -> None:
-    """Raise :class:`EnhanceError` when ``meta`` lacks a key enhance needs or has a bad value."""
-    if not isinstance(meta, dict):
-        raise EnhanceError(f"{source}: model file has no meta dictionary")
-    missing = [key for key in REQUIRED_META if key not in meta]
-    if missing:
-        raise EnhanceError(f"{source}: model meta lacks {', '.join(missing)}")
-    if meta["encoding"] not in ENCODINGS:
-        raise EnhanceError(f"{source}: unknown encoding {meta['encoding']!r} in model meta")
-    if not isinstance(meta["size"], int) or meta["size"] <= 0:
-        raise EnhanceError(f"{source}: bad input size {meta['size']!r} in model meta")
+    """Raise :class:`EnhanceError` when ``meta`` is not a valid model meta."""
+    parse_meta(meta, source)
 
 
 def crop_settings(meta: dict[str, Any]) -> dict[str, Any]:
-    """The crop stage's settings the model was trained with (meta ``crop``), else its defaults."""
-    defaults = CropParams()
-    stored = meta.get("crop") or {}
-    return {
-        "margin": float(stored.get("margin", defaults.margin)),
-        "pad_mode": str(stored.get("pad_mode", defaults.pad_mode)),
-        "detector": str(stored.get("detector", defaults.detector)),
-        "detect_max_side": int(stored.get("detect_max_side", defaults.detect_max_side)),
-    }
+    """The crop settings the model's training crops were made with (meta ``crop``)."""
+    return parse_meta(meta).crop_settings()
 
 
 # --------------------------------------------------------------------------- the per-photo core
@@ -266,11 +252,10 @@ def _upsample_to_region(
 
 def make_blur(meta: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
     """The bilateral filter BL the model was trained with, at its input size (from ``meta``)."""
-    settings = meta.get("bilateral") or {}
-    sigma_s = sigma_s_for(int(meta["size"]), float(settings.get("sigma_s_fraction", 0.03)))
-    sigma_r = float(settings.get("sigma_r", 0.4))
-    mode = settings.get("mode", "per_channel")
-    return lambda image: bilateral_filter(image, sigma_s, sigma_r, mode)
+    parsed = parse_meta(meta)
+    settings = parsed.bilateral
+    sigma_s = sigma_s_for(parsed.size, settings.sigma_s_fraction)
+    return lambda image: bilateral_filter(image, sigma_s, settings.sigma_r, settings.mode)
 
 
 @torch.inference_mode()
@@ -728,6 +713,7 @@ __all__ = [
     "face_crops",
     "face_mask",
     "load_enhancer",
+    "parse_meta",
     "make_blur",
     "mask_region",
     "plan_outputs",

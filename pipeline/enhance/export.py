@@ -4,8 +4,8 @@ The exported graph is the network alone: ``y = model(input)`` for an input (N, 3
 [0, 1] whose sides are multiples of the model's ``size_multiple``. Building the input and
 reconstructing the photo stay outside it, as in :mod:`pipeline.enhance.apply`: for encoding C the
 input is the bilateral-filtered crop, and for B and C the photo is ``x - 2y + 1`` (eq. 2). So
-an app knows what to do, the model meta (arch, width, encoding, size, bilateral settings) travels
-inside the file: ONNX ``metadata_props`` key ``deepflash.meta`` and TorchScript extra file
+an app knows what to do, the model meta (:class:`pipeline.models.ModelMeta`: arch, width,
+encoding, size, bilateral and crop settings) travels inside the file: ONNX ``metadata_props`` key ``deepflash.meta`` and TorchScript extra file
 ``meta.json``, both JSON.
 
 ONNX uses PyTorch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter needs
@@ -190,15 +190,20 @@ def export_model_file(
 
     With ``check`` each export is run on two random inputs (the training size, batch 2) and
     compared with PyTorch; a max abs difference above ``tolerance`` raises
-    :class:`ExportError`. Returns ``{format: {"path", "max_abs_diff"}}``.
+    :class:`ExportError`, as does a model file that is missing, damaged or not ours.
+    Returns ``{format: {"path", "max_abs_diff"}}``.
     """
-    from pipeline.enhance.apply import check_meta, load_enhancer
+    from pipeline.models import load_for_inference
 
     if onnx_path is None and torchscript_path is None:
         raise ExportError("nothing to do: give --onnx OUT and/or --torchscript OUT")
-    model, meta, _ = load_enhancer(model_path, "cpu")
-    check_meta(meta, model_path)
-    model = model.to(memory_format=torch.contiguous_format)
+    try:
+        model, model_meta, _ = load_for_inference(model_path, "cpu")
+    except FileNotFoundError:
+        raise ExportError(f"{model_path}: model file not found") from None
+    except ValueError as error:  # our message names the file and the reason
+        raise ExportError(str(error)) from None
+    meta = model_meta.to_dict()  # embedded in the export as JSON
     results: dict[str, dict[str, Any]] = {}
     inputs = example_input(model, meta, batch=2, seed=1)
     jobs = [

@@ -41,15 +41,17 @@ def evaluate_raw(
     from pipeline.datasets.ingest import DatasetError, read_dataset
     from pipeline.faces.detect import NoFaceError, crop_options, crop_pair_files
     from pipeline.io import ImageReadError, read_image
-    from pipeline.models import load_model_file
+    from pipeline.models import read_model_meta
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        _, meta = load_model_file(model_path)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise EvaluateError(f"{model_path}: not a usable model file ({error})") from None
-    size = int(meta["size"])
+        meta = read_model_meta(model_path)  # checksum and zip CRCs verified
+    except FileNotFoundError:
+        raise EvaluateError(f"{model_path}: model file not found") from None
+    except ValueError as error:  # our message names the file and the reason
+        raise EvaluateError(str(error)) from None
+    size = meta.size
     ing, reg_p, crop_p = params.ingest, params.register, params.crop
     try:
         found = read_dataset(
@@ -132,8 +134,8 @@ def evaluate_raw(
         "model": str(model_path),
         "raw_dir": str(raw_dir),
         "layout": layout,
-        "arch": meta.get("arch"),
-        "encoding": meta.get("encoding"),
+        "arch": meta.arch,
+        "encoding": meta.encoding,
         "size": size,
         "pairs": len(rows),
         "metrics": metrics,

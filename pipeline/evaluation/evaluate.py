@@ -43,7 +43,6 @@ import torch
 from tqdm import tqdm
 
 from pipeline.evaluation.results import GAP_METRICS, METRICS, PSNR_CAP, SYSTEMS, gap_closed
-from pipeline.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -269,16 +268,15 @@ def evaluate_model(
     """
     from pipeline.core.losses import make_loss
     from pipeline.io import write_image
-    from pipeline.models import load_model_file
+    from pipeline.models import load_for_inference
     from pipeline.training.data import PairDataset
 
-    dev = resolve_device(device)
-    model, meta = load_model_file(model_path, map_location=dev)
-    model.to(dev).eval()
-    encoding = meta["encoding"]
-    size = int(meta["size"])
-    blur = make_blur(meta["bilateral"], size)
-    loss_fn = make_loss(bool(meta.get("centred", True)))
+    # Verified (checksum, zip CRCs) and complete meta; raises on a damaged or foreign file.
+    model, meta, dev = load_for_inference(model_path, device)
+    encoding = meta.encoding
+    size = meta.size
+    blur = make_blur(meta.bilateral.model_dump(), size)
+    loss_fn = make_loss(meta.centred)
     results: dict[str, Any] = {}
     if samples_dir is not None:
         samples_dir = Path(samples_dir)

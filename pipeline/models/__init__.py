@@ -1,44 +1,57 @@
-"""Network registry (``model.arch`` picks one by name) and the model file.
+"""Network registry: ``model.arch`` picks one by name; the one source of the arch vocabulary.
 
-Archs: ``deepflash`` (the paper's VGG-16 + HDRCNN-style decoder), ``hdrnet`` (Gharbi et al.
-2017), ``pix2pix`` (Isola et al. 2017). ``build_model(arch, width, **kwargs)`` builds one;
-``width`` scales every channel count (1.0 = the published network).
+Archs: ``deepflash`` (the paper's VGG-16 + HDRCNN-style decoder, Sec. 4), ``hdrnet`` (Gharbi et
+al. 2017), ``pix2pix`` (Isola et al. 2017). ``build_model(arch, width, **kwargs)`` builds one;
+``width`` scales every channel count (1.0 = the published network). Each arch declares, where it
+registers, its constructor options (its ``__init__`` arguments besides ``width``) and its Adam
+defaults (its paper's); params.yaml's ``model.arch`` and ``train.optimizer.<arch>`` are checked
+against this registry (:func:`check_params`, run by the ``check_params`` stage), so
+``pipeline/config.py`` (imported by every stage, and kept free of torch) repeats no arch name.
 
-Model file (``models/model.pt``): ``torch.save`` of a dict of primitives and tensors, read back
-with ``torch.load(weights_only=True)`` (no pickled code):
-``{"format": "deepflash-model", "version": 1, "arch", "build_kwargs", "meta", "state_dict"}``.
-``meta`` carries what using the model needs: arch, width, encoding, size, bilateral
-{sigma_s_fraction, sigma_r, mode}, centred (see pipeline/train.py ``model_meta``).
+The model file (:mod:`pipeline.models.format`): :class:`ModelMeta`, :func:`save_model_file`,
+:func:`load_model_file`, :func:`load_for_inference`, :func:`read_model_meta`.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
+from pipeline.config import ParamsError
 from pipeline.models.base import ImageModel
 
-FILE_FORMAT = "deepflash-model"
-FILE_VERSION = 1
+
+@dataclass(frozen=True)
+class AdamConfig:
+    """Resolved Adam settings of one arch (fits :class:`pipeline.models.base.AdamSettings`)."""
+
+    lr: float
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
 
 _REGISTRY: dict[str, type[ImageModel]] = {}
+_ADAM: dict[str, AdamConfig] = {}
 
 
-def register_arch(name: str) -> Callable[[type[ImageModel]], type[ImageModel]]:
-    """Class decorator: make an :class:`ImageModel` subclass buildable as ``name``."""
+def register_arch(name: str, *, adam: AdamConfig) -> Callable[[type[ImageModel]], type[ImageModel]]:
+    """Class decorator: make an :class:`ImageModel` subclass buildable as ``name``.
+
+    ``adam``: the arch's Adam defaults (its paper's), used for every setting that params.yaml's
+    ``train.optimizer.<name>`` leaves out.
+    """
 
     def decorate(cls: type[ImageModel]) -> type[ImageModel]:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"arch {name!r} is already registered by {_REGISTRY[name].__name__}")
         cls.arch = name
         _REGISTRY[name] = cls
+        _ADAM[name] = adam
         return cls
 
     return decorate
@@ -49,12 +62,65 @@ def available_archs() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-def arch_options(arch: str) -> list[str]:
-    """Constructor options (besides ``width``) that the arch ``arch`` accepts."""
+def _check_arch(arch: str) -> type[ImageModel]:
     if arch not in _REGISTRY:
         raise ValueError(f"unknown model arch {arch!r}; available: {', '.join(available_archs())}")
-    params = inspect.signature(_REGISTRY[arch].__init__).parameters
+    return _REGISTRY[arch]
+
+
+def arch_options(arch: str) -> list[str]:
+    """Constructor options (besides ``width``) that the arch ``arch`` accepts."""
+    params = inspect.signature(_check_arch(arch).__init__).parameters
     return [name for name in params if name not in ("self", "width")]
+
+
+def adam_defaults(arch: str) -> AdamConfig:
+    """The Adam settings ``arch`` declared when it registered (its paper's)."""
+    _check_arch(arch)
+    return _ADAM[arch]
+
+
+def adam_settings(arch: str, overrides: Mapping[str, Any] | None = None) -> AdamConfig:
+    """The Adam settings of ``arch``: its defaults, with what ``overrides[arch]`` sets.
+
+    ``overrides`` is params.yaml's ``train.optimizer`` (arch name -> AdamParams, whose unset
+    keys are None). Every name in it must be a registered arch: a typo would otherwise leave
+    the arch it meant on its defaults without a word.
+    """
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(_REGISTRY))
+    if unknown:
+        raise ValueError(
+            f"train.optimizer.{unknown[0]}: unknown arch; available: {', '.join(available_archs())}"
+        )
+    chosen = overrides.get(arch)
+    given = {} if chosen is None else _as_dict(chosen)
+    base = adam_defaults(arch)
+    values = {key: getattr(base, key) for key in ("lr", "beta1", "beta2", "eps")}
+    values.update({k: float(v) for k, v in given.items() if v is not None and k in values})
+    return AdamConfig(**values)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    return dict(value.model_dump()) if hasattr(value, "model_dump") else dict(vars(value))
+
+
+def check_params(params: Any, source: str = "params.yaml") -> None:
+    """Check the params that name archs against the registry (what config.py cannot know).
+
+    ``model.arch`` must be a registered arch and every key of ``train.optimizer`` too; raises
+    :class:`pipeline.config.ParamsError` with one line naming the file and the key.
+    """
+    names = ", ".join(available_archs())
+    if params.model.arch not in _REGISTRY:
+        raise ParamsError(
+            f"{source}: model.arch: unknown arch {params.model.arch!r}; available: {names}"
+        )
+    for arch in params.train.optimizer:
+        if arch not in _REGISTRY:
+            raise ParamsError(f"{source}: train.optimizer.{arch}: unknown arch; available: {names}")
 
 
 def build_model(
@@ -65,9 +131,7 @@ def build_model(
     ``size`` (the square training side) lets an arch adapt its depth to small images, e.g.
     pix2pix's U-Net uses fewer downsamplings below 256 px; explicit kwargs win.
     """
-    if arch not in _REGISTRY:
-        raise ValueError(f"unknown model arch {arch!r}; available: {', '.join(available_archs())}")
-    cls = _REGISTRY[arch]
+    cls = _check_arch(arch)
     if size is not None:
         kwargs = {**cls.kwargs_for_size(size), **kwargs}
     accepted = arch_options(arch)
@@ -82,23 +146,24 @@ def build_model(
     # not needed (the state dict holds the weights) and may not exist where the file is used.
     model.build_kwargs = {"width": float(width)}
     model.build_kwargs.update(
-        {k: v for k, v in kwargs.items() if k != "encoder_weights" and _is_primitive(v)}
+        {k: v for k, v in kwargs.items() if k != "encoder_weights" and is_primitive(v)}
     )
     return model
 
 
-def _is_primitive(value: Any) -> bool:
+def is_primitive(value: Any) -> bool:
+    """True for JSON-like values: str/int/float/bool/None, and lists/dicts of them."""
     if isinstance(value, (str, int, float, bool)) or value is None:
         return True
     if isinstance(value, (list, tuple)):
-        return all(_is_primitive(v) for v in value)
+        return all(is_primitive(v) for v in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_primitive(v) for k, v in value.items())
+        return all(isinstance(k, str) and is_primitive(v) for k, v in value.items())
     return False
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    # torch.compile wraps in ``_orig_mod``; DataParallel/DDP in ``module``.
+def unwrap(model: nn.Module) -> nn.Module:
+    """The registry model inside torch.compile (``_orig_mod``) and DataParallel/DDP wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
@@ -108,93 +173,34 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def save_model_file(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write ``model`` (weights on CPU) and ``meta`` to ``path`` atomically; returns the path.
-
-    ``meta`` must be JSON-like (str/int/float/bool/None, lists, dicts); its arch and width
-    default to the model's and must agree with it.
-    """
-    model = _unwrap(model)
-    if not isinstance(model, ImageModel) or not model.arch:
-        raise TypeError(f"{path}: can only save registry models (got {type(model).__name__})")
-    build_kwargs = dict(model.build_kwargs) or {"width": 1.0}
-    meta = {"arch": model.arch, "width": build_kwargs.get("width", 1.0), **dict(meta)}
-    if meta["arch"] != model.arch:
-        raise ValueError(
-            f"{path}: meta arch {meta['arch']!r} differs from the model's {model.arch!r}"
-        )
-    if not _is_primitive(meta):
-        raise ValueError(f"{path}: meta must hold only str/int/float/bool/None, lists and dicts")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    payload = {
-        "format": FILE_FORMAT,
-        "version": FILE_VERSION,
-        "arch": model.arch,
-        "build_kwargs": build_kwargs,
-        "meta": meta,
-        "state_dict": state,
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def load_model_file(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> tuple[ImageModel, dict[str, Any]]:
-    """Read a model file: (model in eval mode on ``map_location``, meta).
-
-    Raises ``ValueError`` naming the file and the reason for files that are not model files,
-    come from a newer format, name an unknown arch, or whose weights do not fit.
-    """
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # unpickling / zip errors: not a torch file at all
-        raise ValueError(
-            f"{path}: not a model file ({error.__class__.__name__}: {error})"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise ValueError(f"{path}: not a DeepFlash model file (no '{FILE_FORMAT}' header)")
-    if int(payload.get("version", 0)) > FILE_VERSION:
-        raise ValueError(
-            f"{path}: model file version {payload['version']} is newer than this code "
-            f"({FILE_VERSION}); update the pipeline"
-        )
-    arch = payload["arch"]
-    if arch not in _REGISTRY:
-        raise ValueError(
-            f"{path}: unknown arch {arch!r}; available: {', '.join(available_archs())}"
-        )
-    kwargs = dict(payload.get("build_kwargs") or {})
-    width = kwargs.pop("width", 1.0)
-    model = build_model(arch, width, **kwargs)
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as error:
-        raise ValueError(f"{path}: weights do not fit a {arch} of width {width}: {error}") from None
-    return model.to(map_location).eval(), dict(payload.get("meta") or {})
-
-
-# Register the archs (imports at the bottom: the modules use register_arch above).
+# Register the archs, then the file format that builds them (imports at the bottom: these
+# modules use register_arch and build_model above).
 from pipeline.models import deepflash, hdrnet, pix2pix  # noqa: E402, F401
+from pipeline.models.format import (  # noqa: E402
+    ModelFileError,
+    ModelMeta,
+    load_for_inference,
+    load_model_file,
+    read_model_meta,
+    save_model_file,
+)
 
 __all__ = [
+    "AdamConfig",
     "ImageModel",
-    "available_archs",
+    "ModelFileError",
+    "ModelMeta",
+    "adam_defaults",
+    "adam_settings",
     "arch_options",
+    "available_archs",
     "build_model",
+    "check_params",
+    "is_primitive",
+    "load_for_inference",
     "load_model_file",
+    "read_model_meta",
     "register_arch",
     "save_model_file",
+    "unwrap",
 ]

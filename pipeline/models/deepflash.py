@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.models import register_arch
+from pipeline.models import AdamConfig, register_arch
 from pipeline.models.base import ImageModel
 
 VGG16_BLOCKS: tuple[tuple[int, ...], ...] = (
@@ -76,7 +76,8 @@ class DecoderLevel(nn.Module):
         return self.fuse(torch.cat([x, skip], dim=1))
 
 
-@register_arch("deepflash")
+# The paper (Sec. 3): Adam, lr 1e-5, betas (0.9, 0.999), eps 1e-8.
+@register_arch("deepflash", adam=AdamConfig(lr=1e-5))
 class DeepFlashNet(ImageModel):
     """VGG-16 encoder + HDRCNN decoder; sides must be multiples of 32."""
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models import register_arch
+from pipeline.models import AdamConfig, register_arch
 from pipeline.models.base import ImageModel
 from pipeline.models.deepflash import scaled
 
@@ -58,7 +58,8 @@ class Guide(nn.Module):
         return self.mix(curves).clamp(0.0, 1.0)
 
 
-@register_arch("hdrnet")
+# Gharbi et al. 2017 train with Adam at lr 1e-4.
+@register_arch("hdrnet", adam=AdamConfig(lr=1e-4))
 class HDRNet(ImageModel):
     """HDRNet with the paper's defaults; works at any input size (size_multiple 1)."""
 

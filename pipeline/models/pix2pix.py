@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models import register_arch
+from pipeline.models import AdamConfig, register_arch
 from pipeline.models.base import (
     AdamSettings,
     Autocast,
@@ -150,7 +150,8 @@ def init_pix2pix(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-@register_arch("pix2pix")
+# Isola et al. 2017 (Sec. 3.3): Adam, lr 2e-4, beta1 0.5.
+@register_arch("pix2pix", adam=AdamConfig(lr=2e-4, beta1=0.5))
 class Pix2Pix(ImageModel):
     """Generator + discriminator; ``forward`` runs the generator only."""
 

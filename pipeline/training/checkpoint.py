@@ -1,15 +1,14 @@
 """Checkpoints of a training run: what decides the weights (fingerprint), save, load, RNG state.
 
 A run killed at any moment resumes from its last checkpoint and ends with the same weights as
-a run that never stopped (see :mod:`pipeline.training.loop`).
+a run that never stopped (see :mod:`pipeline.training.loop`). Checkpoints are sealed like
+model files (:mod:`pipeline.models.integrity`): a damaged one is never resumed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,21 +17,22 @@ import numpy as np
 import torch
 
 from pipeline.config import Params
+from pipeline.io import atomic_output
+from pipeline.models.integrity import DamagedFileError, ForeignFileError, read_sealed, seal, verify
 from pipeline.training.data import read_index, resolve_path
 
 CHECKPOINT_NAME = "last.pt"
-
-
 BEST_NAME = "best.pt"
-
-
-CHECKPOINT_VERSION = 1
+# 2: sealed with a sha256 of the contents (version 1 files are not resumed: no checksum).
+CHECKPOINT_VERSION = 2
+KIND = "checkpoint"
 
 
 # Params of the train group that do not change the weights a run ends with (so a checkpoint
 # stays valid when they change): the number of epochs and the stop rules only decide where to
-# stop, workers only how the same batches are loaded.
-_NOT_FINGERPRINTED = ("epochs", "target_val_loss", "patience", "num_workers")
+# stop, workers only how the same batches are loaded, on_bad_checkpoint only what happens to a
+# damaged checkpoint.
+_NOT_FINGERPRINTED = ("epochs", "target_val_loss", "patience", "num_workers", "on_bad_checkpoint")
 
 
 def fingerprint(params: Params, index_csv: Path, root: Path, world_size: int = 1) -> str:
@@ -59,35 +59,47 @@ def fingerprint(params: Params, index_csv: Path, root: Path, world_size: int = 1
     return digest.hexdigest()[:20]
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``:
-    a process killed at any moment leaves either the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    with contextlib.suppress(OSError):  # directory fsync is not possible everywhere
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+class CheckpointError(RuntimeError):
+    """A damaged checkpoint met ``train.on_bad_checkpoint: stop``; the message says what to do."""
 
 
-def load_checkpoint(path: Path, expected_fingerprint: str) -> tuple[dict[str, Any] | None, str]:
-    """The checkpoint at ``path`` when usable, else None; the second value says why."""
+def atomic_save(obj: dict[str, Any], path: Path) -> None:
+    """``torch.save`` of ``obj`` sealed with its checksum (:mod:`pipeline.models.integrity`),
+    atomically and fsynced (:func:`pipeline.io.atomic_output`): a process killed at any moment
+    leaves either the old file or the new one, never half, and damage later is detected."""
+    with atomic_output(path, durable=True) as tmp, tmp.open("wb") as handle:
+        # A file object, not a path: the zip's inner folder is "archive", not the temp name.
+        torch.save(seal(obj), handle)
+
+
+def load_checkpoint(
+    path: Path, expected_fingerprint: str, on_bad: str = "restart"
+) -> tuple[dict[str, Any] | None, str]:
+    """The checkpoint at ``path`` when usable, else None; the second value says why.
+
+    A checkpoint that is absent, of another format or of other params/data is not used
+    (training starts afresh). A damaged one (zip CRC, checksum, unreadable: "checkpoint
+    damaged: <path> (<reason>)") is never resumed: ``on_bad`` = ``restart`` returns None with
+    that reason, ``stop`` raises :class:`CheckpointError`.
+    """
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         # Left by a process killed while writing; the previous checkpoint is intact.
         stale.unlink(missing_ok=True)
     if not path.is_file():
         return None, "no checkpoint"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unreadable or foreign file: train from scratch
-        return None, f"unreadable checkpoint {path} ({error.__class__.__name__}: {error})"
+        state = read_sealed(path, KIND)
+        if isinstance(state, dict) and state.get("version") == CHECKPOINT_VERSION:
+            verify(state, path, KIND)
+    except DamagedFileError as error:
+        if on_bad == "stop":
+            raise CheckpointError(
+                f"{error}; not resumed (train.on_bad_checkpoint: stop): delete it to train "
+                "from scratch, or set train.on_bad_checkpoint: restart"
+            ) from None
+        return None, str(error)
+    except ForeignFileError as error:
+        return None, str(error)
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         return None, f"checkpoint {path} has another format"
     if state.get("fingerprint") != expected_fingerprint:

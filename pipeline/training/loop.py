@@ -56,7 +56,7 @@ from pipeline.core.encodings import make_target, network_input
 from pipeline.core.losses import make_loss
 from pipeline.core.metrics import accuracy
 from pipeline.io import write_json
-from pipeline.models import arch_options, build_model, save_model_file
+from pipeline.models import ModelMeta, adam_settings, arch_options, build_model, save_model_file
 from pipeline.runtime import make_autocast, resolve_amp, resolve_device
 from pipeline.training.checkpoint import (
     BEST_NAME,
@@ -262,29 +262,10 @@ def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def model_meta(params: Params, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything needed to use a trained model later (the model file's meta)."""
-    meta = {
-        "arch": params.model.arch,
-        "width": params.model.width,
-        "encoding": params.loss.encoding,
-        "size": params.data.size,
-        "bilateral": {
-            "sigma_s_fraction": params.bilateral.sigma_s_fraction,
-            "sigma_r": params.bilateral.sigma_r,
-            "mode": params.bilateral.mode,
-        },
-        "centred": params.loss.centred,
-        # enhance crops real photos exactly as the crop stage cropped the training data
-        "crop": {
-            "margin": params.crop.margin,
-            "pad_mode": params.crop.pad_mode,
-            "detector": params.crop.detector,
-            "detect_max_side": params.crop.detect_max_side,
-        },
-    }
-    meta.update(extra or {})
-    return meta
+def model_meta(params: Params, extra: dict[str, Any] | None = None) -> ModelMeta:
+    """Everything needed to use a trained model later (the model file's meta); ``extra``:
+    the training record (epochs, best_epoch, fingerprint)."""
+    return ModelMeta.from_params(params, training=extra)
 
 
 def _device_name(device: torch.device) -> str:
@@ -433,7 +414,7 @@ class _Trainer:
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.optimizers = self.model.configure_optimizers(getattr(tp.optimizer, arch))
+        self.optimizers = self.model.configure_optimizers(adam_settings(arch, tp.optimizer))
         # The configured lr of every param group (a resumed optimizer state holds the last
         # epoch's scheduled lr, not this).
         self.base_lrs = {
@@ -451,14 +432,18 @@ class _Trainer:
         best_state: dict[str, Any] | None = None
         epochs = self.params.train.epochs
         if self.info.is_main:
-            state, why = load_checkpoint(self.ckpt_path, self.fingerprint)
+            state, why = load_checkpoint(
+                self.ckpt_path, self.fingerprint, self.params.train.on_bad_checkpoint
+            )
             if state is not None and state["epoch"] > epochs:
                 why = (
                     f"{self.ckpt_path} has {state['epoch']} epochs, more than train.epochs={epochs}"
                 )
                 state = None
             if state is not None:
-                best, _ = load_checkpoint(self.best_path, self.fingerprint)
+                best, _ = load_checkpoint(
+                    self.best_path, self.fingerprint, self.params.train.on_bad_checkpoint
+                )
                 if best is not None and best.get("epoch") == state["best_epoch"]:
                     best_state = best["model"]
                 log.info("resuming from %s (%d epoch(s) done)", self.ckpt_path, state["epoch"])
