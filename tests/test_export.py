@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
+from damage import flip_byte, weight_offsets
 
 from pipeline.cli import main
 from pipeline.enhance.export import (
@@ -65,7 +66,7 @@ def test_cli_onnx_and_torchscript_parity(model_file: Path, tmp_path: Path) -> No
     )
     assert result.exit_code == 0, result.output
     assert "max abs diff vs PyTorch" in result.output
-    model, _ = load_model_file(model_file)
+    model, meta = load_model_file(model_file)
     model.eval()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     scripted = torch.jit.load(str(ts_path))
@@ -79,8 +80,9 @@ def test_cli_onnx_and_torchscript_parity(model_file: Path, tmp_path: Path) -> No
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() < 1e-4
         assert np.abs(traced - expected).max() < 1e-4
-    assert read_onnx_meta(onnx_path) == META
-    assert read_torchscript_meta(ts_path) == META
+    # The whole ModelMeta travels: what the app needs to build inputs and reconstruct.
+    assert read_onnx_meta(onnx_path) == meta.to_dict() == read_torchscript_meta(ts_path)
+    assert {k: meta.to_dict()[k] for k in META} == META
 
 
 def test_export_model_file_reports_differences(model_file: Path, tmp_path: Path) -> None:
@@ -93,7 +95,8 @@ def test_export_model_file_reports_differences(model_file: Path, tmp_path: Path)
 
 
 def test_export_errors(model_file: Path, tmp_path: Path) -> None:
-    """No target, a missing model and a wrong file each stop with a message naming the cause."""
+    """No target, a missing, damaged or foreign model and a wrong file each stop with a message
+    naming the cause (exit 2), in our words."""
     runner = CliRunner()
     result = runner.invoke(main, ["export", "--model", str(model_file)])
     assert result.exit_code == 2 and "give --onnx OUT and/or --torchscript OUT" in result.output
@@ -102,6 +105,21 @@ def test_export_errors(model_file: Path, tmp_path: Path) -> None:
         main, ["export", "--model", str(missing), "--onnx", str(tmp_path / "x.onnx")]
     )
     assert result.exit_code == 2 and f"{missing}: model file not found" in result.output
+    for where, offset in weight_offsets(model_file).items():
+        damaged = flip_byte(model_file, offset, tmp_path / f"{where}.pt")
+        result = runner.invoke(
+            main, ["export", "--model", str(damaged), "--onnx", str(tmp_path / "d.onnx")]
+        )
+        assert result.exit_code == 2, result.output
+        assert f"error: model file damaged: {damaged} (zip CRC error)" in result.output
+        assert not (tmp_path / "d.onnx").exists()
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "deepflash-model", "code": np.random.default_rng(0)}, pickled)
+    result = runner.invoke(main, ["export", "--model", str(pickled), "--torchscript", "x.ts"])
+    assert (
+        result.exit_code == 2 and f"{pickled}: not a model file (it holds Python" in result.output
+    )
+    assert "weights_only" not in result.output
     bare = tmp_path / "bare.onnx"
     onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "empty", [], [])), str(bare))
     with pytest.raises(ExportError, match="no deepflash.meta"):
