@@ -6,7 +6,11 @@ The model file is tested in tests/test_format.py.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from contextlib import nullcontext
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -27,6 +31,7 @@ from pipeline.models import (
 )
 from pipeline.models.deepflash import DeepFlashNet, vgg16_state_dict
 
+REPO = Path(__file__).resolve().parents[1]
 # Tiny networks keep every test fast on 2 CPU cores.
 TINY = {"deepflash": 1 / 16, "hdrnet": 1 / 8, "pix2pix": 1 / 16}
 SIDE = {"deepflash": 64, "hdrnet": 48, "pix2pix": 256}
@@ -84,6 +89,24 @@ def test_params_naming_archs_are_checked_against_the_registry():
         check_params(validate_params({"model": {"arch": "unet"}}), "p.yaml")
     with pytest.raises(ParamsError, match=r"^params.yaml: train.optimizer.hdrnett: unknown arch"):
         check_params(validate_params({"train": {"optimizer": {"hdrnett": {"lr": 1e-3}}}}))
+
+
+def test_params_gate_stage_refuses_an_unknown_arch(tmp_path: Path) -> None:
+    """stages/check_params.py asks the registry: exit 2, one line, no marker, no traceback."""
+    (tmp_path / "params.yaml").write_text("model:\n  arch: unet\n")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "check_params.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "params.yaml: model.arch: unknown arch 'unet'; available: deepflash, hdrnet, pix2pix"
+    ]
+    assert not (tmp_path / "data" / "params.ok").exists()
 
 
 # --- DeepFlash -------------------------------------------------------------------------------
