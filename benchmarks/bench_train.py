@@ -26,7 +26,7 @@ import torch
 from pipeline.config import load_params
 from pipeline.core.bilateral import sigma_s_for
 from pipeline.core.losses import make_loss
-from pipeline.models import build_model
+from pipeline.models import adam_settings, build_model
 from pipeline.runtime import resolve_device
 from pipeline.training.loop import MemoBlur, encode_batch, make_autocast, resolve_amp
 
@@ -53,7 +53,7 @@ def measure(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model.train()
-    optimizers = model.configure_optimizers(getattr(params.train.optimizer, arch))
+    optimizers = model.configure_optimizers(adam_settings(arch, params.train.optimizer))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     autocast = make_autocast(device, amp_dtype)
     loss_fn = make_loss(True)
