@@ -225,6 +225,20 @@ def test_encoder_weights_errors(tmp_path):
     torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3)}, short)
     with pytest.raises(ValueError, match="has 1 convolution weights, VGG-16 needs 13"):
         build_model("deepflash", 0.125, encoder_weights=str(short))
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"features.0.weight": SimpleNamespace(evil=True)}, pickled)
+    with pytest.raises(ValueError) as caught:  # our words, never torch's weights_only advice
+        build_model("deepflash", 0.125, encoder_weights=str(pickled))
+    assert str(caught.value) == (
+        f"{pickled}: not a torch state dict (it holds Python objects other than tensors and "
+        "plain values)"
+    )
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"junk")
+    with pytest.raises(
+        ValueError, match=r"junk\.pth: not a torch state dict \(unreadable by torch\.load\)$"
+    ):
+        build_model("deepflash", 0.125, encoder_weights=str(junk))
 
 
 # --- HDRNet ----------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from torch import nn
 
 from pipeline.models import AdamConfig, register_arch
 from pipeline.models.base import ImageModel
+from pipeline.models.integrity import OBJECTS_REFUSED, refused_objects
 
 VGG16_BLOCKS: tuple[tuple[int, ...], ...] = (
     (64, 64),
@@ -199,10 +200,9 @@ def load_encoder_weights(model: DeepFlashNet, path: str | os.PathLike) -> str:
         raise ValueError(f"{path}: encoder weights file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"{path}: not a torch state dict ({error.__class__.__name__}: {error})"
-        ) from None
+    except Exception as error:  # in our words: torch's would suggest weights_only=False
+        reason = OBJECTS_REFUSED if refused_objects(error) else "unreadable by torch.load"
+        raise ValueError(f"{path}: not a torch state dict ({reason})") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

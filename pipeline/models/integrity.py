@@ -108,14 +108,24 @@ def read_sealed(path: str | os.PathLike, kind: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        # Only the exception's class: torch's text suggests weights_only=False, never an option.
-        if "weights only" in str(error).lower() or "weights_only" in str(error):
-            raise ForeignFileError(
-                kind, path, "it holds Python objects other than tensors and plain values"
-            ) from None
+        if refused_objects(error):
+            raise ForeignFileError(kind, path, OBJECTS_REFUSED) from None
         raise DamagedFileError(
             kind, path, f"contents unreadable: {error.__class__.__name__}"
         ) from None
+
+
+OBJECTS_REFUSED = "it holds Python objects other than tensors and plain values"
+
+
+def refused_objects(error: BaseException) -> bool:
+    """True when ``torch.load(weights_only=True)`` refused a file for the objects it holds.
+
+    Callers report that in their own words (:data:`OBJECTS_REFUSED`), never torch's text,
+    which suggests ``weights_only=False``: that would run whatever code the file holds.
+    """
+    text = str(error)
+    return "weights only" in text.lower() or "weights_only" in text
 
 
 def _feed(digest: Any, value: Any) -> None:
@@ -139,11 +149,13 @@ def _feed(digest: Any, value: Any) -> None:
 
 __all__ = [
     "CHECKSUM_KEY",
+    "OBJECTS_REFUSED",
     "DamagedFileError",
     "ForeignFileError",
     "SealedFileError",
     "checksum",
     "read_sealed",
+    "refused_objects",
     "seal",
     "verify",
 ]
