@@ -97,7 +97,7 @@ def test_meta_from_params_holds_what_readers_need() -> None:
             "crop": {"margin": 0.25, "pad_mode": "edge", "workers": 7},
         }
     )
-    meta = ModelMeta.from_params(params, {"epochs": 3, "best_epoch": 2, "fingerprint": "ab"})
+    meta = ModelMeta.from_params(params, {"epochs": 3, "best_epoch": 2})
     assert (meta.arch, meta.width, meta.encoding, meta.size, meta.centred) == (
         "hdrnet",
         0.5,
@@ -108,6 +108,8 @@ def test_meta_from_params_holds_what_readers_need() -> None:
     assert meta.bilateral.sigma_r == 0.1 and meta.bilateral.sigma_s_fraction == 0.03
     assert meta.crop.margin == 0.25 and meta.crop.pad_mode == "edge"
     assert meta.training is not None and meta.training.best_epoch == 2
+    with pytest.raises(ModelFileError, match="training.fingerprint: unknown key"):
+        ModelMeta.from_params(params, {"epochs": 3, "best_epoch": 2, "fingerprint": "ab"})
     # Run-time-only crop keys stay out: changing them must not change a model file.
     assert "workers" not in meta.crop_settings() and CROP_RUNTIME_KEYS == {"workers"}
 

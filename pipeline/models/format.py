@@ -72,11 +72,11 @@ CropSettings: type[BaseModel] = create_model(  # type: ignore[call-overload]
 
 
 class TrainingRecord(_Meta):
-    """How the weights were obtained (informative; readers do not need it)."""
+    """How the weights were obtained (informative; readers do not need it). Nothing that
+    varies between identical runs (times, paths): the file's bytes must not."""
 
     epochs: int = Field(ge=0)
     best_epoch: int = Field(ge=0)
-    fingerprint: str
 
 
 class ModelMeta(_Meta):
@@ -117,7 +117,7 @@ class ModelMeta(_Meta):
     ) -> ModelMeta:
         """The meta of a model trained with ``params`` (options are set when it is saved)."""
         crop = params.crop.model_dump(exclude=set(CROP_RUNTIME_KEYS))
-        return cls.model_validate(
+        return cls.parse(
             {
                 "arch": params.model.arch,
                 "width": params.model.width,
@@ -127,7 +127,8 @@ class ModelMeta(_Meta):
                 "bilateral": params.bilateral.model_dump(),
                 "crop": crop,
                 "training": dict(training) if isinstance(training, Mapping) else training,
-            }
+            },
+            "model meta",
         )
 
     @classmethod

@@ -668,11 +668,8 @@ class _Trainer:
         )
         metrics["parameters"] = sum(p.numel() for p in self.model.parameters())
         if info.is_main:
-            extra = {
-                "epochs": len(self.history),
-                "best_epoch": self.best_epoch,
-                "fingerprint": self.fingerprint,
-            }
+            # No fingerprint (it hashes file times): the same training, the same file bytes.
+            extra = {"epochs": len(self.history), "best_epoch": self.best_epoch}
             save_model_file(paths.model_file, self.model, model_meta(params, extra))
             if paths.metrics_file is not None:
                 write_json(paths.metrics_file, metrics)
