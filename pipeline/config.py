@@ -205,7 +205,8 @@ class MlflowParams(_Group):
     """MLflow conventions (pipeline/tracking.py)."""
 
     experiment: str = Field("deepflash", min_length=1)
-    log_model: bool = False
+    # The model file as an MLflow logged model, registered per arch (pipeline/tracking_models.py).
+    log_model: bool = True
     role: Literal["candidate", "baseline"] = "candidate"
 
 

@@ -1,56 +1,62 @@
-"""MLflow conventions of the pipeline (README, "Tracking").
+"""MLflow runs of the pipeline (README, "Experiments and MLflow").
 
 One DVC experiment = one MLflow run: the train stage starts it, evaluate and report log
-into the same run (they find it through ``models/mlflow_run.json``).
+into the same run (they find it through ``models/mlflow_run.json``); evaluating a trained
+model again forks a new run. Every MLflow call is retried on SQLite's "database is locked"
+(``dvc queue start -j 2``: two writers of one file).
 
-- Tracking URI: ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<repo root>/mlflow.db``
-  with the repo root taken from ``$DVC_ROOT``. DVC sets ``DVC_ROOT`` for every stage
-  (``dvc/stage/run.py``) and, for ``dvc exp run`` (workspace, ``--temp`` and ``--queue``),
-  also ``DVC_EXP_NAME`` and ``DVC_EXP_BASELINE_REV``, with ``DVC_ROOT`` pointing at the
-  parent repo rather than the temporary copy (``dvc/repo/experiments/queue/base.py``):
-  so queued experiments land in the main repo's database, not in a copy that is deleted.
-- Experiment: ``params.mlflow.experiment``; artifacts of a local (sqlite) store go to
-  ``<repo root>/mlartifacts/<experiment id>`` (an absolute path, for the same reason).
-- Run name: ``$DVC_EXP_NAME``, else the caller's name, else ``<arch>-<encoding>``.
-- Tags: dvc.exp_name, dvc.baseline_rev, git.commit, data.fingerprint, model.arch,
-  loss.encoding, role. Params: params.yaml flattened.
-
-Concurrency (``dvc queue start -j 2``): two processes write the same SQLite file. SQLite
-serialises writers with a file lock; a writer waits up to 5 s (sqlite3's default timeout)
-and then fails with "database is locked". Every MLflow call here is retried with
-exponential backoff and jitter on that error (:func:`call_with_retry`), and creating the
-database (MLflow's schema migrations, which are not safe to run twice at once) happens
-under an inter-process file lock next to the database. Many parallel writers (or several
-machines): run one ``mlflow server --backend-store-uri sqlite:///mlflow.db`` as the single
-writer and export ``MLFLOW_TRACKING_URI=http://127.0.0.1:5000``; the code is the same.
-
-Set ``DEEPFLASH_MLFLOW=0`` to switch tracking off (tests of other modules): every call
-then returns a no-op handle and MLflow is not even imported.
+Siblings: :mod:`pipeline.tracking_store` (tracking URI, the model-training experiment,
+artifact locations that survive moving the repository, run files, search),
+:mod:`pipeline.tracking_meta` (run name, MLflow's source/commit/description tags, the
+dataset input), :mod:`pipeline.tracking_models` (the logged model, the registry and the
+champion alias), :mod:`pipeline.tracking_compare` (baseline and paper runs, the saved
+comparison view). Set ``DEEPFLASH_MLFLOW=0`` to switch tracking off: every call then returns
+a no-op handle and MLflow is not even imported.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import random
-import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pipeline.config import Params, flatten
-from pipeline.io import read_json, write_json
+from pipeline.tracking_meta import (
+    NOTE_TAG,
+    DatasetInfo,
+    data_fingerprint,
+    dataset_info,
+    describe,
+    run_name,
+    run_tags,
+)
+from pipeline.tracking_store import (
+    ARTIFACTS_DIR,
+    ENV_SWITCH,
+    KIND,
+    KIND_TAG,
+    TrackingStoreError,
+    artifact_repository,
+    call_with_retry,
+    client_for,
+    enabled,
+    get_experiment_id,
+    is_lock_error,
+    portable_uri,
+    read_run_file,
+    repo_root,
+    search_runs,
+    store_lock,
+    tracking_uri,
+    write_run_file,
+)
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-ENV_SWITCH = "DEEPFLASH_MLFLOW"
-DB_NAME = "mlflow.db"
-ARTIFACTS_DIR = "mlartifacts"
 # Set by evaluate when it has logged its metrics: a later evaluation of the same trained
 # model (say, other evaluate params) then gets a run of its own instead of overwriting.
 EVALUATED_TAG = "deepflash.evaluated"
@@ -59,121 +65,9 @@ _PARAM_VALUE_MAX = 6000  # MLflow's limit on a param value's length
 _BATCH = 100  # MLflow's limit on params per log_batch call
 
 
-def enabled() -> bool:
-    """False when ``$DEEPFLASH_MLFLOW`` is 0/false/off/no (tracking switched off)."""
-    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
-
-
-def repo_root(default: str | os.PathLike | None = None) -> Path:
-    """The main repository root: ``$DVC_ROOT`` when DVC sets it, else ``default`` or the cwd."""
-    env = os.environ.get("DVC_ROOT")
-    return Path(env or default or Path.cwd()).resolve()
-
-
-def tracking_uri(root: str | os.PathLike | None = None) -> str:
-    """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<repo root>/mlflow.db`` (absolute)."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    return f"sqlite:///{repo_root(root) / DB_NAME}"
-
-
-def is_local_store(uri: str) -> bool:
-    """True for a store on this machine (sqlite file or ./mlruns folder), not an HTTP server."""
-    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
-
-
-def is_lock_error(error: BaseException) -> bool:
-    """True for SQLite's transient "database is locked" / "busy" errors, however wrapped."""
-    text = f"{error.__class__.__name__}: {error}".lower()
-    return "database is locked" in text or "database is busy" in text or "sqlite_busy" in text
-
-
-def call_with_retry(
-    fn: Callable[..., T],
-    *args: Any,
-    attempts: int = 12,
-    base_delay: float = 0.2,
-    max_delay: float = 5.0,
-    **kwargs: Any,
-) -> T:
-    """Call ``fn`` and retry with exponential backoff and jitter on "database is locked".
-
-    Any other error is raised at once. The last lock error is raised when ``attempts`` run out
-    (about a minute of waiting with the defaults, on top of SQLite's own 5 s per attempt).
-    """
-    for attempt in range(attempts):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as error:  # MLflow wraps sqlite3/SQLAlchemy errors in its own types
-            if not is_lock_error(error) or attempt == attempts - 1:
-                raise
-            # Jitter so that two queued experiments do not retry in lock-step.
-            delay = min(max_delay, base_delay * 2**attempt) * (0.5 + random.random())
-            log.warning("MLflow store busy (%s); retry %d in %.1f s", error, attempt + 1, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """HEAD commit of the git repository at ``cwd`` ("" when not a git repository)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
-
-
-def data_fingerprint(root: str | os.PathLike = ".") -> str:
-    """Short hash of the data a model saw: the manifest, the processed index and the
-    names and sizes of the processed files (stat only: cheap even for the paper's 20k files).
-
-    Runs with the same fingerprint were trained and evaluated on the same data, so their
-    metrics can be compared. Missing files hash as absent (a fingerprint is always returned).
-    """
-    root = Path(root)
-    digest = hashlib.sha256()
-    for rel in ("data/interim/manifest.csv", "data/processed/index.csv"):
-        path = root / rel
-        digest.update(rel.encode())
-        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
-    processed = root / "data" / "processed"
-    if processed.is_dir():
-        for path in sorted(p for p in processed.rglob("*") if p.is_file()):
-            digest.update(
-                f"{path.relative_to(processed).as_posix()}:{path.stat().st_size};".encode()
-            )
-    return digest.hexdigest()[:16]
-
-
 def _param_value(value: Any) -> str:
     text = "null" if value is None else str(value)
     return text[:_PARAM_VALUE_MAX]
-
-
-def run_tags(
-    params: Params,
-    root: str | os.PathLike = ".",
-    fingerprint: str | None = None,
-) -> dict[str, str]:
-    """The tags of a run started in the working copy ``root``."""
-    commit = git_commit(root)
-    return {
-        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", "workspace"),
-        "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", commit),
-        "git.commit": commit,
-        "data.fingerprint": fingerprint or data_fingerprint(root),
-        "model.arch": params.model.arch,
-        "loss.encoding": params.loss.encoding,
-        "role": params.mlflow.role,
-    }
 
 
 @dataclass
@@ -188,6 +82,8 @@ class RunHandle:
     experiment_id: str | None = None
     tracking_uri: str | None = None
     client: Any = field(default=None, repr=False)
+    artifact_uri: str | None = None
+    root: Path | None = None
 
     @property
     def active(self) -> bool:
@@ -198,6 +94,10 @@ class RunHandle:
         if not self.active:
             return None
         return call_with_retry(getattr(self.client, method), *args, **kwargs)
+
+    def artifacts(self) -> Any:
+        """The run's artifact repository (:func:`artifact_repository`)."""
+        return artifact_repository(str(self.artifact_uri), self.root)
 
     def log_params(self, values: Mapping[str, Any]) -> None:
         """Log params (values stringified, MLflow's 6000-character limit applied)."""
@@ -210,16 +110,27 @@ class RunHandle:
             self._call("log_batch", self.run_id, params=items[i : i + _BATCH])
 
     def log_metrics(
-        self, metrics: Mapping[str, float | int | None], step: int | None = None
+        self,
+        metrics: Mapping[str, float | int | None],
+        step: int | None = None,
+        *,
+        model_id: str | None = None,
+        dataset: DatasetInfo | None = None,
     ) -> None:
-        """Log numeric metrics at ``step`` (None values and non-numbers are skipped)."""
+        """Log numeric metrics at ``step`` (None values and non-numbers are skipped); with
+        ``model_id`` (and the dataset they were measured on) they are the logged model's too."""
         if not self.active:
             return
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
+        link = {}
+        if model_id:
+            link = {"model_id": model_id}
+            if dataset is not None:
+                link.update(dataset_name=dataset.name, dataset_digest=dataset.digest)
         items = [
-            Metric(str(k), float(v), now, int(step or 0))
+            Metric(str(k), float(v), now, int(step or 0), **link)
             for k, v in metrics.items()
             if isinstance(v, int | float) and not isinstance(v, bool)
         ]
@@ -236,21 +147,33 @@ class RunHandle:
         if items:
             self._call("log_batch", self.run_id, tags=items)
 
+    def log_dataset(self, dataset: DatasetInfo, context: str = "training") -> None:
+        """Log ``dataset`` as the run's MLflow dataset input (the runs table's Dataset column)."""
+        self._call("log_inputs", self.run_id, datasets=[dataset.input(context)])
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         """Copy a file, or a folder's contents, into the run's artifacts (missing: skipped)."""
         if not self.active:
             return
         path = Path(path)
         if path.is_dir():
-            self._call("log_artifacts", self.run_id, str(path), artifact_path or path.name)
+            self.artifacts().log_artifacts(str(path), artifact_path or path.name)
         elif path.is_file():
-            self._call("log_artifact", self.run_id, str(path), artifact_path)
+            self.artifacts().log_artifact(str(path), artifact_path)
         else:
             log.warning("artifact %s not found; not logged", path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Store ``text`` as the artifact ``artifact_file`` (e.g. "report/report.md")."""
-        self._call("log_text", self.run_id, text, artifact_file)
+        if not self.active:
+            return
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(artifact_file).name
+            local.write_text(text)
+            parent = Path(artifact_file).parent.as_posix()
+            self.artifacts().log_artifact(str(local), None if parent == "." else parent)
 
     def end(self, status: str = "FINISHED") -> None:
         """Mark the run FINISHED (or FAILED / KILLED)."""
@@ -263,53 +186,25 @@ class RunHandle:
         self.end("FAILED" if exc_type is not None else "FINISHED")
 
 
-def _file_lock(uri: str) -> Any:
-    """Inter-process lock next to a SQLite database (a no-op context for other stores)."""
-    from contextlib import nullcontext
-
-    if not uri.startswith("sqlite:///"):
-        return nullcontext()
-    from filelock import FileLock
-
-    db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(db) + ".lock", timeout=600)
+def _handle(client: Any, uri: str, run: Any, root: str | os.PathLike | None) -> RunHandle:
+    return RunHandle(
+        run.info.run_id, run.info.experiment_id, uri, client, run.info.artifact_uri, repo_root(root)
+    )
 
 
-def client_for(uri: str) -> Any:
-    """An ``MlflowClient`` for ``uri``; creating a new SQLite database is done under a file
-    lock because MLflow's schema migrations fail when two processes run them at once."""
-    from mlflow import MlflowClient
-
-    with _file_lock(uri):
-        client = MlflowClient(tracking_uri=uri)
-        # The store (and its tables) is created lazily: touch it while holding the lock.
-        call_with_retry(client.search_experiments, max_results=1)
-    return client
+def open_store(params: Params, root: str | os.PathLike = ".") -> tuple[Any, str, str]:
+    """``(client, uri, experiment id)`` of the pipeline's experiment; raises
+    :class:`TrackingStoreError` early (before any work) when the store cannot be used."""
+    uri = tracking_uri(root)
+    client = client_for(uri)
+    return client, uri, get_experiment_id(client, uri, params.mlflow.experiment, root)
 
 
-def get_experiment_id(
-    client: Any, uri: str, name: str, root: str | os.PathLike | None = None
-) -> str:
-    """Id of experiment ``name`` at ``uri``, created when missing (artifacts under
-    <repo root>/mlartifacts/<name> for a local store, so that temp-dir experiments do not
-    write their artifacts into a copy that DVC deletes)."""
-    experiment = call_with_retry(client.get_experiment_by_name, name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = None
-    if is_local_store(uri):
-        location = (repo_root(root) / ARTIFACTS_DIR / name).as_uri()
-    try:
-        return call_with_retry(client.create_experiment, name, artifact_location=location)
-    except Exception as error:
-        # Another process created it between our lookup and our create.
-        experiment = call_with_retry(client.get_experiment_by_name, name)
-        if experiment is None:
-            raise RuntimeError(
-                f"MLflow: cannot create experiment {name!r} at {uri}: {error}"
-            ) from error
-        return experiment.experiment_id
+def preflight(params: Params, root: str | os.PathLike = ".") -> None:
+    """Open the store once before a stage's work (process of rank 0 only; nothing when
+    tracking is off): raises :class:`TrackingStoreError` when it cannot be used."""
+    if enabled() and os.environ.get("RANK", "0") == "0":
+        open_store(params, root)
 
 
 def start_run(
@@ -324,31 +219,57 @@ def start_run(
 
     ``repo_root`` is the working copy the stage runs in (where data/ lies: the data
     fingerprint is computed there); the tracking URI uses ``$DVC_ROOT`` first. A new run gets
-    the flattened params and the pipeline's tags; a reopened one only its status back to
-    RUNNING (params cannot change within a run). Returns a no-op handle when not :func:`enabled`.
+    its name, tags, description, dataset input and the flattened params; a reopened one only
+    its status back to RUNNING. Returns a no-op handle when not :func:`enabled`.
     """
     if not enabled():
         return RunHandle()
-    uri = tracking_uri(repo_root)
-    client = client_for(uri)
+    client, uri, experiment_id = open_store(params, repo_root)
     if run_id:
-        handle = _reopen(client, uri, run_id)
+        handle = _reopen(client, uri, run_id, repo_root)
         if handle is not None:
             return handle
         log.warning("MLflow run %s not found at %s: starting a new run", run_id, uri)
-    experiment_id = get_experiment_id(client, uri, params.mlflow.experiment, repo_root)
-    name = (
-        os.environ.get("DVC_EXP_NAME") or run_name or f"{params.model.arch}-{params.loss.encoding}"
+    return _create(client, uri, experiment_id, params, repo_root, run_name, extra_tags or {})
+
+
+def _create(
+    client: Any,
+    uri: str,
+    experiment_id: str,
+    params: Params,
+    root: str | os.PathLike,
+    name: str | None,
+    extra_tags: Mapping[str, Any],
+    *,
+    base_tags: Mapping[str, Any] | None = None,
+    fingerprint: str | None = None,
+    context: str = "training",
+) -> RunHandle:
+    """A new run: ``base_tags``, then the pipeline's tags and description, then ``extra_tags``."""
+    data = dataset_info(params, root, fingerprint)
+    tags = {k: str(v) for k, v in (base_tags or {}).items()}
+    tags.update(run_tags(params, root, data.digest, dataset=data.name))
+    tags[NOTE_TAG] = describe(params, data)
+    tags.update({k: str(v) for k, v in extra_tags.items()})
+    run = call_with_retry(
+        client.create_run,
+        experiment_id,
+        run_name=name or run_name_for(params, data),
+        tags=tags,
     )
-    tags = run_tags(params, repo_root)
-    tags.update({k: str(v) for k, v in (extra_tags or {}).items()})
-    run = call_with_retry(client.create_run, experiment_id, run_name=name, tags=tags)
-    handle = RunHandle(run.info.run_id, experiment_id, uri, client)
+    handle = _handle(client, uri, run, root)
     handle.log_params(flatten(params))
+    handle.log_dataset(data, context)
     return handle
 
 
-def _reopen(client: Any, uri: str, run_id: str) -> RunHandle | None:
+def run_name_for(params: Params, data: DatasetInfo) -> str:
+    """The default run name (:func:`pipeline.tracking_meta.run_name`)."""
+    return run_name(params, data.name)
+
+
+def _reopen(client: Any, uri: str, run_id: str, root: str | os.PathLike) -> RunHandle | None:
     try:
         run = call_with_retry(client.get_run, run_id)
     except Exception as error:
@@ -358,32 +279,7 @@ def _reopen(client: Any, uri: str, run_id: str) -> RunHandle | None:
     if run.info.lifecycle_stage != "active":
         return None
     call_with_retry(client.update_run, run_id, status="RUNNING")
-    return RunHandle(run_id, run.info.experiment_id, uri, client)
-
-
-def write_run_file(path: str | os.PathLike, handle: RunHandle) -> Path:
-    """Write ``{run_id, experiment_id, tracking_uri}`` (nulls when tracking is off), atomically."""
-    return write_json(
-        path,
-        {
-            "run_id": handle.run_id,
-            "experiment_id": handle.experiment_id,
-            "tracking_uri": handle.tracking_uri,
-        },
-    )
-
-
-def read_run_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a run file; a missing file reads as all nulls (tracking was off or train skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        return {"run_id": None, "experiment_id": None, "tracking_uri": None}
-    data = read_json(path)
-    if not isinstance(data, dict) or "run_id" not in data:
-        raise ValueError(
-            f"{path}: not a run file (expected keys run_id, experiment_id, tracking_uri)"
-        )
-    return data
+    return _handle(client, uri, run, root)
 
 
 def continue_run(
@@ -401,10 +297,9 @@ def continue_run(
     if not enabled():
         return RunHandle()
     info = read_run_file(run_file)
-    uri = tracking_uri(repo_root)
     if not info.get("run_id"):
         return start_run(params, repo_root, run_name)
-    client = client_for(uri)
+    client, uri, _ = open_store(params, repo_root)
     try:
         run = call_with_retry(client.get_run, info["run_id"])
     except Exception as error:
@@ -414,7 +309,7 @@ def continue_run(
         return start_run(params, repo_root, run_name)
     if run.data.tags.get(EVALUATED_TAG) != "true" and run.info.lifecycle_stage == "active":
         call_with_retry(client.update_run, run.info.run_id, status="RUNNING")
-        return RunHandle(run.info.run_id, run.info.experiment_id, uri, client)
+        return _handle(client, uri, run, repo_root)
     return _fork(client, uri, run, params, repo_root, run_name)
 
 
@@ -424,19 +319,27 @@ def _fork(
     source: Any,
     params: Params,
     root: str | os.PathLike,
-    run_name: str | None,
+    name: str | None,
 ) -> RunHandle:
     keep = {
         k: v
         for k, v in source.data.tags.items()
         if not k.startswith("mlflow.") and k != EVALUATED_TAG
     }
-    keep.update(run_tags(params, root, source.data.tags.get("data.fingerprint")))
-    keep[TRAIN_RUN_TAG] = source.info.run_id
-    name = os.environ.get("DVC_EXP_NAME") or run_name or f"{source.info.run_name}-eval"
-    run = call_with_retry(client.create_run, source.info.experiment_id, run_name=name, tags=keep)
-    handle = RunHandle(run.info.run_id, source.info.experiment_id, uri, client)
-    handle.log_params(flatten(params))
+    fingerprint = source.data.tags.get("data.fingerprint") or data_fingerprint(root)
+    data = dataset_info(params, root, fingerprint)
+    handle = _create(
+        client,
+        uri,
+        source.info.experiment_id,
+        params,
+        root,
+        name or f"{run_name_for(params, data)} re-evaluated",
+        {TRAIN_RUN_TAG: source.info.run_id},
+        base_tags=keep,
+        fingerprint=fingerprint,
+        context="evaluation",
+    )
     from mlflow.entities import Metric
 
     history: list[Metric] = []
@@ -444,7 +347,7 @@ def _fork(
         history += call_with_retry(client.get_metric_history, source.info.run_id, key)
     for i in range(0, len(history), 1000):
         handle._call("log_batch", handle.run_id, metrics=history[i : i + 1000])
-    _copy_artifacts(client, source.info.run_id, handle)
+    _copy_artifacts(artifact_repository(source.info.artifact_uri, root), handle)
     return handle
 
 
@@ -452,40 +355,17 @@ def _fork(
 _NOT_COPIED = {"samples", "metrics", "report", "params.yaml", "model"}
 
 
-def _copy_artifacts(client: Any, source_id: str, handle: RunHandle) -> None:
+def _copy_artifacts(source: Any, handle: RunHandle) -> None:
     """Copy the training run's own artifacts (train.csv, train.json, ...) into a forked run."""
     import tempfile
 
-    for item in call_with_retry(client.list_artifacts, source_id):
+    for item in call_with_retry(source.list_artifacts):
         if item.path in _NOT_COPIED:
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            local = call_with_retry(client.download_artifacts, source_id, item.path, tmp)
+            local = call_with_retry(source.download_artifacts, item.path, tmp)
             parent = str(Path(item.path).parent)
             handle.log_artifact(local, None if parent == "." else parent)
-
-
-def search_runs(
-    experiment: str,
-    filter_string: str = "",
-    root: str | os.PathLike | None = None,
-    max_results: int = 5000,
-) -> list[Any]:
-    """Active runs of ``experiment`` matching an MLflow filter (empty when it does not exist)."""
-    if not enabled():
-        return []
-    client = client_for(tracking_uri(root))
-    experiment_obj = call_with_retry(client.get_experiment_by_name, experiment)
-    if experiment_obj is None:
-        return []
-    return list(
-        call_with_retry(
-            client.search_runs,
-            [experiment_obj.experiment_id],
-            filter_string=filter_string,
-            max_results=max_results,
-        )
-    )
 
 
 def log_files(
@@ -499,23 +379,32 @@ def log_files(
 
 __all__ = [
     "ARTIFACTS_DIR",
+    "ENV_SWITCH",
     "EVALUATED_TAG",
+    "KIND",
+    "KIND_TAG",
     "RunHandle",
     "TRAIN_RUN_TAG",
+    "TrackingStoreError",
+    "artifact_repository",
     "call_with_retry",
     "client_for",
     "continue_run",
     "data_fingerprint",
     "enabled",
     "get_experiment_id",
-    "git_commit",
+    "is_lock_error",
     "is_lock_error",
     "log_files",
+    "open_store",
+    "preflight",
+    "portable_uri",
     "read_run_file",
     "repo_root",
-    "run_tags",
+    "run_name_for",
     "search_runs",
     "start_run",
+    "store_lock",
     "tracking_uri",
     "write_run_file",
 ]

@@ -35,7 +35,10 @@ def main() -> None:
     records = []
     handle = tracking.RunHandle()
     if tracking.enabled() and info.get("run_id"):
-        handle = tracking.start_run(params, Path.cwd(), run_id=info["run_id"])
+        try:
+            handle = tracking.start_run(params, Path.cwd(), run_id=info["run_id"])
+        except tracking.TrackingStoreError as error:
+            sys.exit(f"error: {error}")
         run = tracking.call_with_retry(handle.client.get_run, info["run_id"])
         fingerprint = run.data.tags.get("data.fingerprint", fingerprint)
         this = run_record(run)

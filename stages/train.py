@@ -28,6 +28,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = load_params(exit_on_error=True)
     root = Path.cwd()
+    try:  # a store of another folder stops here, before any training
+        tracking.preflight(params, root)
+    except tracking.TrackingStoreError as error:
+        sys.exit(f"error: {error}")
     result = train(
         params,
         TrainPaths(root=root),
