@@ -1,12 +1,33 @@
-"""Where and how tensors run: device, mixed precision (one place for every stage and the CLI)."""
+"""Where and how tensors run: device, mixed precision, CPU threads (one place for every stage
+and the CLI).
+
+Threads: torch's default is one intra-op thread per core in every process. Two trainings at
+once on the same cores then run twice as many spinning OpenMP threads as there are cores, and
+each slows down far more than twofold. ``train.threads: auto`` gives each training process its
+share, ``cores // live training processes``; the processes find each other through a registry
+of pid files (:class:`TrainingRegistry`) in the main repository, which ``dvc exp run``,
+queued experiments (``dvc queue start -j 2``, ``deepflash grid queue --run 2``) and plain
+``python stages/train.py`` runs all share: DVC sets ``$DVC_ROOT`` to the main repository even
+for an experiment that runs in a temporary copy.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from pipeline.io import write_text
+
+log = logging.getLogger(__name__)
+
+# Under the main repository root ($DVC_ROOT, else the working directory); git-ignored.
+REGISTRY_DIR = Path(".deepflash") / "trainings"
 
 
 class DeviceError(RuntimeError):
@@ -52,3 +73,124 @@ def make_autocast(device: torch.device, dtype: torch.dtype | None) -> Callable[[
     if dtype is None:
         return contextlib.nullcontext
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# CPU threads
+# --------------------------------------------------------------------------------------------
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells, else all)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(choice: str | int, cores: int, concurrent: int) -> int:
+    """Intra-op threads of one training process: ``choice`` when a number, for ``auto`` its
+    share of ``cores`` among ``concurrent`` training processes (at least 1)."""
+    if isinstance(choice, bool) or not (choice == "auto" or isinstance(choice, int)):
+        raise ValueError(f"threads must be 'auto' or a positive integer, got {choice!r}")
+    if choice != "auto":
+        if choice < 1:
+            raise ValueError(f"threads must be 'auto' or a positive integer, got {choice!r}")
+        return choice
+    return max(1, cores // max(1, concurrent))
+
+
+def shared_root(default: str | os.PathLike | None = None) -> Path:
+    """The main repository root: ``$DVC_ROOT`` when DVC sets it, else ``default`` or the cwd."""
+    return Path(os.environ.get("DVC_ROOT") or default or Path.cwd()).resolve()
+
+
+def _start_time(pid: int) -> str | None:
+    # Field 22 of /proc/<pid>/stat: start time in clock ticks since boot; tells a live process
+    # from a later one that got the same pid. None where /proc does not exist.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    """True when process ``pid`` exists (and, when ``start`` is given and /proc readable, is
+    the one that started then rather than a later process that reuses the pid)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    if start is not None:
+        now = _start_time(pid)
+        if now is not None and now != start:
+            return False
+    return True
+
+
+class TrainingRegistry:
+    """Pid files of the training processes running on this machine for one repository.
+
+    ``with TrainingRegistry(folder):`` registers this process (``<pid>.pid`` holding the pid
+    and its start time) and removes the file on exit; :meth:`count` is the number of live
+    registered processes. Files of processes that died without cleaning up (SIGKILL) are
+    ignored and removed.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.pid = os.getpid()
+        self.path = self.folder / f"{self.pid}.pid"
+
+    def __enter__(self) -> TrainingRegistry:
+        start = _start_time(self.pid) or ""
+        write_text(self.path, f"{self.pid} {start}\n")
+        self.live_pids()  # sweeps the files of dead processes, whatever train.threads says
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def live_pids(self) -> list[int]:
+        """Pids of the live registered processes (this one included once registered)."""
+        live = []
+        for path in sorted(self.folder.glob("*.pid")):
+            try:
+                fields = path.read_text().split()
+                pid, start = int(fields[0]), (fields[1] if len(fields) > 1 else None)
+            except (OSError, ValueError, IndexError):
+                continue  # vanished or foreign file
+            if pid_alive(pid, start):
+                live.append(pid)
+            else:
+                path.unlink(missing_ok=True)  # stale: its process died without cleaning up
+        return live
+
+    def count(self) -> int:
+        """Number of live registered processes (at least 1: the caller is one)."""
+        return max(1, len(self.live_pids()))
+
+
+def apply_threads(choice: str | int, registry: TrainingRegistry | None) -> int:
+    """Set torch's intra-op threads for ``choice`` (``auto``: this process's share of the
+    cores among the live ones of ``registry``); returns the number set."""
+    concurrent = registry.count() if registry is not None and choice == "auto" else 1
+    threads = resolve_threads(choice, available_cores(), concurrent)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def cap_interop_threads(threads: int) -> None:
+    """Cap torch's inter-op pool at ``threads`` (its default is every core, in every process);
+    torch allows this once per process, before any parallel work, so later calls (a second
+    training in the same process) keep the first setting."""
+    try:
+        torch.set_num_interop_threads(max(1, threads))
+    except RuntimeError:
+        log.debug("inter-op threads already fixed at %d", torch.get_num_interop_threads())

@@ -8,7 +8,7 @@ pix2pix's GAN step plugs into the same loop as the supervised networks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -88,6 +88,11 @@ class ImageModel(nn.Module):
         """One Adam over all parameters, under the key "model"."""
         return {"model": make_adam(self.parameters(), adam)}
 
+    def ddp_parts(self) -> dict[str, nn.Module]:
+        """The networks a training step calls, by name; the training loop wraps each in its own
+        DistributedDataParallel when several processes train. One network by default."""
+        return {"model": self}
+
     def training_step(
         self,
         inputs: torch.Tensor,
@@ -96,15 +101,19 @@ class ImageModel(nn.Module):
         optimizers: dict[str, torch.optim.Optimizer],
         autocast: Autocast,
         scaler: torch.amp.GradScaler | None,
+        nets: Mapping[str, nn.Module] | None = None,
     ) -> dict[str, float]:
         """One supervised step: zero_grad, forward under autocast, loss in float32, backward, step.
 
+        ``nets``: :meth:`ddp_parts` as the loop wrapped them (DistributedDataParallel, whose
+        reducer only averages gradients of forward passes made through it); None: unwrapped.
         Returns ``{"loss": value}`` (the loss before the step).
         """
+        net = (nets or self.ddp_parts())["model"]
         optimizer = optimizers["model"]
         optimizer.zero_grad(set_to_none=True)
         with autocast():
-            outputs = self(inputs)
+            outputs = net(inputs)
         loss = loss_fn(outputs.float(), targets.float())
         backward_step(loss, optimizer, scaler)
         if scaler is not None:

@@ -24,6 +24,7 @@ gradients come from pix2pix's own objective.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -187,9 +188,16 @@ class Pix2Pix(ImageModel):
             "discriminator": make_adam(self.discriminator.parameters(), adam),
         }
 
-    def _d_logits(self, inputs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    def ddp_parts(self) -> dict[str, nn.Module]:
+        """Generator and discriminator: each gets its own DistributedDataParallel."""
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    @staticmethod
+    def _d_logits(
+        discriminator: nn.Module, inputs: torch.Tensor, images: torch.Tensor
+    ) -> torch.Tensor:
         # Conditional D sees [input, image], both in [-1, 1].
-        return self.discriminator(torch.cat([inputs, images], dim=1) * 2 - 1)
+        return discriminator(torch.cat([inputs, images], dim=1) * 2 - 1)
 
     def training_step(
         self,
@@ -199,19 +207,27 @@ class Pix2Pix(ImageModel):
         optimizers: dict[str, torch.optim.Optimizer],
         autocast: Autocast,
         scaler: torch.amp.GradScaler | None,
+        nets: Mapping[str, nn.Module] | None = None,
     ) -> dict[str, float]:
-        """pix2pix's step: update D on (real, fake.detach()), then G on GAN + 100 L1."""
+        """pix2pix's step: update D on (real, fake.detach()), then G on GAN + 100 L1.
+
+        ``nets``: generator and discriminator as the loop wrapped them (DDP). G's pass for the
+        G update runs D unwrapped: D is frozen there, and a DDP forward would wait for D
+        gradients that never come; G's gradients through D are G's wrapper's to average.
+        """
+        nets = nets or self.ddp_parts()
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
         targets = targets.float()
+        self.check_input(inputs)
         with autocast():
-            fake = self(inputs)
+            fake = (nets["generator"](inputs * 2 - 1) + 1) / 2
 
         # Discriminator: real pairs -> 1, generated pairs -> 0.
         self.discriminator.requires_grad_(True)
         opt_d.zero_grad(set_to_none=True)
         with autocast():
-            logits_fake = self._d_logits(inputs, fake.detach())
-            logits_real = self._d_logits(inputs, targets.to(fake.dtype))
+            logits_fake = self._d_logits(nets["discriminator"], inputs, fake.detach())
+            logits_real = self._d_logits(nets["discriminator"], inputs, targets.to(fake.dtype))
         loss_d_fake = F.binary_cross_entropy_with_logits(
             logits_fake.float(), torch.zeros_like(logits_fake.float())
         )
@@ -225,7 +241,7 @@ class Pix2Pix(ImageModel):
         self.discriminator.requires_grad_(False)
         opt_g.zero_grad(set_to_none=True)
         with autocast():
-            logits = self._d_logits(inputs, fake)
+            logits = self._d_logits(self.discriminator, inputs, fake)
         loss_g_gan = F.binary_cross_entropy_with_logits(
             logits.float(), torch.ones_like(logits.float())
         )

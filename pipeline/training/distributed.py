@@ -1,12 +1,32 @@
-"""Data-parallel training across processes launched by ``torchrun``."""
+"""Data-parallel training across processes launched by ``torchrun``.
+
+Every rank holds a replica of the model; the networks that a training step calls are wrapped in
+``torch.nn.parallel.DistributedDataParallel`` (:func:`wrap_networks`), whose reducer averages
+the gradients in buckets, overlapped with the backward pass. A single-network arch has one
+wrapper; pix2pix has one for its generator and one for its discriminator, as GAN codebases do
+(see :meth:`pipeline.models.base.ImageModel.ddp_parts`).
+
+BatchNorm: with per-rank statistics, 2 processes of batch b normalise over b images each and
+do not train like 1 process of batch 2b. :func:`sync_batchnorm` makes every BatchNorm layer
+use the statistics of the global batch: ``torch.nn.SyncBatchNorm`` on CUDA; on the CPU, where
+torch's SyncBatchNorm refuses to run ("expected input tensor to be on GPU"), the equivalent
+:class:`CpuSyncBatchNorm` (one all-reduce of per-channel sums in the forward pass, one of their
+gradients in the backward pass, as SyncBatchNorm does).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pipeline.training.checkpoint import rng_state
 
 
 @dataclass
@@ -49,46 +69,142 @@ def init_distributed() -> tuple[DistInfo, bool]:
     return info, True
 
 
-class GradientAverager:
-    """Data-parallel gradient synchronisation that works with any ``training_step``.
+# --------------------------------------------------------------------------------------------
+# BatchNorm over the global batch
+# --------------------------------------------------------------------------------------------
 
-    Every parameter gets a post-accumulate-grad hook that all-reduces (sums) its gradient
-    across ranks and divides by the world size, as DDP's reducer does, while the backward pass
-    runs; the optimizer step that follows (inside the model's step) therefore sees the same
-    averaged gradients on every rank. Collective order is the autograd order, the same on every
-    rank because every rank runs the same graph.
+
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over ranks: forward all-reduces the values, backward the gradients
+    (the gradient of a rank's input is the sum of every rank's gradient of the total)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out = grad.contiguous().clone()
+        dist.all_reduce(out)
+        return out
+
+
+class CpuSyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are those of the batch of all ranks, on the CPU.
+
+    Outside training, or without a process group of more than one rank, it is BatchNorm2d.
+    Running statistics are updated as BatchNorm2d does (momentum, unbiased variance), from the
+    global batch, so they stay identical on every rank.
     """
 
-    def __init__(self, model: torch.nn.Module, world_size: int) -> None:
-        self.model = model
-        self.world_size = world_size
-        self._handles = [
-            p.register_post_accumulate_grad_hook(self._average)
-            for p in model.parameters()
-            if p.requires_grad
-        ]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` with the mean and (biased) variance over every rank's batch."""
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        if dist.get_world_size() < 2:
+            return super().forward(x)
+        channels = x.shape[1]
+        dims = [0, 2, 3]
+        count = x.new_full((1,), x.numel() // channels)
+        # One collective for count, sum and sum of squares; float64 keeps E[x^2] - E[x]^2 exact
+        # enough to match single-process BatchNorm to float32 precision.
+        local = torch.cat([count.double(), x.double().sum(dims), (x.double() ** 2).sum(dims)])
+        total = _AllReduceSum.apply(local)
+        n = total[0].detach()
+        mean = total[1 : channels + 1] / n
+        var = (total[channels + 1 :] / n - mean**2).clamp_min(0.0)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                if self.momentum is None:  # cumulative moving average, as BatchNorm2d
+                    factor = 1.0 / float(self.num_batches_tracked)
+                else:
+                    factor = self.momentum
+                unbiased = var * (n / (n - 1)) if n > 1 else var
+                self.running_mean.mul_(1 - factor).add_(factor * mean.to(x.dtype))
+                self.running_var.mul_(1 - factor).add_(factor * unbiased.to(x.dtype))
+        shape = (1, channels, 1, 1)
+        inv_std = torch.rsqrt(var + self.eps).to(x.dtype).view(shape)
+        y = (x - mean.to(x.dtype).view(shape)) * inv_std
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
 
-    def _average(self, param: torch.Tensor) -> None:
-        dist.all_reduce(param.grad)
-        param.grad.div_(self.world_size)
 
-    def broadcast_parameters(self) -> None:
-        """Copy rank 0's parameters and buffers to every rank (start and resume)."""
-        with torch.no_grad():
-            for tensor in list(self.model.parameters()) + list(self.model.buffers()):
-                dist.broadcast(tensor.data, src=0)
+def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm2d of ``module`` (in place) uses global-batch statistics (see module doc).
 
-    def broadcast_buffers(self) -> None:
-        """Copy rank 0's buffers (BatchNorm running statistics) to every rank."""
-        with torch.no_grad():
-            for buffer in self.model.buffers():
-                dist.broadcast(buffer.data, src=0)
+    The new layers share the old ones' parameters and buffers, so optimizers built before the
+    conversion and state dicts (same keys) keep working.
+    """
+    if device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            sync = CpuSyncBatchNorm(
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
+                child.track_running_stats,
+            )
+            if child.affine:
+                sync.weight, sync.bias = child.weight, child.bias
+            sync.running_mean, sync.running_var = child.running_mean, child.running_var
+            sync.num_batches_tracked = child.num_batches_tracked
+            sync.train(child.training)
+            setattr(module, name, sync)
+        else:
+            sync_batchnorm(child, device)
+    return module
 
-    def remove(self) -> None:
-        """Detach the hooks (the model is then an ordinary single-process module)."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+
+def plain_batchnorm(module: nn.Module) -> nn.Module:
+    """Undo :func:`sync_batchnorm` in place (the trained model is an ordinary module again)."""
+    for name, child in module.named_children():
+        if isinstance(child, (nn.SyncBatchNorm, CpuSyncBatchNorm)):
+            plain = nn.BatchNorm2d(
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
+                child.track_running_stats,
+            )
+            if child.affine:
+                plain.weight, plain.bias = child.weight, child.bias
+            plain.running_mean, plain.running_var = child.running_mean, child.running_var
+            plain.num_batches_tracked = child.num_batches_tracked
+            plain.train(child.training)
+            setattr(module, name, plain)
+        else:
+            plain_batchnorm(child)
+    return module
+
+
+# --------------------------------------------------------------------------------------------
+# Wrappers and small collectives
+# --------------------------------------------------------------------------------------------
+
+
+def wrap_networks(
+    parts: Mapping[str, nn.Module], device: torch.device, info: DistInfo
+) -> dict[str, nn.Module]:
+    """The networks a training step calls: each in its own DistributedDataParallel when
+    distributed, else the modules themselves.
+
+    DDP's constructor copies rank 0's parameters and buffers to every rank (start and resume).
+    ``broadcast_buffers`` is off: the only buffers that change, BatchNorm's running statistics,
+    are computed from the global batch (:func:`sync_batchnorm`) and agree on every rank.
+    """
+    if not info.distributed:
+        return dict(parts)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return {
+        name: DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+        for name, module in parts.items()
+    }
 
 
 def all_reduce_sum(values: torch.Tensor, device: torch.device, info: DistInfo) -> torch.Tensor:
@@ -100,3 +216,13 @@ def all_reduce_sum(values: torch.Tensor, device: torch.device, info: DistInfo) -
     on_device = values.to(device)
     dist.all_reduce(on_device)
     return on_device.cpu()
+
+
+def gather_rng(info: DistInfo) -> list[dict[str, Any]]:
+    """Every rank's RNG states, in rank order (a collective: every rank must call it)."""
+    mine = rng_state()
+    if not info.distributed:
+        return [mine]
+    everyone: list[Any] = [None] * info.world_size
+    dist.all_gather_object(everyone, mine)
+    return everyone
