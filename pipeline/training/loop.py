@@ -407,7 +407,7 @@ class _Trainer:
                 paths.model_file,
             )
             if self.run is not None:
-                log_final(self.run, metrics, paths, params.mlflow.log_model)
+                log_final(self.run, metrics, paths)
         if info.distributed:
             dist.barrier()  # nobody leaves before rank 0 has written the model
         return TrainResult(
@@ -419,4 +419,4 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-__all__ = ["TrainPaths", "TrainResult", "model_meta", "train"]
+__all__ = ["TrainPaths", "TrainResult", "train"]

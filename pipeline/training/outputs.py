@@ -95,18 +95,17 @@ def log_epoch(entry: dict[str, Any], epochs: int, run: Any = None) -> None:
         run.log_metrics(logged, step=entry["epoch"])
 
 
-def log_final(run: Any, metrics: dict[str, Any], paths: Any, log_model: bool) -> None:
+def log_final(run: Any, metrics: dict[str, Any], paths: Any) -> None:
     """Final metrics and the output files into the MLflow ``run``, which then ends FINISHED.
 
-    ``paths``: the run's :class:`pipeline.training.loop.TrainPaths`."""
+    ``paths``: the run's :class:`pipeline.training.loop.TrainPaths`. The model file is not
+    copied here: evaluate logs it as an MLflow logged model (pipeline/tracking_models.py)."""
     final = {f"final_{k}": metrics[k] for k in ("train_loss", "val_loss", "val_accuracy")}
     final.update({k: metrics[k] for k in ("epochs_run", "best_val_loss", "images_per_s")})
     run.log_metrics(final)
     for path in (paths.metrics_file, paths.plots_file):
         if path is not None:
             run.log_artifact(path)
-    if log_model:
-        run.log_artifact(paths.model_file)
     run.end("FINISHED")
 
 
