@@ -1,11 +1,13 @@
-"""DVC stage `train`: train params.model.arch on data/processed (pipeline/train.py).
+"""DVC stage `train`: train params.model.arch on data/processed (pipeline/training/).
 
 Outputs: models/model.pt (weights + everything needed to use them), models/checkpoints/
 (persist: a re-run after a crash resumes from the last epoch), models/mlflow_run.json (the
 MLflow run, continued by `evaluate`), metrics/train.json and plots/train.csv.
 
-Single process: `python stages/train.py`. Several GPUs or nodes:
-`torchrun --nproc_per_node=N stages/train.py` (only rank 0 logs and writes).
+Single process: `python stages/train.py`. Several GPUs, nodes or CPU processes:
+`torchrun --nproc_per_node=N stages/train.py` (DistributedDataParallel; only rank 0 logs and
+writes). CPU threads per process: `train.threads` (auto: a share of the cores among the
+trainings running at once, found under `$DVC_ROOT/.deepflash/trainings/`).
 """
 
 from __future__ import annotations
