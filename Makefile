@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install repro paper grid test format bench clean-venv
+.PHONY: install repro paper yaleb grid test format bench clean-venv
 
 install: $(STAMP)
 
@@ -32,6 +32,16 @@ grid: $(STAMP)
 # The paper's full settings (params-paper.yaml) as one DVC experiment.
 paper: $(STAMP)
 	$(RUN) dvc exp run -n paper $$($(BIN)/deepflash params-overrides params-paper.yaml)
+
+# Extended Yale B (params-yaleb.yaml) as one DVC experiment on the raw folder given as RAW
+# (the folder holding CroppedYale/yaleBNN/): make yaleb RAW=/data/yaleb
+# ENC=A or ENC=B: the same budget with another encoding (experiment yaleb-A, yaleb-B).
+yaleb: $(STAMP)
+	@test -n "$(RAW)" || { echo "usage: make yaleb RAW=<folder with CroppedYale/yaleBNN/*.pgm> [ENC=A|B|C]"; exit 2; }
+	@test -d "$(RAW)" || { echo "make yaleb: RAW=$(RAW) is not a folder"; exit 2; }
+	$(RUN) dvc exp run -n yaleb$(if $(ENC),-$(ENC)) \
+		$$($(BIN)/deepflash params-overrides params-yaleb.yaml) \
+		-S data.raw_dir=$(abspath $(RAW)) $(if $(ENC),-S loss.encoding=$(ENC))
 
 test: $(STAMP)
 	$(BIN)/ruff check .
