@@ -10,6 +10,11 @@ two images of a variant share their geometry exactly. Nothing is random.
 Variant names: ``rot<signed degrees>_<full|face>_<orig|flip>``, e.g. ``rot-20_full_orig``,
 ``rot+10_face_flip``, ``rot+0_full_orig`` (the identity). Positive angles turn the picture
 counter-clockwise on screen (OpenCV's ``getRotationMatrix2D`` convention).
+
+The crop's validity mask (True where the crop holds photo pixels) goes through the same
+matrix, as albumentations' ``mask`` target: a rotated variant's corners, which no photo pixel
+reaches, are invalid too. With the default constant border, invalid pixels are exactly 0 in
+both images (never mirrored copies of the face), and training and evaluation leave them out.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 from albumentations.augmentations.geometric import functional as fgeometric  # noqa: E402
 
-from pipeline.faces.detect import Box
-from pipeline.io import read_image, write_image
+from pipeline.faces.geometry import Box
+from pipeline.io import read_image, read_mask, write_image, write_mask
 from pipeline.parallel import parallel_map
 
 DEFAULT_ROTATIONS = (-20.0, -10.0, 0.0, 10.0, 20.0)
@@ -41,10 +46,12 @@ FLIPS = ("orig", "flip")
 IDENTITY_VARIANT = "rot+0_full_orig"
 
 BORDER_MODES = {
-    "constant": cv2.BORDER_CONSTANT,  # black
+    "constant": cv2.BORDER_CONSTANT,  # black, and masked as invalid
     "reflect": cv2.BORDER_REFLECT_101,  # mirror without repeating the edge pixel
     "replicate": cv2.BORDER_REPLICATE,  # repeat the edge pixel
 }
+# A warped mask pixel is valid when invalid source pixels weigh less than this in it.
+_VALID_TOLERANCE = 1e-3
 
 
 class FixedAffine(A.DualTransform):
@@ -53,13 +60,14 @@ class FixedAffine(A.DualTransform):
     Albumentations' own ``Affine`` rotates about the image centre and translates by whole
     pixels only, so it cannot rotate about an arbitrary face centre; this transform takes
     the matrix itself and otherwise behaves like ``Affine`` (same warp function and border
-    handling) on images.
+    handling) on images. Masks (float, 1 = valid) are warped bilinearly with a zero border
+    whatever ``border_mode`` is: padding is never valid.
     """
 
     def __init__(
         self,
         matrix: np.ndarray,
-        border_mode: int = cv2.BORDER_REFLECT_101,
+        border_mode: int = cv2.BORDER_CONSTANT,
         interpolation: int = cv2.INTER_LINEAR,
         p: float = 1.0,
     ):
@@ -87,6 +95,19 @@ class FixedAffine(A.DualTransform):
             interpolation=self.interpolation,
             fill=0,
             border_mode=self.border_mode,
+            output_shape=output_shape,
+        )
+
+    def apply_to_mask(
+        self, mask: np.ndarray, matrix: np.ndarray, output_shape: tuple[int, int], **params: Any
+    ) -> np.ndarray:
+        """Warp a float validity mask: bilinear, zero outside (padding is never valid)."""
+        return fgeometric.warp_affine(
+            mask,
+            matrix,
+            interpolation=cv2.INTER_LINEAR,
+            fill=0,
+            border_mode=cv2.BORDER_CONSTANT,
             output_shape=output_shape,
         )
 
@@ -150,40 +171,60 @@ def variant_matrices(
     ]
 
 
+Variant = tuple[str, np.ndarray, np.ndarray, np.ndarray]
+"""(name, flash, studio, valid mask) of one augmented variant."""
+
+
 def augment_pair(
     flash: np.ndarray,
     studio: np.ndarray,
     box: Box,
     rotations: Sequence[float] = DEFAULT_ROTATIONS,
-    border_mode: str = "reflect",
-) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """All variants of a flash/studio crop pair: ``[(name, flash, studio), ...]``.
+    border_mode: str = "constant",
+    valid: np.ndarray | None = None,
+) -> list[Variant]:
+    """All variants of a flash/studio crop pair: ``[(name, flash, studio, valid), ...]``.
 
-    ``box`` is the face box (top, right, bottom, left) in the crop's pixels. With the
-    default rotations there are exactly 20 variants. Both images get the same albumentations
-    transform (the studio image as an additional ``image`` target).
+    ``box`` is the face box (top, right, bottom, left) in the crop's pixels; ``valid`` the
+    crop's bool validity mask (None: all valid). With the default rotations there are
+    exactly 20 variants. Both images get the same albumentations transform (the studio image
+    as an additional ``image`` target, the mask as its ``mask``). A variant's pixel is valid
+    when only valid crop pixels reach it; with ``border_mode`` constant its invalid pixels
+    are exactly 0 in both images.
     """
     if flash.shape != studio.shape:
         raise ValueError(f"flash and studio shapes differ: {flash.shape} vs {studio.shape}")
     if border_mode not in BORDER_MODES:
         raise ValueError(f"unknown border mode {border_mode!r}; use one of {tuple(BORDER_MODES)}")
     height, width = flash.shape[:2]
+    if valid is None:
+        valid = np.ones((height, width), bool)
+    if valid.shape != (height, width):
+        raise ValueError(f"mask shape {valid.shape} differs from the images' {(height, width)}")
+    coverage = valid.astype(np.float32)
     variants = []
     for name, matrix in variant_matrices(box, width, height, rotations):
         transform = A.Compose(
             [FixedAffine(matrix, border_mode=BORDER_MODES[border_mode])],
             additional_targets={"studio": "image"},
         )
-        out = transform(image=flash, studio=studio)
-        variants.append((name, out["image"], out["studio"]))
+        out = transform(image=flash, studio=studio, mask=coverage)
+        ok = out["mask"] >= 1.0 - _VALID_TOLERANCE
+        flash_out, studio_out = out["image"], out["studio"]
+        if border_mode == "constant" and not ok.all():
+            flash_out[~ok] = 0.0  # partly padded pixels too: the padded area is constant
+            studio_out[~ok] = 0.0
+        variants.append((name, flash_out, studio_out, ok))
     return variants
 
 
 def identity_pair(
-    flash: np.ndarray, studio: np.ndarray
-) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    flash: np.ndarray, studio: np.ndarray, valid: np.ndarray | None = None
+) -> list[Variant]:
     """The single un-augmented variant (for splits that are not augmented)."""
-    return [(IDENTITY_VARIANT, flash, studio)]
+    if valid is None:
+        valid = np.ones(flash.shape[:2], bool)
+    return [(IDENTITY_VARIANT, flash, studio, valid)]
 
 
 def augment_pair_files(
@@ -193,30 +234,34 @@ def augment_pair_files(
     box: Box,
     out_dir: str | os.PathLike,
     *,
+    mask_path: str | os.PathLike | None = None,
     augment: bool = True,
     rotations: Sequence[float] = DEFAULT_ROTATIONS,
-    border_mode: str = "reflect",
-) -> list[tuple[str, str, str]]:
-    """Read a cropped pair, write its variants as ``<pair_id>__<variant>_{flash,studio}.png``.
+    border_mode: str = "constant",
+) -> list[tuple[str, str, str, str]]:
+    """Read a cropped pair (and its validity mask, when given), write its variants as
+    ``<pair_id>__<variant>_{flash,studio,mask}.png``.
 
     ``augment=False`` writes only the identity variant. Returns ``[(variant, flash_png,
-    studio_png), ...]`` in variant order.
+    studio_png, mask_png), ...]`` in variant order.
     """
     flash, studio = read_image(flash_path), read_image(studio_path)
+    valid = read_mask(mask_path) if mask_path else None
     if augment:
-        variants = augment_pair(flash, studio, box, rotations, border_mode)
+        variants = augment_pair(flash, studio, box, rotations, border_mode, valid)
     else:
-        variants = identity_pair(flash, studio)
+        variants = identity_pair(flash, studio, valid)
     out_dir = Path(out_dir)
     written = []
-    for name, flash_out, studio_out in variants:
+    for name, flash_out, studio_out, ok in variants:
         flash_png = write_image(out_dir / f"{pair_id}__{name}_flash.png", flash_out)
         studio_png = write_image(out_dir / f"{pair_id}__{name}_studio.png", studio_out)
-        written.append((name, str(flash_png), str(studio_png)))
+        mask_png = write_mask(out_dir / f"{pair_id}__{name}_mask.png", ok)
+        written.append((name, str(flash_png), str(studio_png), str(mask_png)))
     return written
 
 
-INDEX_COLUMNS = ("split", "pair_id", "subject", "variant", "flash", "studio")
+INDEX_COLUMNS = ("split", "pair_id", "subject", "variant", "flash", "studio", "mask")
 """Columns of ``data/processed/index.csv``."""
 
 
@@ -228,7 +273,13 @@ class AugmentRun:
     metrics: dict[str, int]
 
 
-def _augment_job(job: tuple[Any, ...]) -> list[tuple[str, str, str]]:
+def _mask_path(row: Any) -> str | None:
+    """The row's mask PNG, or None when the index has no mask (column absent or empty)."""
+    path = getattr(row, "mask", None)
+    return path if isinstance(path, str) and path else None
+
+
+def _augment_job(job: tuple[Any, ...]) -> list[tuple[str, str, str, str]]:
     """One pair for :func:`augment_dataset` (module level: it runs in worker processes)."""
     pair_id, flash, studio, box, out_dir, options = job
     return augment_pair_files(pair_id, flash, studio, box, out_dir, **options)
@@ -240,14 +291,15 @@ def augment_dataset(
     *,
     splits: Sequence[str],
     rotations: Sequence[float] = DEFAULT_ROTATIONS,
-    border_mode: str = "reflect",
+    border_mode: str = "constant",
     workers: int = 1,
     progress: bool = False,
 ) -> AugmentRun:
     """Write every pair of the crop stage's index into ``out_dir/<split>/`` (augment contract).
 
     ``faces`` has the crop index's columns (pair_id, subject, split, flash, studio,
-    face_top, face_right, face_bottom, face_left). Pairs of ``splits`` get every variant,
+    face_top, face_right, face_bottom, face_left, and ``mask``: the validity mask PNG; an
+    index without it counts every pixel valid). Pairs of ``splits`` get every variant,
     the others only the identity. Pairs run in ``workers`` processes; output paths are
     ``out_dir`` joined as given (relative stays relative).
     """
@@ -259,6 +311,7 @@ def augment_dataset(
             (int(row.face_top), int(row.face_right), int(row.face_bottom), int(row.face_left)),
             Path(out_dir) / row.split,
             {
+                "mask_path": _mask_path(row),
                 "augment": row.split in splits,
                 "rotations": tuple(rotations),
                 "border_mode": border_mode,

@@ -97,17 +97,29 @@ class RegisterParams(_Group):
 
 
 class CropParams(_Group):
-    """Face detection and the square face crop (pipeline/faces.py)."""
+    """Face detection and the square face crop (pipeline/faces/)."""
 
-    detector: Literal["hog", "cnn"] = "hog"
+    # auto: upright HOG, then HOG on turned copies (tilted faces), then the CNN as last resort.
+    detector: Literal["auto", "hog", "cnn"] = "auto"
     detect_max_side: int = Field(800, ge=64)
     # face_recognition's number_of_times_to_upsample: 1 finds faces down to ~40 px of the
     # detection copy (5 % of 800) in ~0.12 s; 0 only ~80 px faces but 4x faster.
     upsample: int = Field(1, ge=0, le=3)
+    cnn_max_side: int = Field(400, ge=64)  # the CNN's copy: faces >= ~20 % of it; seconds per photo
     margin: float = Field(0.4, ge=0, le=3)
-    pad_mode: Literal["constant", "edge", "reflect"] = "reflect"
+    # A square leaving the photo is shifted inside, then shrunk down to this margin, before padding.
+    min_margin: float = Field(0.0, ge=0, le=3)
+    pad_mode: Literal["constant", "edge", "reflect"] = "constant"
     on_missing: Literal["center", "reject"] = "center"
     workers: int = Field(2, ge=1)  # pairs cropped in parallel processes
+
+    @model_validator(mode="after")
+    def _min_margin_within_margin(self) -> CropParams:
+        if self.min_margin > self.margin:
+            raise ValueError(
+                f"min_margin ({self.min_margin}) must not exceed margin ({self.margin})"
+            )
+        return self
 
 
 class AugmentParams(_Group):
@@ -116,7 +128,7 @@ class AugmentParams(_Group):
     rotations: list[float] = Field(
         default_factory=lambda: [-20.0, -10.0, 0.0, 10.0, 20.0], min_length=1
     )
-    border_mode: Literal["constant", "reflect", "replicate"] = "reflect"
+    border_mode: Literal["constant", "reflect", "replicate"] = "constant"
     splits: list[Literal["train", "val", "test"]] = Field(
         default_factory=lambda: ["train", "val", "test"]
     )

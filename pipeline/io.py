@@ -113,6 +113,48 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bits: int = 8) -> Pa
     return path
 
 
+def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
+    """The alpha channel of an image as upright float32 HxW in [0, 1], None when it has none.
+
+    :func:`read_image` returns colour only; a caller that writes the image back (enhance)
+    takes the alpha from here, with the same EXIF orientation and 8/16-bit depth.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path) as pil:
+            has_alpha = pil.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+                pil.mode == "P" and "transparency" in pil.info
+            )
+            if not has_alpha:
+                return None
+            orientation = _orientation(pil)
+            alpha = None
+            if pil.format in ("PNG", "TIFF"):
+                # Pillow reduces 16-bit PNG/TIFF to 8 bits; OpenCV keeps all 16.
+                deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+                if deep is not None and deep.dtype == np.uint16 and deep.ndim == 3:
+                    alpha = deep[..., -1].astype(np.float32) / 65535.0
+            if alpha is None:
+                alpha = np.asarray(pil.convert("RGBA").getchannel("A"), np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ImageReadError(path, f"not an image ({error.__class__.__name__})") from None
+    return np.ascontiguousarray(_apply_orientation(alpha, orientation))
+
+
+def write_mask(path: str | os.PathLike, valid: np.ndarray) -> Path:
+    """Write a bool validity mask (True = real photo pixels) as an 8-bit grey PNG, 255/0."""
+    array = np.asarray(valid)
+    if array.ndim != 2:
+        raise ValueError(f"{path}: a mask must be HxW, got shape {array.shape}")
+    return write_image(path, np.where(array, 255, 0).astype(np.uint8))
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """A validity mask written by :func:`write_mask` as HxW bool (True where white)."""
+    return read_image(path)[..., 0] >= 0.5
+
+
 def is_image_name(path: str | os.PathLike) -> bool:
     """True when the file name has an image extension (case-insensitive)."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES

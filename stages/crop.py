@@ -1,9 +1,11 @@
-"""DVC stage `crop`: a data.size face square per registered pair (pipeline/faces.py).
+"""DVC stage `crop`: a data.size face square per registered pair (pipeline/faces/).
 
 Reads data/interim/manifest.csv and data/interim/registered/<pair_id>.json; detects the face
-on the flash image, crops it and warps the studio image onto the same square with its
+on the flash image (tilted faces too), crops it (turned upright when its roll is beyond the
+range of augment.rotations) and warps the studio image onto the same square with its
 registration matrix (one interpolation). Writes data/interim/faces/ (<pair_id>_flash.png,
-<pair_id>_studio.png, <pair_id>.json, index.csv, rejected.csv) and metrics/crop.json.
+<pair_id>_studio.png, <pair_id>_mask.png (validity), <pair_id>.json, index.csv, rejected.csv)
+and metrics/crop.json.
 Pairs the registration rejected, unreadable images and (with crop.on_missing=reject) photos
 without a face are skipped and listed in rejected.csv with the reason.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_params
-from pipeline.faces.detect import crop_dataset, crop_options
+from pipeline.faces.dataset import crop_dataset, crop_options
 from pipeline.io import write_json, write_rejected
 
 MANIFEST = Path("data/interim/manifest.csv")
@@ -43,7 +45,7 @@ def main() -> None:
         size=params.data.size,
         workers=crop.workers,
         progress=True,
-        **crop_options(crop),
+        **crop_options(crop, params.augment.rotations),
     )
     run.index.to_csv(OUT / "index.csv", index=False)
     write_rejected(OUT / "rejected.csv", run.rejected)
@@ -51,7 +53,8 @@ def main() -> None:
     m = run.metrics
     print(
         f"crop: {m['cropped']} pair(s) cropped ({m['detected']} detected, "
-        f"{m['fallback']} centre fallback), {m['rejected']} rejected -> {OUT}"
+        f"{m['fallback']} centre fallback, {m['rotated']} turned upright, {m['padded']} padded), "
+        f"{m['rejected']} rejected -> {OUT}"
     )
     if not m["cropped"]:
         sys.exit(f"crop: no pair could be cropped; reasons in {OUT / 'rejected.csv'}")

@@ -39,8 +39,9 @@ def test_items_are_float_chw_in_unit_range_and_match_the_files(tmp_path: Path) -
     index = _write_set(tmp_path, {"train": 3, "val": 2})
     data = PairDataset(index, "train", root=tmp_path, size=16)
     assert len(data) == 3
-    flash, studio = data[1]
+    flash, studio, valid = data[1]
     assert flash.dtype == torch.float32 and flash.shape == (3, 16, 16)
+    assert valid.dtype == torch.float32 and torch.equal(valid, torch.ones(1, 16, 16))
     assert studio.shape == (3, 16, 16)
     assert 0.0 <= float(flash.min()) and float(flash.max()) <= 1.0
     expected = read_image(tmp_path / data.records[1]["flash"])
@@ -59,8 +60,8 @@ def test_cache_is_bit_identical_and_stores_8bit_images_as_bytes(tmp_path: Path) 
     index = _write_set(tmp_path, {"train": 4})
     plain = PairDataset(index, "train", root=tmp_path)
     cached = PairDataset(index, "train", root=tmp_path, cache=True)
-    # 4 pairs x 2 images x 3 x 16 x 16 bytes
-    assert cached.cached_bytes == 4 * 2 * 3 * 16 * 16
+    # 4 pairs x (2 images x 3 x 16 x 16 bytes + a 16 x 16 bool mask)
+    assert cached.cached_bytes == 4 * (2 * 3 * 16 * 16 + 16 * 16)
     assert plain.cached_bytes == 0
     for i in range(4):
         for a, b in zip(plain[i], cached[i], strict=True):
@@ -72,7 +73,8 @@ def test_cache_keeps_16bit_images_exact_as_float(tmp_path: Path) -> None:
     index = _write_set(tmp_path, {"train": 2}, bits=16)
     plain = PairDataset(index, "train", root=tmp_path)
     cached = PairDataset(index, "train", root=tmp_path, cache=True)
-    assert cached.cached_bytes == 2 * 2 * 3 * 16 * 16 * 4  # float32: 16-bit is not bytes
+    # float32: 16-bit is not bytes; the masks are bool
+    assert cached.cached_bytes == 2 * (2 * 3 * 16 * 16 * 4 + 16 * 16)
     assert torch.equal(plain[0][0], cached[0][0])
     # 16 bits really survive: values that are not multiples of 1/255
     assert not torch.equal(torch.round(plain[0][0] * 255) / 255, plain[0][0])
@@ -86,7 +88,7 @@ def test_paths_relative_to_the_index_folder_work_too(tmp_path: Path) -> None:
     index.write_text(
         "split,pair_id,subject,variant,flash,studio\ntrain,a,s,v,a_flash.png,a_studio.png\n"
     )
-    flash, studio = PairDataset(index, "train", root=tmp_path)[0]
+    flash, studio, _ = PairDataset(index, "train", root=tmp_path)[0]
     assert float(flash.mean()) == pytest.approx(51 / 255)
     assert float(studio.mean()) == pytest.approx(153 / 255)
 
@@ -132,5 +134,31 @@ def test_works_with_a_dataloader(tmp_path: Path) -> None:
     loader = torch.utils.data.DataLoader(
         PairDataset(index, "train", root=tmp_path, cache=True), batch_size=2
     )
-    shapes = [tuple(flash.shape) for flash, _ in loader]
+    shapes = [tuple(flash.shape) for flash, _, _ in loader]
     assert shapes == [(2, 3, 16, 16), (2, 3, 16, 16), (1, 3, 16, 16)]
+
+
+def test_mask_column_gives_the_validity_mask_and_names_bad_files(tmp_path: Path) -> None:
+    """The augment stage's mask PNG comes back as a (1, H, W) 0/1 tensor, cached or not; an
+    empty mask cell means all valid; a mask of the wrong size names the file."""
+    from pipeline.io import write_mask
+
+    index = _write_set(tmp_path, {"train": 2})
+    valid = np.ones((16, 16), bool)
+    valid[:, :5] = False  # 5 padded columns
+    write_mask(tmp_path / "m.png", valid)
+    rows = read_index(index)
+    rows[0]["mask"], rows[1]["mask"] = "m.png", ""
+    with index.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*COLUMNS, "mask"])
+        writer.writeheader()
+        writer.writerows(rows)
+    for data in (PairDataset(index, "train", root=tmp_path),
+                 PairDataset(index, "train", root=tmp_path, cache=True)):  # fmt: skip
+        first, second = data[0][2], data[1][2]
+        assert first.shape == (1, 16, 16) and first.dtype == torch.float32
+        assert float(first.sum()) == 16 * 11 and float(first[0, :, :5].max()) == 0.0
+        assert torch.equal(second, torch.ones(1, 16, 16))
+    write_mask(tmp_path / "m.png", np.ones((8, 8), bool))
+    with pytest.raises(DataIndexError, match=r"m\.png: mask 8x8 px differs from its images"):
+        PairDataset(index, "train", root=tmp_path)[0]

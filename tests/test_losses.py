@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.core.losses import centred_mse, make_loss, plain_mse
+from pipeline.core.losses import centred_mse, make_loss, plain_mse, with_mask
 
 
 def _eq3(y: torch.Tensor, t: torch.Tensor, bl_x: torch.Tensor) -> torch.Tensor:
@@ -77,3 +77,36 @@ def test_shape_mismatch_is_refused():
         centred_mse(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5))
     with pytest.raises(ValueError, match="N, C, H, W"):
         plain_mse(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4))
+
+
+def test_masked_losses_ignore_padding_and_centre_on_valid_pixels():
+    """Padded pixels (mask 0) count neither as error nor in eq. 5's mean: y - t = 0.3 on the
+    valid area and anything on the padding gives a centred loss of 0 and a plain MSE of
+    0.09; an all-valid mask gives the unmasked losses."""
+    t = torch.rand(2, 3, 8, 8)
+    y = t + 0.3
+    y[..., 5:] = torch.rand(2, 3, 8, 3) * 5  # padding: garbage
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[..., :5] = 1.0
+    assert float(centred_mse(y, t, mask)) == pytest.approx(0.0, abs=1e-10)
+    assert float(plain_mse(y, t, mask)) == pytest.approx(0.09, rel=1e-5)
+    assert float(centred_mse(y, t)) > 0.1
+    # Per image, then over the images: image 1 all padding adds nothing.
+    mask[1] = 0.0
+    assert float(plain_mse(y, t, mask)) == pytest.approx(0.09, rel=1e-5)
+    ones = torch.ones(2, 8, 8, dtype=torch.bool)  # (N, H, W) bool works too
+    assert float(centred_mse(y, t, ones)) == pytest.approx(float(centred_mse(y, t)), rel=1e-5)
+    assert float(plain_mse(y, t, ones)) == pytest.approx(float(plain_mse(y, t)), rel=1e-5)
+    with pytest.raises(ValueError, match="mask shape"):
+        plain_mse(y, t, torch.ones(2, 1, 4, 4))
+
+
+def test_with_mask_binds_the_mask_for_the_training_step():
+    t = torch.zeros(1, 3, 4, 4)
+    y = torch.ones(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 0] = 1.0
+    y[..., 1:] = 9.0
+    assert float(with_mask(plain_mse, mask)(y, t)) == pytest.approx(1.0)
+    assert with_mask(plain_mse, None) is plain_mse
+    assert with_mask(plain_mse, torch.ones(1, 1, 4, 4)) is plain_mse  # nothing padded

@@ -83,3 +83,47 @@ def test_summarise():
     assert with_inf["mean"] == 20.0 and with_inf["n"] == 3 and with_inf["n_nonfinite"] == 1
     empty = summarise(np.array([]))
     assert empty["n"] == 0 and empty["mean"] is None
+
+
+def _half_masked() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two 32x32 images equal but for 0.1 on the valid left 16 columns, wildly different on
+    the padded right 16 (as a face crop's padding would be), and that validity mask."""
+    rng = np.random.default_rng(3)
+    a = torch.from_numpy(rng.random((2, 3, 32, 32), dtype=np.float32) * 0.8)
+    b = a.clone()
+    b[..., :16] += 0.1
+    b[..., 16:] = torch.from_numpy(rng.random((2, 3, 32, 16), dtype=np.float32))
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., :16] = 1.0
+    return a, b, mask
+
+
+def test_metrics_on_valid_pixels_only_known_answers():
+    """Only the valid area counts: there the images differ by exactly 0.1, so PSNR is 20 dB
+    and eq. 7 gives 100 - 200 * 0.1 = 80 %, whatever the padded half holds."""
+    a, b, mask = _half_masked()
+    np.testing.assert_allclose(psnr(b, a, mask).numpy(), [20.0, 20.0], atol=1e-4)
+    assert psnr(b, a).max().item() < 15.0  # the padding would drag it down
+    bl_x = torch.rand(2, 3, 32, 32)
+    np.testing.assert_allclose(accuracy(b, a, bl_x, mask).numpy(), [80.0, 80.0], atol=1e-4)
+    assert accuracy(b, a, bl_x).max().item() < 75.0
+    # SSIM: identical valid halves -> 1 over the windows inside them; the padding ignored.
+    c = a.clone()
+    c[..., 16:] = 1.0 - a[..., 16:]
+    np.testing.assert_allclose(ssim(c, a, mask).numpy(), [1.0, 1.0], atol=1e-5)
+    assert ssim(c, a).max().item() < 0.8
+    # A (H, W) mask serves every image of the batch alike.
+    np.testing.assert_allclose(psnr(b, a, mask[0, 0]).numpy(), [20.0, 20.0], atol=1e-4)
+
+
+def test_all_valid_mask_gives_the_unmasked_metrics():
+    a, b, _ = _half_masked()
+    ones = torch.ones(2, 1, 32, 32)
+    bl_x = torch.rand(2, 3, 32, 32)
+    np.testing.assert_allclose(ssim(b, a, ones).numpy(), ssim(b, a).numpy(), atol=1e-6)
+    np.testing.assert_allclose(psnr(b, a, ones).numpy(), psnr(b, a).numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        accuracy(b, a, bl_x, ones).numpy(), accuracy(b, a, bl_x).numpy(), atol=1e-4
+    )
+    with pytest.raises(ValueError, match="mask shape"):
+        psnr(b, a, torch.ones(2, 1, 16, 16))

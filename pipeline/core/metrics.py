@@ -5,6 +5,12 @@ usual Wang et al. 2004 settings) with ``data_range=1.0``: images are expected in
 reconstructions first; eq. 2 can leave the range). All per-image functions take (N, C, H, W)
 tensors, or one (C, H, W) image, and return a float32 tensor of shape (N,), computed in
 float32 whatever the input dtype.
+
+``mask`` (optional, (N, H, W) / (N, 1, H, W) / (H, W), 1 = valid) restricts a metric to the
+valid pixels of each image: padding that the face crop had to add is not part of the scene.
+Accuracy and PSNR average over the valid pixels; SSIM averages its per-pixel map over the
+valid pixels whose whole 11x11 window is valid (windows reaching into padding mix it into the
+local statistics). An all-ones mask gives the unmasked values.
 """
 
 from __future__ import annotations
@@ -25,41 +31,92 @@ def _batch(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return a.float(), b.float()
 
 
-def accuracy(y: torch.Tensor, t: torch.Tensor, bl_x: torch.Tensor) -> torch.Tensor:
+SSIM_WINDOW = 11
+"""Side of torchmetrics' Gaussian SSIM window (sigma 1.5)."""
+
+
+def _weights(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A validity mask as float (N, 1, H, W) matching ``like`` (N, C, H, W)."""
+    weights = mask.to(device=like.device, dtype=torch.float32)
+    while weights.ndim < 4:
+        weights = weights.unsqueeze(0 if weights.ndim == 2 else 1)
+    n, _, h, w = like.shape
+    if weights.shape[0] == 1 and weights.shape[1:] == (1, h, w):
+        weights = weights.expand(n, 1, h, w)  # one mask for every image
+    if weights.shape != (n, 1, h, w):
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not fit images {tuple(like.shape)}")
+    return weights
+
+
+def _valid_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per-image mean of (N, C, H, W) ``values`` over the pixels where ``weights`` is 1."""
+    count = weights.sum(dim=(1, 2, 3)) * values.shape[1]
+    return (values * weights).sum(dim=(1, 2, 3)) / count.clamp_min(1.0)
+
+
+def accuracy(
+    y: torch.Tensor, t: torch.Tensor, bl_x: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Eq. 7 per image: 100 - 100/(3wh) * sum |t_d - y_d|, in percent, shape (N,).
 
     ``y_d = BL(x) - 2y + 1`` and ``t_d = BL(x) - 2t + 1`` are the decoded difference images of
-    the output y and target t (``bl_x`` = BL(x)); the sum runs over pixels and channels. Since
-    ``t_d - y_d = 2 (y - t)``, this is 100 - 200 * mean |y - t|.
+    the output y and target t (``bl_x`` = BL(x)); the sum runs over pixels and channels (the
+    valid ones of ``mask``, wh then their count). Since ``t_d - y_d = 2 (y - t)``, this is
+    100 - 200 * mean |y - t|.
     """
     y, t = _batch(y, t)
     bl_x = bl_x.float().reshape(y.shape)
     y_d = bl_x - 2.0 * y + 1.0
     t_d = bl_x - 2.0 * t + 1.0
-    return 100.0 - 100.0 * (t_d - y_d).abs().mean(dim=(1, 2, 3))
+    error = (t_d - y_d).abs()
+    if mask is None:
+        return 100.0 - 100.0 * error.mean(dim=(1, 2, 3))
+    return 100.0 - 100.0 * _valid_mean(error, _weights(mask, error))
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """SSIM of every image pair (torchmetrics, data range 1.0), shape (N,); sides >= 11 px."""
+def ssim(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """SSIM of every image pair (torchmetrics, data range 1.0), shape (N,); sides >= 11 px.
+
+    With ``mask``: the mean of the SSIM map over the valid pixels whose 11x11 window holds
+    valid pixels only (outside the image counts as valid, as torchmetrics reflects there);
+    over all valid pixels when no window fits in an image's valid area.
+    """
     a, b = _batch(a, b)
-    if min(a.shape[-2:]) < 11:
+    if min(a.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {tuple(a.shape[-2:])}")
     # Imported here: torchmetrics costs ~3 s at import, which every training process
     # (DDP ranks, resumed runs) would otherwise pay without computing SSIM.
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    return structural_similarity_index_measure(a, b, data_range=1.0, reduction="none")
+    if mask is None:
+        return structural_similarity_index_measure(a, b, data_range=1.0, reduction="none")
+    _, full = structural_similarity_index_measure(
+        a, b, data_range=1.0, reduction="none", return_full_image=True
+    )
+    weights = _weights(mask, a)
+    # Erode the valid area by the window's radius: dilate the invalid area (zero padding, so
+    # the image's own border does not count as invalid).
+    invalid = torch.nn.functional.max_pool2d(
+        1.0 - weights, SSIM_WINDOW, stride=1, padding=SSIM_WINDOW // 2
+    )
+    inner = weights * (1.0 - invalid)
+    fits = inner.sum(dim=(1, 2, 3), keepdim=True) > 0
+    return _valid_mean(full, torch.where(fits, inner, weights))
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of every image pair (torchmetrics, data range 1.0), shape (N,).
+def psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """PSNR in dB of every image pair (torchmetrics, data range 1.0), shape (N,); with
+    ``mask`` the mean squared error runs over the valid pixels only.
 
     Identical images give +inf.
     """
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     a, b = _batch(a, b)
-    return peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    if mask is None:
+        return peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    mse = _valid_mean((a - b).square(), _weights(mask, a))
+    return 10.0 * torch.log10(1.0 / mse)
 
 
 def summarise(values: Iterable[float] | torch.Tensor | np.ndarray) -> dict[str, float | int | None]:

@@ -39,7 +39,8 @@ def evaluate_raw(
 
     from pipeline.align.registration import register, registration_options
     from pipeline.datasets.ingest import DatasetError, read_dataset
-    from pipeline.faces.detect import NoFaceError, crop_options, crop_pair_files
+    from pipeline.faces.crop import NoFaceError, crop_pair_files
+    from pipeline.faces.dataset import crop_options
     from pipeline.io import ImageReadError, read_image
     from pipeline.models import read_model_meta
 
@@ -87,7 +88,7 @@ def evaluate_raw(
                 work / "faces",
                 size=size,
                 max_pixels=ing.max_pixels,
-                **crop_options(crop_p),
+                **crop_options(crop_p, params.augment.rotations),
             )
         except ImageReadError as error:
             rejected.append({"file": error.path, "reason": error.reason})
@@ -103,6 +104,7 @@ def evaluate_raw(
                 "variant": "identity",
                 "flash": str(Path(record["flash"]).resolve()),
                 "studio": str(Path(record["studio"]).resolve()),
+                "mask": str(Path(record["mask"]).resolve()),
                 "registration": registration.status,
                 "mi_before": registration.mi_before,
                 "mi_after": registration.mi_after,

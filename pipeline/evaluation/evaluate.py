@@ -92,9 +92,17 @@ class BatchOutput:
     images: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _per_image_loss(loss_fn: Callable, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def _per_image_loss(
+    loss_fn: Callable, y: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     # Eq. 5 centres per image and channel, so the mean of per-image losses is the batch loss.
-    return torch.stack([loss_fn(y[i : i + 1], t[i : i + 1]).reshape(()) for i in range(len(y))])
+    return torch.stack(
+        [
+            (loss_fn(y[i : i + 1], t[i : i + 1]) if mask is None
+             else loss_fn(y[i : i + 1], t[i : i + 1], mask=mask[i : i + 1])).reshape(())
+            for i in range(len(y))
+        ]
+    )  # fmt: skip
 
 
 @torch.no_grad()
@@ -105,9 +113,11 @@ def evaluate_batch(
     encoding: str,
     blur: Callable[[torch.Tensor], torch.Tensor],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    mask: torch.Tensor | None = None,
 ) -> BatchOutput:
     """All metrics of one batch (N,3,H,W in [0,1]) for the model, the identity baseline and
-    the oracle (the encoding's ceiling)."""
+    the oracle (the encoding's ceiling); with ``mask`` (N,1,H,W validity, 1 = photo) over
+    the valid pixels only: padding the face crop added is not scored."""
     from pipeline.core import metrics as M
     from pipeline.core.encodings import (
         make_target,
@@ -130,12 +140,12 @@ def evaluate_batch(
         pred = reconstruct(x, output, encoding).clamp(0, 1)
         recon[system] = pred
         values = {
-            "loss": _per_image_loss(loss_fn, output, t),
-            "accuracy": M.accuracy(output, t, bl_x),
-            "ssim_pgt": M.ssim(pred, pgt),
-            "psnr_pgt": M.psnr(pred, pgt),
-            "ssim_gt": M.ssim(pred, gt),
-            "psnr_gt": M.psnr(pred, gt),
+            "loss": _per_image_loss(loss_fn, output, t, mask),
+            "accuracy": M.accuracy(output, t, bl_x, mask),
+            "ssim_pgt": M.ssim(pred, pgt, mask),
+            "psnr_pgt": M.psnr(pred, pgt, mask),
+            "ssim_gt": M.ssim(pred, gt, mask),
+            "psnr_gt": M.psnr(pred, gt, mask),
         }
         out[system] = {k: _finite(k, v) for k, v in values.items()}
     images = {
@@ -145,6 +155,8 @@ def evaluate_batch(
         "pgt": pgt,
         "gt": gt,
     }
+    if mask is not None:
+        images["valid"] = mask.float().reshape(len(x), 1, *x.shape[-2:])
     return BatchOutput(out, images)
 
 
@@ -168,10 +180,17 @@ def sample_grid(
     images: Mapping[str, np.ndarray], labels: Sequence[str] = TILE_LABELS
 ) -> np.ndarray:
     """One row like the paper's Fig. 5: input, BL(input), reconstruction, preconditioned gt,
-    gt (HxWx3 float each), labelled above each tile; returns an HxWx3 uint8 image."""
+    gt (HxWx3 float each), labelled above each tile; returns an HxWx3 uint8 image. With
+    ``images["valid"]`` (HxW(x1), 1 = photo) the padded pixels show as a grey checkerboard,
+    the usual sign for "no image here", in every tile."""
     from PIL import Image, ImageDraw
 
     tiles = [np.asarray(images[key]) for key in ("input", "bl_input", "output", "pgt", "gt")]
+    if "valid" in images:
+        valid = np.asarray(images["valid"]).reshape(tiles[0].shape[:2]) > 0.5
+        yy, xx = np.indices(valid.shape)
+        checker = np.where(((yy // 8 + xx // 8) % 2)[..., None] == 0, 0.55, 0.75)
+        tiles = [np.where(valid[..., None], tile, checker) for tile in tiles]
     side = max(_MIN_TILE, tiles[0].shape[0])
     band = 16
     canvas = Image.new("RGB", (side * len(tiles) + 2 * (len(tiles) - 1), side + band), "white")
@@ -200,8 +219,8 @@ def evaluate_split(
     keep: Iterable[int] = (),
     desc: str = "evaluate",
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[int, dict[str, np.ndarray]]]:
-    """Per-image metrics of every image of ``dataset`` (items: flash, studio CHW tensors), and
-    the images of the indices in ``keep`` (for the sample grids)."""
+    """Per-image metrics of every image of ``dataset`` (items: flash, studio CHW tensors and
+    the validity mask), and the images of the indices in ``keep`` (for the sample grids)."""
     keep = set(keep)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     per_image: dict[str, dict[str, list[np.ndarray]]] = {
@@ -209,8 +228,10 @@ def evaluate_split(
     }
     kept: dict[int, dict[str, np.ndarray]] = {}
     start = 0
-    for flash, studio in tqdm(loader, desc=desc, unit="batch", leave=False):
-        batch = evaluate_batch(model, flash.to(device), studio.to(device), encoding, blur, loss_fn)
+    for flash, studio, valid in tqdm(loader, desc=desc, unit="batch", leave=False):
+        batch = evaluate_batch(
+            model, flash.to(device), studio.to(device), encoding, blur, loss_fn, valid.to(device)
+        )
         for system in SYSTEMS:
             for metric in METRICS:
                 per_image[system][metric].append(batch.metrics[system][metric])

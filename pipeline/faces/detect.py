@@ -1,75 +1,75 @@
-"""Face detection and the square face crop of a flash/studio pair (the paper's Section 4).
+"""Face detection on a photo, tilted faces included (the paper's Section 4 face crop needs one).
 
-The face is found on the flash image R (the registration's fixed image) with
-face_recognition (dlib HOG, or its CNN); the paper also ran it on the studio images M and M',
-which after registration share R's geometry, so one detection serves the pair. The chosen box (the largest face) is grown by a
-margin and made square; that square, in flash-photo pixels, is cropped from the flash image
-and resized to ``size`` x ``size``. The studio image is *warped* onto the same square: its
-registration matrix (flash pixel -> studio pixel) is composed with the crop-and-resize so
-that each studio output pixel is interpolated once, straight from the full-resolution studio
-photo (no aligned full-resolution copy is ever made). Flash and studio go through the same
-resampling code (the flash with the identity matrix), so their geometry is consistent.
+The paper finds the face with face_recognition (dlib). Its fast HOG detector is trained on
+roughly upright faces, and people hold phones at an angle and tilt their heads, so ``auto``
+(the default) tries, in order, until one finds a face:
 
-Coordinates: pixel centres sit at integer positions (OpenCV's convention). A face box is
-``(top, right, bottom, left)`` as face_recognition returns it, read as box *edges* (the box
-covers ``left <= x < right``); a crop box is ``(x0, y0, side)`` and covers the flash pixels
-``x0 <= x < x0 + side``, ``y0 <= y < y0 + side`` (it may stick out of the photo: the missing
-part is padded).
+1. ``hog``: upright HOG on a copy whose longer side is at most ``max_side`` (the usual case,
+   as fast as a single HOG call);
+2. ``hog_rotated``: HOG on copies of that image turned by :data:`ROTATED_ANGLES` (a face
+   tilted by 25 degrees is upright in the copy turned back by 25), boxes mapped back;
+3. ``cnn``: dlib's CNN (MMOD) detector, which tolerates more pose and occlusion, on a copy of
+   at most ``cnn_max_side`` (seconds per photo on a CPU, so only as the last resort).
+
+``hog`` and ``cnn`` alone are still selectable. Overlapping boxes of one face are merged
+(:mod:`pipeline.faces.nms`). Each face records which path found it and its roll: the tilt of
+the line through its eyes (dlib's 5-point landmarks, measured where the face was found),
+counter-clockwise on screen in degrees, the convention of the augmentation's rotations.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import pandas as pd
-from tqdm import tqdm
 
-from pipeline.io import ImageReadError, read_image, read_json, write_image, write_json
-from pipeline.parallel import parallel_map
+from pipeline.faces.geometry import Box, box_area
+from pipeline.faces.nms import suppress
 
-Box = tuple[int, int, int, int]
-"""A face box (top, right, bottom, left) in pixels, face_recognition's order."""
+DETECTORS = ("auto", "hog", "cnn")
+PATHS = ("hog", "hog_rotated", "cnn")
+ROTATED_ANGLES = (25.0, -25.0, 50.0, -50.0)
+"""Turns of the detection copy tried when upright HOG finds nothing (degrees). Upright HOG
+covers about +-20 degrees of roll; 25 and 50 reach past 60 with overlap."""
 
-CropBox = tuple[int, int, int]
-"""A square crop (x0, y0, side) in flash-photo pixels."""
-
-DETECTORS = ("hog", "cnn")
-PAD_MODES = ("constant", "edge", "reflect")
-ON_MISSING = ("center", "reject")
-
-_CV2_BORDER = {
-    "constant": cv2.BORDER_CONSTANT,
-    "edge": cv2.BORDER_REPLICATE,
-    "reflect": cv2.BORDER_REFLECT_101,
-}
-
-IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+# The CNN's boxes sit higher than HOG's brows-to-chin boxes, which the crop margin is tuned
+# for: moved by this fraction of their size (x, y), they match the HOG box of the same face.
+# Median over the 40 CelebA-HQ portraits of the shared test data, CNN on a 300 px copy (same
+# size within 2 %, centre 0.07 right and 0.13 lower); see tests/test_faces_detect.py.
+CNN_BOX_OFFSET = (0.07, 0.13)
 
 
-class NoFaceError(ValueError):
-    """No face was found and the caller asked to reject such images."""
+@dataclass(frozen=True)
+class Face:
+    """One detected face.
 
+    ``box`` (top, right, bottom, left) is the face's own upright box placed on the face: its
+    centre is the face centre and its sides the face's width and height in the photo's pixels
+    (for an upright face, the detector's box as is). ``roll`` is the tilt of the eye line in
+    degrees, counter-clockwise on screen; ``path`` says which detector found it (``hog``,
+    ``hog_rotated``, ``cnn``) and ``score`` how sure it was (detector units).
+    """
 
-# --------------------------------------------------------------------------- detection
+    box: Box
+    roll: float
+    path: str
+    score: float
 
 
 @cache
-def _face_locations() -> Any:
+def _dlib() -> Any:
     # face_recognition loads its models at import (about a second) and its models package
     # warns about pkg_resources: import it once, only when detection is really needed.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import face_recognition
+        import face_recognition.api as api
 
-    return face_recognition.face_locations
+    return api
 
 
 def load_detector() -> None:
@@ -78,7 +78,7 @@ def load_detector() -> None:
     A stage calls it before starting worker processes: forked workers then share the loaded
     models instead of each importing them again (about a second apiece).
     """
-    _face_locations()
+    _dlib()
 
 
 def _to_uint8_rgb(image: np.ndarray) -> np.ndarray:
@@ -96,28 +96,9 @@ def _to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def detect_faces(
-    image: np.ndarray,
-    detector: str = "hog",
-    max_side: int = 800,
-    upsample: int = 1,
-) -> list[Box]:
-    """All faces in ``image`` as (top, right, bottom, left) boxes, largest first.
-
-    ``image`` is HxW(x3) float in [0, 1] or uint8. Detection runs on a copy whose longer side
-    is at most ``max_side`` (area-averaged, so fine detail does not alias), converted to
-    uint8 as dlib wants; the boxes are mapped back to the input's pixel coordinates and
-    clipped to it. ``upsample`` is face_recognition's ``number_of_times_to_upsample``: at
-    ``max_side`` 800 with 1 upsampling, faces down to about 40 px of the small copy (5 % of
-    its side) are found. Ties in area are broken by position, so the order is deterministic.
-    """
-    if detector not in DETECTORS:
-        raise ValueError(f"unknown face detector {detector!r}; use one of {DETECTORS}")
-    if max_side < 1 or upsample < 0:
-        raise ValueError(f"max_side must be >= 1 and upsample >= 0 (got {max_side}, {upsample})")
+def _shrunk(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float, float]:
+    """uint8 RGB copy with the longer side at most ``max_side`` and the (x, y) factors back."""
     height, width = image.shape[:2]
-    if height == 0 or width == 0:
-        return []
     factor = min(1.0, max_side / max(height, width))
     if factor < 1.0:
         small_w, small_h = max(1, round(width * factor)), max(1, round(height * factor))
@@ -125,497 +106,185 @@ def detect_faces(
         small = cv2.resize(np.asarray(image), (small_w, small_h), interpolation=cv2.INTER_AREA)
     else:
         small, small_w, small_h = np.asarray(image), width, height
-    locations = _face_locations()(_to_uint8_rgb(small), upsample, detector)
     # Box edges scale with the image edges: 0 -> 0 and small_w -> width.
-    fx, fy = width / small_w, height / small_h
-    boxes: list[Box] = []
-    for top, right, bottom, left in locations:
-        box = (
-            int(np.clip(round(top * fy), 0, height)),
-            int(np.clip(round(right * fx), 0, width)),
-            int(np.clip(round(bottom * fy), 0, height)),
-            int(np.clip(round(left * fx), 0, width)),
-        )
-        if box[2] > box[0] and box[1] > box[3]:
-            boxes.append(box)
-    boxes.sort(key=lambda b: (-box_area(b), b[0], b[3], b[2], b[1]))
-    return boxes
+    return _to_uint8_rgb(small), width / small_w, height / small_h
 
 
-def box_area(box: Box) -> int:
-    """Area in pixels of a (top, right, bottom, left) box."""
-    top, right, bottom, left = box
-    return max(0, bottom - top) * max(0, right - left)
+def _eye_roll(api: Any, image: np.ndarray, rect: Any) -> float:
+    """Roll in degrees of the face in ``rect``: the eye line's tilt (5-point landmarks)."""
+    shape = api.pose_predictor_5_point(image, rect)
+    points = np.array([(p.x, p.y) for p in shape.parts()], np.float64)
+    # Points 0-1 are the corners of the eye on the image's right, 2-3 of the other one.
+    dx, dy = points[0:2].mean(axis=0) - points[2:4].mean(axis=0)
+    return math.degrees(math.atan2(-dy, dx))  # y points down: up on screen is -y
 
 
-# --------------------------------------------------------------------------- crop geometry
+def _rect_face(
+    rect: Any,
+    score: float,
+    roll: float,
+    path: str,
+    to_photo: np.ndarray,
+    fx: float,
+    fy: float,
+    size: tuple[int, int],
+    box_scale: float = 1.0,
+    offset: tuple[float, float] = (0.0, 0.0),
+) -> Face | None:
+    """A detector rectangle on a (turned, shrunk) copy as a :class:`Face` of the photo.
 
-
-def square_crop_box(face_box: Box, margin: float) -> CropBox:
-    """The square crop around a face: ``(x0, y0, side)`` in the photo's pixels.
-
-    The box's longer side grows by ``margin`` times itself on *each* side (margin 0.4 gives a
-    square 1.8 times the face box, which keeps hair and chin: HOG boxes run from the brows
-    to the chin), centred on the box centre. The square may leave the photo; the resampling
-    pads the missing part.
+    ``to_photo`` maps the copy's pixels to the detection copy's, ``fx``/``fy`` that copy's
+    to the photo's; ``box_scale`` scales the rectangle's size (a shrunk turned copy) and
+    ``offset`` moves its centre by that fraction of its size (the CNN's boxes).
     """
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0 (got {margin})")
-    top, right, bottom, left = face_box
-    if right <= left or bottom <= top:
-        raise ValueError(f"empty face box {face_box} (top, right, bottom, left)")
-    longer = max(right - left, bottom - top)
-    side = max(1, round(longer * (1.0 + 2.0 * margin)))
-    cx, cy = (left + right) / 2.0, (top + bottom) / 2.0
-    return (round(cx - side / 2.0), round(cy - side / 2.0), side)
+    height, width = size
+    if to_photo is _NO_TURN and box_scale == 1.0 and offset == (0.0, 0.0):
+        # Upright: box edges scale with the image edges (0 -> 0, copy width -> photo width).
+        edges = (rect.top() * fy, rect.right() * fx, rect.bottom() * fy, rect.left() * fx)
+    else:
+        # Centre in the copy's pixel-centre coordinates, mapped back to the shrunk photo,
+        # then to edge coordinates at the photo's scale; the size scales alike.
+        cx = (rect.left() + rect.right()) / 2.0 - 0.5 + offset[0] * (rect.right() - rect.left())
+        cy = (rect.top() + rect.bottom()) / 2.0 - 0.5 + offset[1] * (rect.bottom() - rect.top())
+        sx, sy = to_photo @ np.array([cx, cy, 1.0])
+        cx, cy = (sx + 0.5) * fx, (sy + 0.5) * fy
+        if not (0.0 <= cx < width and 0.0 <= cy < height):
+            return None  # found on the turned copy's empty corners
+        half_w = (rect.right() - rect.left()) * fx * box_scale / 2.0
+        half_h = (rect.bottom() - rect.top()) * fy * box_scale / 2.0
+        edges = (cy - half_h, cx + half_w, cy + half_h, cx - half_w)
+    limits = (height, width, height, width)
+    box = tuple(int(np.clip(round(v), 0, limit)) for v, limit in zip(edges, limits, strict=True))
+    if box[2] <= box[0] or box[1] <= box[3]:
+        return None
+    return Face(box, round(roll, 2) + 0.0, path, round(float(score), 4))  # + 0.0: no -0.0
 
 
-def center_crop_box(width: int, height: int) -> CropBox:
-    """The largest centred square of a ``width`` x ``height`` photo (the no-face fallback)."""
-    side = min(width, height)
-    if side <= 0:
-        raise ValueError(f"empty image {width}x{height}")
-    return ((width - side) // 2, (height - side) // 2, side)
+_NO_TURN = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
-def crop_matrix(crop_box: CropBox, size: int) -> np.ndarray:
-    """2x3 matrix mapping an output pixel (u, v) of the ``size`` square to its flash pixel.
+def _hog(
+    small: np.ndarray, upsample: int, angle: float, fx: float, fy: float, size: tuple[int, int]
+) -> list[Face]:
+    """HOG faces on ``small`` turned by ``angle`` degrees (0: as is), in photo pixels."""
+    api = _dlib()
+    if angle == 0.0:
+        turned, to_small, shrink = small, _NO_TURN, 1.0
+    else:
+        h, w = small.shape[:2]
+        centre = ((w - 1) / 2.0, (h - 1) / 2.0)
+        cos = abs(math.cos(math.radians(angle)))
+        sin = abs(math.sin(math.radians(angle)))
+        # A canvas holding the whole turned copy (no face cut off at a corner), shrunk to the
+        # upright copy's pixel count: each pass costs what the upright one does (HOG time
+        # grows with the area), and faces of 10 % of the photo stay well above HOG's 40 px.
+        shrink = min(1.0, math.sqrt(w * h / ((w * cos + h * sin) * (w * sin + h * cos))))
+        out_w = math.ceil((w * cos + h * sin) * shrink)
+        out_h = math.ceil((w * sin + h * cos) * shrink)
+        matrix = cv2.getRotationMatrix2D(centre, angle, shrink)
+        matrix[:, 2] += ((out_w - 1) / 2.0 - centre[0], (out_h - 1) / 2.0 - centre[1])
+        turned = cv2.warpAffine(small, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR)
+        to_small = cv2.invertAffineTransform(matrix)
+    rects, scores, _ = api.face_detector.run(turned, upsample, 0.0)
+    path = "hog" if angle == 0.0 else "hog_rotated"
+    faces = []
+    for rect, score in zip(rects, scores, strict=True):
+        roll = _eye_roll(api, turned, rect) - angle  # a turn by +a adds a to every roll
+        face = _rect_face(rect, score, roll, path, to_small, fx, fy, size, 1.0 / shrink)
+        if face is not None:
+            faces.append(face)
+    return faces
 
-    Pixel centres map onto pixel centres: output pixel u covers flash pixels
-    ``[x0 + u*s, x0 + (u+1)*s)`` with ``s = side / size``, whose centre is
-    ``x0 + (u + 0.5) * s - 0.5``.
+
+def _cnn(image: np.ndarray, max_side: int) -> list[Face]:
+    """CNN (MMOD) faces on a copy of at most ``max_side`` px, in photo pixels.
+
+    No upsampling: the CNN costs seconds per photo already; a larger ``max_side`` finds
+    smaller faces (about 80 px of the copy and up).
     """
-    x0, y0, side = crop_box
-    s = side / size
-    return np.array([[s, 0.0, x0 + 0.5 * s - 0.5], [0.0, s, y0 + 0.5 * s - 0.5]])
+    api = _dlib()
+    small, fx, fy = _shrunk(image, max_side)
+    faces = []
+    for found in api.cnn_face_detector(small, 0):
+        roll = _eye_roll(api, small, found.rect)
+        face = _rect_face(
+            found.rect, found.confidence, roll, "cnn", _NO_TURN, fx, fy, image.shape[:2],
+            offset=CNN_BOX_OFFSET,
+        )  # fmt: skip
+        if face is not None:
+            faces.append(face)
+    return faces
 
 
-def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The 2x3 affine ``outer o inner`` (apply ``inner`` first)."""
-    outer, inner = np.asarray(outer, float), np.asarray(inner, float)
-    linear = outer[:, :2] @ inner[:, :2]
-    return np.hstack([linear, (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
+def _largest_first(faces: list[Face]) -> list[Face]:
+    # Ties in area are broken by position, so the order is deterministic.
+    return sorted(faces, key=lambda f: (-box_area(f.box), f.box[0], f.box[3], f.box[2], f.box[1]))
 
 
-def face_box_in_crop(face_box: Box, crop_box: CropBox, size: int) -> Box:
-    """A photo face box in the coordinates of the ``size`` x ``size`` crop (edges scale)."""
-    top, right, bottom, left = face_box
-    x0, y0, side = crop_box
-    k = size / side
-    return (
-        round((top - y0) * k),
-        round((right - x0) * k),
-        round((bottom - y0) * k),
-        round((left - x0) * k),
-    )
-
-
-def nominal_face_box(size: int, margin: float) -> Box:
-    """The face box a crop of ``size`` implies when no face was detected.
-
-    The centred square that :func:`square_crop_box` would have grown into the whole crop:
-    side ``size / (1 + 2 * margin)``. The augmentation's face-box variants use it.
-    """
-    face = size / (1.0 + 2.0 * margin)
-    lo, hi = round((size - face) / 2.0), round((size + face) / 2.0)
-    return (lo, hi, hi, lo)
-
-
-# --------------------------------------------------------------------------- resampling
-
-
-def _border_index(index: np.ndarray, length: int, pad_mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices for ``index`` (possibly outside [0, length)) and the inside mask.
-
-    Same meaning as numpy.pad's modes: ``reflect`` mirrors about the edge pixel without
-    repeating it, ``edge`` repeats the edge pixel, ``constant`` pads with zeros (the mask).
-    """
-    inside = (index >= 0) & (index < length)
-    if pad_mode == "edge" or length == 1:
-        return np.clip(index, 0, length - 1), inside
-    if pad_mode == "reflect":
-        period = 2 * length - 2
-        folded = np.mod(index, period)
-        return np.where(folded >= length, period - folded, folded), inside
-    return np.clip(index, 0, length - 1), inside
-
-
-def _extract(
-    image: np.ndarray, x_lo: int, y_lo: int, x_hi: int, y_hi: int, pad_mode: str
-) -> np.ndarray:
-    """The float32 window [y_lo, y_hi) x [x_lo, x_hi) of ``image``, padded where it leaves it."""
-    height, width = image.shape[:2]
-    in_x0, in_y0 = max(x_lo, 0), max(y_lo, 0)
-    in_x1, in_y1 = min(x_hi, width), min(y_hi, height)
-    if (in_x0, in_y0, in_x1, in_y1) == (x_lo, y_lo, x_hi, y_hi):
-        window = image[y_lo:y_hi, x_lo:x_hi]  # inside the photo: a view, no copy
-    elif in_x0 < in_x1 and in_y0 < in_y1:
-        # OpenCV pads exactly as numpy.pad does for these modes, even past a whole image
-        # width, at memcpy speed (fancy indexing a 12 MP window takes ten times longer).
-        window = cv2.copyMakeBorder(
-            np.ascontiguousarray(image[in_y0:in_y1, in_x0:in_x1]),
-            in_y0 - y_lo,
-            y_hi - in_y1,
-            in_x0 - x_lo,
-            x_hi - in_x1,
-            _CV2_BORDER[pad_mode],
-            value=(0, 0, 0, 0),
-        )
-        if window.ndim == 2 and image.ndim == 3:
-            window = window[..., None]
-    else:  # the window misses the photo altogether (a wild matrix): index arithmetic
-        rows, rows_in = _border_index(np.arange(y_lo, y_hi), height, pad_mode)
-        cols, cols_in = _border_index(np.arange(x_lo, x_hi), width, pad_mode)
-        window = image[rows[:, None], cols[None, :]]
-        if pad_mode == "constant":
-            inside = (rows_in[:, None] & cols_in[None, :]).astype(window.dtype)
-            window = window * inside.reshape(window.shape[:2] + (1,) * (window.ndim - 2))
-    if window.dtype == np.uint8:
-        return window.astype(np.float32) * np.float32(1 / 255)
-    if window.dtype == np.uint16:
-        return window.astype(np.float32) * np.float32(1 / 65535)
-    return np.ascontiguousarray(window, dtype=np.float32)
-
-
-# Anti-aliasing strength: Gaussian sigma = ANTIALIAS * sqrt(r^2 - 1) reduced pixels for a
-# remaining shrink factor r. With the pyramid levels this low-passes about 0.42 x the scale
-# (in source pixels), near the usual 0.5 x scale rule, a little sharper. Measured on a 12 MP
-# portrait cropped to 512 px: gratings above the output's Nyquist frequency come out flat
-# (std < 0.002), and flash and studio crops of a synthetic pair agree to 0.0005 on average.
-ANTIALIAS = 0.4
-
-
-def resample(
+def find_faces(
     image: np.ndarray,
-    matrix: np.ndarray,
-    size: int,
-    pad_mode: str = "reflect",
-) -> np.ndarray:
-    """The ``size`` x ``size`` image whose pixel (u, v) is ``image`` at ``matrix @ (u, v, 1)``.
-
-    ``matrix`` is a 2x3 output-pixel -> source-pixel map (e.g. registration o crop). One
-    bilinear interpolation from the source, anti-aliased when it shrinks. With s the linear
-    scale of ``matrix`` (source pixels per output pixel):
-
-    1. only the window of the source the output needs is taken (padded per ``pad_mode``
-       where it leaves the photo): never a full-resolution intermediate;
-    2. while s is 4 or more, the window is halved by ``cv2.pyrDown`` (5-tap Gaussian, then
-       every other pixel: a proper anti-aliased halving, no interpolation), leaving a factor
-       r = s / 2^levels in [2, 4);
-    3. a Gaussian of sigma ``ANTIALIAS * sqrt(r^2 - 1)`` removes what the output cannot
-       hold (none when the image is enlarged);
-    4. one ``cv2.warpAffine`` (bilinear) with the matrix adjusted for the window and levels.
-
-    Stopping the pyramid at r >= 2 keeps the last image oversampled relative to the output,
-    so the bilinear sampling barely depends on where the samples fall between pixels: the
-    flash (identity) and studio (rotated, scaled) crops of the same scene come out the same.
-    Returns float32 in [0, 1]; uint8/uint16 inputs are converted after the window is cut.
-    """
-    if pad_mode not in PAD_MODES:
-        raise ValueError(f"unknown pad mode {pad_mode!r}; use one of {PAD_MODES}")
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.shape != (2, 3) or not np.all(np.isfinite(matrix)):
-        raise ValueError(f"expected a finite 2x3 matrix, got {matrix.tolist()}")
-    det = abs(float(np.linalg.det(matrix[:, :2])))
-    if det < 1e-12:
-        raise ValueError(f"degenerate (non-invertible) matrix {matrix.tolist()}")
-    scale = math.sqrt(det)
-    levels = max(0, math.floor(math.log2(scale) + 1e-9) - 1)
-    k = 2**levels
-    rest = scale / k
-    sigma = ANTIALIAS * math.sqrt(max(rest * rest - 1.0, 0.0))
-    sigma = sigma if sigma >= 0.05 else 0.0
-    radius = math.ceil(3.0 * sigma) if sigma else 0
-
-    # Source window: the output square's corners mapped back, plus the support of the
-    # bilinear kernel and the blur (in reduced pixels, times k) and of the pyramid (< 2k).
-    edge = np.array([-0.5, size - 0.5])
-    corners = np.array([[u, v, 1.0] for u in edge for v in edge]) @ matrix.T
-    pad = k * (radius + 4) + 2
-    x_lo = math.floor(corners[:, 0].min()) - pad
-    y_lo = math.floor(corners[:, 1].min()) - pad
-    x_hi = math.ceil(corners[:, 0].max()) + pad
-    y_hi = math.ceil(corners[:, 1].max()) + pad
-    window = _extract(np.asarray(image), x_lo, y_lo, x_hi, y_hi, pad_mode)
-    for _ in range(levels):
-        window = cv2.pyrDown(window)
-    if sigma:
-        window = cv2.GaussianBlur(window, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
-    # pyrDown's pixel j is centred on its input's pixel 2j: after the levels, window pixel
-    # (i, j) is source pixel (x_lo + k*j, y_lo + k*i).
-    to_window = np.array([[1.0 / k, 0.0, -x_lo / k], [0.0, 1.0 / k, -y_lo / k]])
-    # The window covers every sample (pad above), so the border mode is never reached.
-    out = cv2.warpAffine(
-        window,
-        compose(to_window, matrix),
-        (size, size),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    if out.ndim == 2 and np.asarray(image).ndim == 3:
-        out = out[..., None]
-    return np.clip(out, 0.0, 1.0)
-
-
-def crop_pair(
-    flash: np.ndarray,
-    studio: np.ndarray,
-    registration: np.ndarray,
-    crop_box: CropBox,
-    size: int,
-    pad_mode: str = "reflect",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Crop the flash photo to ``crop_box`` and warp the studio photo onto the same square.
-
-    ``registration`` is the 2x3 full-resolution matrix mapping a flash pixel (x, y) to the
-    matching studio pixel (the registration contract: studio -> flash, 2x3 in pixels). Both images go through :func:`resample`, the flash
-    with the identity, the studio with registration o crop: one interpolation each, from
-    the full-resolution photos. Returns two ``size`` x ``size`` float32 images in [0, 1].
-    """
-    to_flash = crop_matrix(crop_box, size)
-    flash_out = resample(flash, compose(IDENTITY, to_flash), size, pad_mode)
-    studio_out = resample(studio, compose(registration, to_flash), size, pad_mode)
-    return flash_out, studio_out
-
-
-# --------------------------------------------------------------------------- one pair
-
-
-@dataclass(frozen=True)
-class FaceCrop:
-    """The face crop of one pair: the two squares and how they were chosen."""
-
-    flash: np.ndarray
-    studio: np.ndarray
-    crop: CropBox
-    face_box: Box
-    faces: list[Box]
-    method: str  # "detected" | "center"
-
-
-def crop_faces(
-    flash: np.ndarray,
-    studio: np.ndarray,
-    registration: np.ndarray,
-    *,
-    size: int,
-    detector: str = "hog",
+    detector: str = "auto",
     max_side: int = 800,
     upsample: int = 1,
-    margin: float = 0.4,
-    pad_mode: str = "reflect",
-    on_missing: str = "center",
-) -> FaceCrop:
-    """Detect the face on the flash image and crop both images of the pair around it.
+    cnn_max_side: int = 400,
+    angles: tuple[float, ...] = ROTATED_ANGLES,
+) -> list[Face]:
+    """Every face in ``image`` (HxW(x3) float in [0, 1] or uint8), largest first.
 
-    The largest face wins. Without a face, ``on_missing="center"`` takes the largest
-    centred square (Yale B images are already tight face crops) and ``"reject"`` raises
-    :class:`NoFaceError`.
+    ``detector``: ``auto`` (upright HOG, then HOG on turned copies, then the CNN, each only
+    when the previous found nothing), ``hog`` (upright HOG only) or ``cnn`` (the CNN only, on
+    a copy of at most ``cnn_max_side`` px). HOG runs on an area-averaged copy of at most
+    ``max_side`` px; ``upsample`` is face_recognition's ``number_of_times_to_upsample`` (at
+    800 px with 1 upsampling faces down to about 40 px of the copy, 5 % of its side, are
+    found; the CNN, never upsampled, finds faces of about 80 px and up: 20 % of a 400 px
+    copy).
+    Boxes are in the input's pixels, clipped to it; duplicates of one face are merged.
     """
-    if on_missing not in ON_MISSING:
-        raise ValueError(f"unknown on_missing {on_missing!r}; use one of {ON_MISSING}")
-    faces = detect_faces(flash, detector=detector, max_side=max_side, upsample=upsample)
-    height, width = flash.shape[:2]
-    if faces:
-        crop = square_crop_box(faces[0], margin)
-        face_box = face_box_in_crop(faces[0], crop, size)
-        method = "detected"
-    elif on_missing == "center":
-        crop = center_crop_box(width, height)
-        face_box = nominal_face_box(size, margin)
-        method = "center"
-    else:
-        raise NoFaceError(f"no face found ({detector} detector, {width}x{height})")
-    flash_out, studio_out = crop_pair(flash, studio, registration, crop, size, pad_mode)
-    return FaceCrop(flash_out, studio_out, crop, face_box, faces, method)
-
-
-def crop_pair_files(
-    pair_id: str,
-    flash_path: str | os.PathLike,
-    studio_path: str | os.PathLike,
-    registration: np.ndarray,
-    out_dir: str | os.PathLike,
-    *,
-    size: int,
-    max_pixels: int | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """Read a pair, crop it and write ``<pair_id>_flash.png``, ``_studio.png``, ``.json``.
-
-    ``options`` are :func:`crop_faces`'s keyword arguments (detector, max_side, upsample,
-    margin, pad_mode, on_missing). Returns the JSON record plus the two PNG paths (keys
-    ``flash``, ``studio``). Raises :class:`pipeline.io.ImageReadError` for an unusable image
-    and :class:`NoFaceError` when no face is found and ``on_missing`` is ``"reject"``.
-    """
-    kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
-    flash = read_image(flash_path, **kwargs)
-    studio = read_image(studio_path, **kwargs)
-    result = crop_faces(
-        flash, studio, np.asarray(registration, dtype=np.float64), size=size, **options
-    )
-    out_dir = Path(out_dir)
-    flash_png = write_image(out_dir / f"{pair_id}_flash.png", result.flash)
-    studio_png = write_image(out_dir / f"{pair_id}_studio.png", result.studio)
-    record = {
-        "pair_id": pair_id,
-        "crop": list(result.crop),
-        "face_box": list(result.face_box),
-        "faces": [list(box) for box in result.faces],
-        "method": result.method,
-        "size": size,
-    }
-    write_json(out_dir / f"{pair_id}.json", record)
-    return {**record, "flash": str(flash_png), "studio": str(studio_png)}
-
-
-# --------------------------------------------------------------------------- a dataset
-
-INDEX_COLUMNS = (
-    "pair_id",
-    "subject",
-    "split",
-    "flash",
-    "studio",
-    "face_top",
-    "face_right",
-    "face_bottom",
-    "face_left",
-)
-"""Columns of ``data/interim/faces/index.csv`` (the face box is in the crop's pixels)."""
-
-
-def registration_matrix(path: str | os.PathLike) -> tuple[np.ndarray | None, str]:
-    """The 2x3 matrix of a register-stage JSON file, or ``(None, reason)`` when unusable.
-
-    Unusable: no file, registration status ``rejected``, unreadable JSON, or a matrix that
-    is not a finite, invertible 2x3 matrix.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return None, "no registration result (run the register stage)"
-    try:
-        record = read_json(path)
-        if record.get("status") == "rejected":
-            return None, f"registration rejected: {record.get('reason') or 'no reason'}"
-        matrix = np.asarray(record["matrix"], dtype=np.float64)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        return None, f"unreadable registration ({error.__class__.__name__}: {error})"
-    if matrix.shape != (2, 3) or not np.all(np.isfinite(matrix)):
-        return None, f"registration matrix is not a finite 2x3 matrix: {record['matrix']}"
-    if abs(np.linalg.det(matrix[:, :2])) < 1e-6:
-        return None, "registration matrix is degenerate"
-    return matrix, ""
-
-
-@dataclass
-class CropRun:
-    """What :func:`crop_dataset` did: index rows, rejected inputs (file, reason), counts."""
-
-    index: pd.DataFrame
-    rejected: list[tuple[str, str]]
-    metrics: dict[str, int]
-
-
-def _crop_job(job: tuple[Any, ...]) -> dict[str, Any]:
-    """One pair for :func:`crop_dataset` (module level: it runs in worker processes)."""
-    pair_id, flash_path, studio_path, matrix, out_dir, size, options = job
-    try:
-        return crop_pair_files(
-            pair_id, flash_path, studio_path, matrix, out_dir, size=size, **options
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown face detector {detector!r}; use one of {DETECTORS}")
+    if max_side < 1 or cnn_max_side < 1 or upsample < 0:
+        raise ValueError(
+            f"max_side and cnn_max_side must be >= 1 and upsample >= 0 "
+            f"(got {max_side}, {cnn_max_side}, {upsample})"
         )
-    except ImageReadError as error:
-        return {"pair_id": pair_id, "file": error.path, "reason": error.reason}
-    except NoFaceError as error:
-        return {"pair_id": pair_id, "file": str(flash_path), "reason": str(error)}
+    height, width = image.shape[:2]
+    if height == 0 or width == 0:
+        return []
+    faces: list[Face] = []
+    if detector == "cnn":
+        faces = _cnn(image, cnn_max_side)
+    else:
+        small, fx, fy = _shrunk(image, max_side)
+        faces = _hog(small, upsample, 0.0, fx, fy, (height, width))
+        if not faces and detector == "auto":
+            for angle in angles:  # the first turn that finds a face ends the search
+                faces = _hog(small, upsample, float(angle), fx, fy, (height, width))
+                if faces:
+                    break
+        if not faces and detector == "auto":
+            faces = _cnn(image, cnn_max_side)
+    return _largest_first(suppress(faces, lambda f: f.box, lambda f: f.score))
 
 
-def crop_options(group: Any) -> dict[str, Any]:
-    """:func:`crop_faces` keyword arguments from the ``crop`` params group (one mapping for the
-    crop stage and ``deepflash evaluate``)."""
-    return {
-        "detector": group.detector,
-        "max_side": group.detect_max_side,
-        "upsample": group.upsample,
-        "margin": group.margin,
-        "pad_mode": group.pad_mode,
-        "on_missing": group.on_missing,
-    }
-
-
-def crop_dataset(
-    manifest: pd.DataFrame,
-    registered_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    size: int,
-    workers: int = 1,
-    progress: bool = False,
-    **options: Any,
-) -> CropRun:
-    """Crop every manifest pair with its registration into ``out_dir`` (crop stage contract).
-
-    ``manifest`` needs columns pair_id, subject, split, flash_path, studio_path;
-    ``registered_dir`` holds the register stage's ``<pair_id>.json``. ``options`` are
-    :func:`crop_faces`'s keyword arguments. Pairs without a usable registration, with an
-    unreadable image or (``on_missing="reject"``) without a face are rejected with the file
-    and the reason; nothing raises for one bad pair. Pairs run in ``workers`` processes.
-    """
-    rejected: list[tuple[str, str]] = []
-    rows, jobs = {}, []
-    for row in manifest.sort_values("pair_id").itertuples(index=False):
-        path = Path(registered_dir) / f"{row.pair_id}.json"
-        matrix, reason = registration_matrix(path)
-        if matrix is None:
-            rejected.append((str(path), reason))
-            continue
-        rows[row.pair_id] = row
-        jobs.append((row.pair_id, row.flash_path, row.studio_path, matrix, out_dir, size, options))
-
-    load_detector()  # before the workers fork: they share the loaded models
-    index, counts = [], {"detected": 0, "center": 0, "multiple_faces": 0}
-    results = parallel_map(_crop_job, jobs, workers)
-    for result in tqdm(results, total=len(jobs), desc="crop", unit="pair", disable=not progress):
-        if "reason" in result:
-            rejected.append((result["file"], result["reason"]))
-            continue
-        counts[result["method"]] += 1
-        counts["multiple_faces"] += len(result["faces"]) > 1
-        row = rows[result["pair_id"]]
-        box = result["face_box"]  # top, right, bottom, left: the index's last four columns
-        index.append((row.pair_id, row.subject, row.split, result["flash"], result["studio"], *box))
-    metrics = {
-        "pairs": len(manifest),
-        "cropped": len(index),
-        "detected": counts["detected"],
-        "fallback": counts["center"],
-        "rejected": len(rejected),
-        "multiple_faces": counts["multiple_faces"],
-    }
-    return CropRun(pd.DataFrame(index, columns=list(INDEX_COLUMNS)), rejected, metrics)
+def detect_faces(
+    image: np.ndarray,
+    detector: str = "auto",
+    max_side: int = 800,
+    upsample: int = 1,
+    cnn_max_side: int = 400,
+) -> list[Box]:
+    """The boxes of :func:`find_faces` (top, right, bottom, left), largest first."""
+    found = find_faces(image, detector, max_side, upsample, cnn_max_side)
+    return [face.box for face in found]
 
 
 __all__ = [
-    "IDENTITY",
-    "INDEX_COLUMNS",
-    "Box",
-    "CropBox",
-    "CropRun",
-    "FaceCrop",
-    "NoFaceError",
-    "box_area",
-    "center_crop_box",
-    "compose",
-    "crop_faces",
-    "crop_dataset",
-    "crop_matrix",
-    "crop_pair",
-    "crop_pair_files",
+    "CNN_BOX_OFFSET",
+    "DETECTORS",
+    "PATHS",
+    "ROTATED_ANGLES",
+    "Face",
     "detect_faces",
-    "face_box_in_crop",
+    "find_faces",
     "load_detector",
-    "nominal_face_box",
-    "registration_matrix",
-    "resample",
-    "square_crop_box",
 ]

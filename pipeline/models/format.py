@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from pipeline.config import ENCODINGS, BilateralParams, CropParams, Params
+from pipeline.config import ENCODINGS, AugmentParams, BilateralParams, CropParams, Params
 from pipeline.io import write_bytes
 from pipeline.models import ImageModel, available_archs, build_model, is_primitive, unwrap
 from pipeline.models.integrity import (
@@ -95,6 +95,11 @@ class ModelMeta(_Meta):
     centred: bool = True
     bilateral: BilateralParams = BilateralParams()
     crop: CropSettings = Field(default_factory=CropSettings)  # type: ignore[valid-type]
+    #: The training augmentation's rotations (augment.rotations): enhance, like the crop
+    #: stage, turns a face crop upright when the face's roll is outside their range.
+    rotations: list[float] = Field(
+        default_factory=lambda: list(AugmentParams().rotations), min_length=1
+    )
     training: TrainingRecord | None = None
 
     @field_validator("encoding")
@@ -126,6 +131,7 @@ class ModelMeta(_Meta):
                 "centred": params.loss.centred,
                 "bilateral": params.bilateral.model_dump(),
                 "crop": crop,
+                "rotations": list(params.augment.rotations),
                 "training": dict(training) if isinstance(training, Mapping) else training,
             },
             "model meta",

@@ -1,8 +1,10 @@
 """Torch dataset of the processed flash/studio pairs (``data/processed/index.csv``).
 
-Each item is ``(flash, studio)``: float32 CHW tensors in [0, 1] of one augmented pair. The
-index is written by the augment stage with columns split, pair_id, subject, variant, flash,
-studio; image paths in it are relative to the repository root (or absolute).
+Each item is ``(flash, studio, valid)``: float32 CHW tensors in [0, 1] of one augmented pair and
+its (1, H, W) validity mask (1 where the crop shows the photo, 0 on padding, which training loss
+and evaluation metrics leave out). The index is written by the augment stage with columns split,
+pair_id, subject, variant, flash, studio and (optional) mask; image paths in it are relative to
+the repository root (or absolute). Without a mask every pixel is valid.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline.io import read_image
+from pipeline.io import read_image, read_mask
 
 INDEX_COLUMNS = ("split", "pair_id", "subject", "variant", "flash", "studio")
+MASK_COLUMN = "mask"
+"""Optional column of the index: the validity mask PNG of the pair (empty: all valid)."""
 
 
 class DataIndexError(ValueError):
@@ -86,18 +90,24 @@ class PairDataset(Dataset):
             )
             for row in self.records
         ]
-        self._cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.mask_paths: list[Path | None] = [
+            resolve_path(row[MASK_COLUMN], root_dir, index_csv.parent)
+            if row.get(MASK_COLUMN)
+            else None
+            for row in self.records
+        ]
+        self._cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         if cache:
             self._cache = [self._load_pair(i, compact=True) for i in range(len(self.paths))]
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._cache is None:
             return self._load_pair(i, compact=False)
-        flash, studio = self._cache[i]
-        return _as_float(flash), _as_float(studio)
+        flash, studio, valid = self._cache[i]
+        return _as_float(flash), _as_float(studio), valid.to(torch.float32)
 
     @property
     def cached_bytes(self) -> int:
@@ -106,7 +116,7 @@ class PairDataset(Dataset):
             return 0
         return sum(t.numel() * t.element_size() for pair in self._cache for t in pair)
 
-    def _load_pair(self, i: int, compact: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _load_pair(self, i: int, compact: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         flash_path, studio_path = self.paths[i]
         flash = self._load(flash_path)
         studio = self._load(studio_path)
@@ -115,11 +125,29 @@ class PairDataset(Dataset):
                 f"{studio_path}: {studio.shape[1]}x{studio.shape[0]} px differs from its flash "
                 f"image {flash_path} ({flash.shape[1]}x{flash.shape[0]} px)"
             )
+        valid = torch.from_numpy(self._load_mask(i, flash.shape[:2]))[None]
         if compact:
-            return _compact(flash), _compact(studio)
-        return torch.from_numpy(flash).permute(2, 0, 1).contiguous(), torch.from_numpy(
-            studio
-        ).permute(2, 0, 1).contiguous()
+            return _compact(flash), _compact(studio), valid  # the mask as bool: 1 byte a pixel
+        return (
+            torch.from_numpy(flash).permute(2, 0, 1).contiguous(),
+            torch.from_numpy(studio).permute(2, 0, 1).contiguous(),
+            valid.to(torch.float32),
+        )
+
+    def _load_mask(self, i: int, shape: tuple[int, int]) -> np.ndarray:
+        path = self.mask_paths[i]
+        if path is None:
+            return np.ones(shape, bool)
+        try:
+            valid = read_mask(path)
+        except ValueError as error:  # ImageReadError names the file and the reason
+            raise DataIndexError(str(error)) from None
+        if valid.shape != shape:
+            raise DataIndexError(
+                f"{path}: mask {valid.shape[1]}x{valid.shape[0]} px differs from its images "
+                f"({shape[1]}x{shape[0]} px)"
+            )
+        return valid
 
     def _load(self, path: Path) -> np.ndarray:
         try:
@@ -150,4 +178,11 @@ def _as_float(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-__all__ = ["INDEX_COLUMNS", "DataIndexError", "PairDataset", "read_index", "resolve_path"]
+__all__ = [
+    "INDEX_COLUMNS",
+    "MASK_COLUMN",
+    "DataIndexError",
+    "PairDataset",
+    "read_index",
+    "resolve_path",
+]

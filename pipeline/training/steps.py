@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from pipeline.core.bilateral import bilateral_filter
 from pipeline.core.encodings import make_target, network_input
+from pipeline.core.losses import with_mask
 from pipeline.core.metrics import accuracy
 from pipeline.training.distributed import DistInfo, all_reduce_sum
 
@@ -116,12 +117,14 @@ def train_epoch(
         dynamic_ncols=True,
         mininterval=1.0,
     )
-    for batch, (flash, studio) in enumerate(bar, start=1):
+    for batch, (flash, studio, valid) in enumerate(bar, start=1):
         _, inputs, targets = encode_batch(
             flash, studio, ctx.encoding, ctx.blur_factory(), ctx.device, ctx.channels_last
         )
+        # Padded pixels of the face crops (validity mask 0) carry no scene: not in the loss.
+        loss_fn = with_mask(ctx.loss_fn, valid.to(ctx.device))
         stats = ctx.model.training_step(
-            inputs, targets, ctx.loss_fn, ctx.optimizers, ctx.autocast, ctx.scaler, nets=ctx.nets
+            inputs, targets, loss_fn, ctx.optimizers, ctx.autocast, ctx.scaler, nets=ctx.nets
         )
         steps += 1
         seen += flash.shape[0]
@@ -147,7 +150,7 @@ def validate(ctx: StepContext, loader: DataLoader) -> tuple[float | None, float 
     model = ctx.model
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, accuracy sum, images
-    for flash, studio in loader:
+    for flash, studio, valid in loader:
         blur = ctx.blur_factory()
         x, inputs, targets = encode_batch(
             flash, studio, ctx.encoding, blur, ctx.device, ctx.channels_last
@@ -157,9 +160,10 @@ def validate(ctx: StepContext, loader: DataLoader) -> tuple[float | None, float 
         outputs = outputs.float().contiguous()
         targets = targets.contiguous()
         n = outputs.shape[0]
-        loss = ctx.loss_fn(outputs, targets)
+        valid = valid.to(ctx.device)
+        loss = ctx.loss_fn(outputs, targets, mask=valid)
         totals[0] += float(loss.mean()) * n
-        totals[1] += float(accuracy(outputs, targets, blur(x)).sum())
+        totals[1] += float(accuracy(outputs, targets, blur(x), mask=valid).sum())
         totals[2] += n
     totals = all_reduce_sum(totals, ctx.device, ctx.info)
     model.train()
