@@ -118,9 +118,9 @@ def demo(
 )
 @click.option(
     "--detector",
-    type=click.Choice(["hog", "cnn"]),
+    type=click.Choice(["auto", "hog", "cnn"]),
     default=None,
-    help="Face detector (default: the model's).",
+    help="Face detector (default: the model's; auto finds tilted faces too).",
 )
 @click.option(
     "--precision",

@@ -22,7 +22,7 @@ from pipeline.augment import (
     variant_matrix,
     variant_name,
 )
-from pipeline.io import read_image, write_image
+from pipeline.io import read_image, read_mask, write_image, write_mask
 
 SIZE = 96
 BOX = (30, 70, 66, 34)  # (top, right, bottom, left): 36 px face box centred at (51.5, 47.5)
@@ -63,18 +63,18 @@ def _marker_at(image: np.ndarray) -> tuple[float, float]:
 def test_exactly_twenty_named_variants():
     flash = _photo()
     variants = augment_pair(flash, flash.copy(), BOX)
-    assert [name for name, _, _ in variants] == EXPECTED_NAMES
+    assert [name for name, _, _, _ in variants] == EXPECTED_NAMES
     assert len(variants) == 20
-    for _, f, s in variants:
+    for _, f, s, valid in variants:
         assert f.shape == s.shape == (SIZE, SIZE, 3)
-        assert f.dtype == np.float32
+        assert f.dtype == np.float32 and valid.shape == (SIZE, SIZE) and valid.dtype == bool
     assert variant_name(-0.0, "full", "orig") == IDENTITY_VARIANT
     assert variant_name(7.5, "face", "flip") == "rot+7.5_face_flip"
 
 
 def test_twenty_distinct_variants():
     flash = _photo()
-    images = [f for _, f, _ in augment_pair(flash, _photo(seed=1), BOX)]
+    images = [f for _, f, _, _ in augment_pair(flash, _photo(seed=1), BOX)]
     for i in range(20):
         for j in range(i):
             assert np.abs(images[i] - images[j]).mean() > 0.01, (
@@ -85,13 +85,13 @@ def test_twenty_distinct_variants():
 
 def test_identical_images_stay_identical_in_every_variant():
     flash = _photo()
-    for name, f, s in augment_pair(flash, flash.copy(), BOX):
+    for name, f, s, _ in augment_pair(flash, flash.copy(), BOX):
         assert np.array_equal(f, s), name
 
 
 def test_known_variants():
     flash = _photo()
-    variants = {name: f for name, f, _ in augment_pair(flash, flash, BOX)}
+    variants = {name: f for name, f, _, _ in augment_pair(flash, flash, BOX)}
     # Identity and pure mirror are exact (whole-pixel samples).
     assert np.array_equal(variants["rot+0_full_orig"], flash)
     np.testing.assert_allclose(variants["rot+0_full_flip"], flash[:, ::-1], atol=1e-6)
@@ -103,14 +103,42 @@ def test_known_variants():
 
 
 @pytest.mark.parametrize("border", ["constant", "reflect", "replicate"])
-def test_border_mode_fills_the_rotated_corners(border):
+def test_rotated_corners_are_masked_and_constant_by_default(border):
+    """The rotated variants' corners hold no photo pixel: masked whatever the border mode;
+    with the constant border (the default) exactly 0, never mirrored content."""
     flash = _photo()
-    out = dict((n, f) for n, f, _ in augment_pair(flash, flash, BOX, border_mode=border))
-    corner = out["rot+20_full_orig"][:3, :3]
+    out = {n: (f, v) for n, f, _, v in augment_pair(flash, flash, BOX, border_mode=border)}
+    image, valid = out["rot+20_full_orig"]
+    assert not valid[:3, :3].any() and valid[40:60, 40:60].all()
+    assert 0.8 < valid.mean() < 0.95  # a 20 degree turn about the face centre loses ~12 %
+    assert out["rot+0_full_orig"][1].all() and out["rot+0_full_flip"][1].all()
     if border == "constant":
-        assert corner.max() == 0.0
+        assert np.all(image[~valid] == 0.0)
     else:
-        assert corner.max() > 0.05
+        assert image[:3, :3].max() > 0.05
+
+
+def test_crop_mask_goes_through_every_variant():
+    """A crop padded on its left 20 columns (mask False): in every variant a pixel is valid
+    only if the matrix takes it from valid crop pixels; the zoomed face variants that stay
+    inside the face box are all valid."""
+    flash = _photo()
+    crop_valid = np.ones((SIZE, SIZE), bool)
+    crop_valid[:, :20] = False
+    flash[:, :20] = 0.0
+    matrices = dict(variant_matrices(BOX, SIZE, SIZE))
+    for name, f, _, valid in augment_pair(flash, flash, BOX, valid=crop_valid):
+        assert np.all(f[~valid] == 0.0), name
+        # Map each valid output pixel back: it must come from column >= 20 (within the
+        # bilinear kernel's reach, 1 px).
+        inverse = cv2.invertAffineTransform(matrices[name])
+        ys, xs = np.nonzero(valid)
+        source_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+        assert source_x.min() >= 19.0 - 1e-6, name
+        if "_face_" in name and name.startswith("rot+0"):
+            assert valid.all(), name  # the 36 px face box lies in columns 34-70
+    name, _, _, valid = identity_pair(flash, flash, crop_valid)[0]
+    assert valid is crop_valid
 
 
 def test_marker_lands_at_the_same_place_in_flash_and_studio():
@@ -120,7 +148,7 @@ def test_marker_lands_at_the_same_place_in_flash_and_studio():
     flash = _marked(_photo(), *spot)
     studio = _marked(_photo(seed=3), *spot)
     matrices = dict(variant_matrices(BOX, SIZE, SIZE))
-    for name, f, s in augment_pair(flash, studio, BOX):
+    for name, f, s, _ in augment_pair(flash, studio, BOX):
         in_flash, in_studio = np.array(_marker_at(f)), np.array(_marker_at(s))
         assert np.hypot(*(in_flash - in_studio)) < 0.05, name
         expected = matrices[name] @ np.array([*spot, 1.0])
@@ -149,15 +177,16 @@ def test_reruns_are_identical_and_inputs_untouched():
     before = flash.copy(), studio.copy()
     first = augment_pair(flash, studio, BOX)
     second = augment_pair(flash, studio, BOX)
-    for (n1, f1, s1), (n2, f2, s2) in zip(first, second, strict=True):
+    for (n1, f1, s1, v1), (n2, f2, s2, v2) in zip(first, second, strict=True):
         assert n1 == n2 and f1.tobytes() == f2.tobytes() and s1.tobytes() == s2.tobytes()
+        assert np.array_equal(v1, v2)
     assert np.array_equal(flash, before[0]) and np.array_equal(studio, before[1])
 
 
 def test_identity_pair_and_errors():
     flash = _photo()
-    [(name, f, s)] = identity_pair(flash, flash)
-    assert name == IDENTITY_VARIANT and f is flash and s is flash
+    [(name, f, s, valid)] = identity_pair(flash, flash)
+    assert name == IDENTITY_VARIANT and f is flash and s is flash and valid.all()
     assert len(augment_pair(flash, flash, BOX, rotations=[0, 15])) == 8
     with pytest.raises(ValueError, match="shapes differ"):
         augment_pair(flash, flash[:-1], BOX)
@@ -167,6 +196,8 @@ def test_identity_pair_and_errors():
         augment_pair(flash, flash, BOX, rotations=[10, 10])
     with pytest.raises(ValueError, match="empty face box"):
         augment_pair(flash, flash, (10, 10, 10, 10))
+    with pytest.raises(ValueError, match="mask shape"):
+        augment_pair(flash, flash, BOX, valid=np.ones((8, 8), bool))
 
 
 # --------------------------------------------------------------------------- the stage
@@ -182,12 +213,17 @@ def test_augment_stage_end_to_end(tmp_path):
         flash, studio = f"{faces}/{pair_id}_flash.png", f"{faces}/{pair_id}_studio.png"
         write_image(flash, _photo(64, seed=None if k == 0 else 10 + k))
         write_image(studio, _photo(64, seed=20 + k))
-        rows.append([pair_id, pair_id.split("__")[0], split, flash, studio, 20, 44, 44, 20])
+        mask = ""
+        if k == 0:  # a crop the crop stage had to pad: its left 8 columns are not the photo
+            crop_valid = np.ones((64, 64), bool)
+            crop_valid[:, :8] = False
+            mask = str(write_mask(faces / f"{pair_id}_mask.png", crop_valid))
+        rows.append([pair_id, pair_id.split("__")[0], split, flash, studio, 20, 44, 44, 20, mask])
     with open(faces / "index.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             ["pair_id", "subject", "split", "flash", "studio"]
-            + ["face_top", "face_right", "face_bottom", "face_left"]
+            + ["face_top", "face_right", "face_bottom", "face_left", "mask"]
         )
         writer.writerows(rows)
 
@@ -197,7 +233,7 @@ def test_augment_stage_end_to_end(tmp_path):
     with open(processed / "index.csv") as handle:
         index = list(csv.DictReader(handle))
     assert tuple(index[0]) == INDEX_COLUMNS
-    assert INDEX_COLUMNS == ("split", "pair_id", "subject", "variant", "flash", "studio")
+    assert INDEX_COLUMNS == ("split", "pair_id", "subject", "variant", "flash", "studio", "mask")
     assert len(index) == 20 + 20 + 1
     assert [r["variant"] for r in index if r["pair_id"] == "s1__a"] == EXPECTED_NAMES
     [test_row] = [r for r in index if r["split"] == "test"]
@@ -209,7 +245,15 @@ def test_augment_stage_end_to_end(tmp_path):
     )
     for row in index:
         assert (root / row["flash"]).is_file() and (root / row["studio"]).is_file()
-    assert len(list((processed / "train").glob("*.png"))) == 40
+    # Masks: the padded crop's columns stay invalid in its identity variant; the test pair,
+    # whose crop had no mask, is all valid.
+    s1_identity = next(
+        r for r in index if r["pair_id"] == "s1__a" and r["variant"] == IDENTITY_VARIANT
+    )
+    s1_valid = read_mask(root / s1_identity["mask"])
+    assert not s1_valid[:, :8].any() and s1_valid[:, 8:].all()
+    assert read_mask(root / test_row["mask"]).all()
+    assert len(list((processed / "train").glob("*.png"))) == 60
     metrics = json.loads((root / "metrics" / "augment.json").read_text())
     assert metrics == {
         "pairs": 3,
@@ -225,4 +269,4 @@ def test_augment_stage_end_to_end(tmp_path):
     again = augment_dataset(faces_index, tmp_path / "again", splits=["train", "val"], workers=1)
     assert again.metrics == metrics
     written = {name: h for name, h in file_hashes(processed).items() if name.endswith(".png")}
-    assert file_hashes(tmp_path / "again") == written and len(written) == 2 * 41
+    assert file_hashes(tmp_path / "again") == written and len(written) == 3 * 41

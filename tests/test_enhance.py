@@ -23,25 +23,21 @@ from pipeline.config import validate_params
 from pipeline.datasets.demo import generate_demo
 from pipeline.enhance.apply import (
     DEFAULT_FEATHER,
-    MASK_AXES,
     STAGES,
     EnhanceError,
-    _upsample_to_region,
     enhance_file,
     enhance_image,
     enhance_paths,
-    expand_inputs,
     face_crops,
-    face_mask,
     load_enhancer,
-    mask_region,
-    plan_outputs,
     run_model,
-    source_metadata,
-    write_output,
 )
-from pipeline.faces.detect import IDENTITY, crop_faces, detect_faces, square_crop_box
-from pipeline.io import read_image, write_image
+from pipeline.enhance.blend import face_mask
+from pipeline.faces.crop import crop_faces
+from pipeline.faces.detect import Face as Detection
+from pipeline.faces.detect import detect_faces
+from pipeline.faces.geometry import IDENTITY, crop_matrix, square_crop_box
+from pipeline.io import read_alpha, read_image, write_image
 from pipeline.models import ModelMeta
 from pipeline.models.integrity import seal
 from pipeline.training.loop import TrainPaths, train
@@ -139,7 +135,7 @@ def _union_mask(shape: tuple[int, ...], faces: list, feather: float) -> np.ndarr
     """Sum of every face's blend mask over the whole photo."""
     weight = np.zeros(shape[:2], np.float32)
     for face in faces:
-        weight += face_mask(shape[:2], face.crop, (0, 0), feather)
+        weight += face_mask(shape[:2], face.crop, (0, 0), feather, face.angle, face.centre)
     return weight
 
 
@@ -156,62 +152,7 @@ def _edge_step(change: np.ndarray, weight: np.ndarray) -> float:
     return float(np.abs(change[ring]).max()) if ring.any() else 0.0
 
 
-# --------------------------------------------------------------------------- mask and geometry
-
-
-def test_face_mask_profile_known_values() -> None:
-    """1 inside (1 - F) r, exactly 0 from r on, the quintic smoothstep in between."""
-    side, feather = 200, 0.5
-    crop = (0, 0, side)
-    mask = face_mask((side, side), crop, feather=feather)
-    ry = MASK_AXES[1] * side / 2.0
-    centre = side // 2  # pixel 100 has centre 100.5: 0.5 px right of and below the crop centre
-    column = mask[:, centre]
-    rx = MASK_AXES[0] * side / 2.0
-    radius = np.hypot((np.arange(side) + 0.5 - side / 2.0) / ry, 0.5 / rx)
-    t = np.clip((1 - radius) / feather, 0, 1)
-    expected = t**3 * (t * (t * 6 - 15) + 10)
-    np.testing.assert_allclose(column, expected, atol=1e-6)
-    assert mask[centre, centre] == 1.0
-    assert mask[0, 0] == 0.0 and mask[-1, :].max() == 0.0 and mask[:, -1].max() == 0.0
-    # Slope bound of the smoothstep: 15/8 per feather width.
-    slope = np.abs(np.diff(mask, axis=0)).max()
-    assert slope <= 1.875 / (feather * MASK_AXES[0] * side / 2.0) + 1e-6
-    with pytest.raises(ValueError, match="feather"):
-        face_mask((4, 4), crop, feather=0.0)
-
-
-def test_mask_region_bounds_the_mask() -> None:
-    """Outside mask_region the mask is 0, so enhance never needs to look there."""
-    shape = (300, 400)
-    crop = (250, -40, 180)  # sticks out of the top and the right side
-    x0, y0, x1, y1 = mask_region(crop, shape)
-    assert 0 <= x0 < x1 <= 400 and 0 <= y0 < y1 <= 300
-    full = face_mask(shape, crop)
-    outside = np.ones(shape, bool)
-    outside[y0:y1, x0:x1] = False
-    assert full[outside].max() == 0.0
-    assert full[y0:y1, x0:x1].max() == 1.0
-
-
-def test_upsample_to_region_equals_full_resize() -> None:
-    """The one-affine upsampling equals cv2.resize to the crop's side, then cutting the region."""
-    rng = np.random.default_rng(0)
-    small = rng.random((16, 16, 3)).astype(np.float32)
-    crop = (10, 20, 50)
-    region = (25, 30, 55, 62)
-    full = cv2.resize(small, (50, 50), interpolation=cv2.INTER_LINEAR)
-    expected = full[region[1] - 20 : region[3] - 20, region[0] - 10 : region[2] - 10]
-    np.testing.assert_allclose(_upsample_to_region(small, crop, region), expected, atol=1e-5)
-
-
-def test_upsample_to_region_shrinks_small_faces_by_area() -> None:
-    """A crop smaller than the network output is area-averaged (no aliasing), then cut."""
-    small = np.zeros((64, 64, 3), np.float32)
-    small[::2] = 1.0  # finest stripes: point sampling would alias them to all 0 or all 1
-    out = _upsample_to_region(small, (5, 7, 16), (5, 7, 21, 23))
-    assert out.shape == (16, 16, 3)
-    np.testing.assert_allclose(out, 0.5, atol=1e-6)
+# --------------------------------------------------------------------------- known models
 
 
 def test_constant_model_changes_by_exactly_mask_times_one_minus_2c() -> None:
@@ -255,6 +196,51 @@ def test_overlapping_faces_blend_to_a_convex_combination() -> None:
     assert change.min() >= 0.0
 
 
+class RampModel(torch.nn.Module):
+    """y = 0.5 - 0.2 (u - c) / S along the crop's x axis u: with encoding B the change
+    1 - 2y = 0.4 (u - c) / S grows along the crop's own x axis."""
+
+    size_multiple = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The ramp, in the input's shape."""
+        size = x.shape[-1]
+        u = torch.arange(size, dtype=x.dtype) - (size - 1) / 2.0
+        return torch.zeros_like(x) + 0.5 - self.scale * u / size
+
+
+def test_tilted_face_is_relit_upright_and_turned_back_in_one_warp() -> None:
+    """A face rolled 35 degrees (beyond the +-20 the model was trained with) is cropped turned
+    upright; the result goes back turned: the change's gradient in the photo runs along the
+    face's own x axis, (cos 35, -sin 35), with the slope the crop's scale gives."""
+    image = np.full((400, 400, 3), 0.5, np.float32)
+    face = Detection((150, 250, 250, 150), 35.0, "hog_rotated", 1.0)
+    meta = {**META_C, "encoding": "B", "size": 64}
+    out, (found,) = enhance_image(image, RampModel(), meta, boxes=[face], feather=0.3)
+    assert found.angle == 35.0 and found.roll == 35.0 and found.path == "hog_rotated"
+    weight = face_mask(image.shape[:2], found.crop, (0, 0), 0.3, found.angle, found.centre)
+    inner = weight == 1.0
+    ys, xs = np.nonzero(inner)
+    change = (out - image)[..., 0][inner]
+    design = np.stack([xs, ys, np.ones_like(xs)], axis=1).astype(np.float64)
+    (a, b, _), *_ = np.linalg.lstsq(design, change.astype(np.float64), rcond=None)
+    assert np.degrees(np.arctan2(-b, a)) == pytest.approx(35.0, abs=0.5)
+    side = found.crop[2]
+    assert np.hypot(a, b) == pytest.approx(0.4 / side, rel=0.02)  # per photo pixel
+    # The upright crop the network saw: the crop matrix turned by the roll.
+    crops, (placement,) = face_crops(image, [face], meta)
+    np.testing.assert_allclose(
+        crop_matrix(placement.crop, 64, 35.0) @ [31.5, 31.5, 1.0],
+        [found.crop[0] + side / 2 - 0.5, found.crop[1] + side / 2 - 0.5],
+    )
+    # Far pixels: bit for bit.
+    assert np.array_equal(out[weight == 0], image[weight == 0])
+
+
 def test_no_face_returns_the_photo_unchanged() -> None:
     """A photo without a face comes back bit-identical, with no faces."""
     image = np.tile(np.linspace(0, 1, 96, dtype=np.float32), (64, 1))[..., None].repeat(3, axis=2)
@@ -289,9 +275,10 @@ def test_real_flash_photo_size_far_pixels_and_seam(name: str, tiny, shared_data:
     # Eq. 2 at the photo's resolution: out = x + m * (clip(x - 2 * resize(y) + 1) - x), with y
     # resized to the crop's full side (cv2.resize, an independent path): the photo's own
     # pixels pass through, changed only by the smooth upsampled network difference.
-    crops, squares = face_crops(image, [f.box for f in faces], meta)
+    crops, placements = face_crops(image, [f.box for f in faces], meta)
     ys = run_model(model, meta, crops, device)
-    (x0, y0, side), (h, w) = squares[0], image.shape[:2]
+    assert placements[0].angle == 0.0  # upright photos: an upright crop, as before
+    (x0, y0, side), (h, w) = placements[0].crop, image.shape[:2]
     big = cv2.resize(ys[0], (side, side), interpolation=cv2.INTER_LINEAR)
     canvas = np.full_like(image, 0.5)  # y = 0.5: no change
     sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
@@ -331,6 +318,32 @@ def test_group_photo_every_face_processed(tiny, shared_data: Path) -> None:
     far = _far_from_faces(image.shape, faces)
     assert far.any() and np.array_equal(out[far], image[far])
     assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_rotated_real_flash_photo_relit_and_the_rest_bit_identical(tiny, shared_data: Path):
+    """A shared flash photo turned 35 degrees (a phone held at an angle): the face is found,
+    cropped upright (its roll is beyond the model's training rotations), relit and turned
+    back; every pixel outside its blend mask keeps its value, and there is no seam."""
+    model, meta, device = tiny
+    upright = read_image(shared_data / "flash_pairs" / "redeye_man_flash.jpg")
+    h, w = upright.shape[:2]
+    turn = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 35.0, 1.0)
+    image = np.clip(
+        cv2.warpAffine(upright, turn, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT),
+        0,
+        1,
+    )
+    out, faces = enhance_image(image, model, meta, device=device)
+    (face,) = faces
+    assert face.roll == pytest.approx(35.0, abs=6.0) and face.angle == face.roll
+    weight = _union_mask(image.shape, faces, DEFAULT_FEATHER)
+    change = (out - image).mean(axis=2)
+    assert np.abs(change[weight >= 1]).max() > 1e-3, "the face must change"
+    assert np.array_equal(out[weight == 0], image[weight == 0])
+    assert np.array_equal(
+        out[_far_from_faces(image.shape, faces)], image[_far_from_faces(image.shape, faces)]
+    )
+    assert _edge_step(change, weight) < 1 / 255
 
 
 # --------------------------------------------------------------------------- files, metadata, CLI
@@ -382,33 +395,6 @@ def test_cli_rotated_jpeg_keeps_orientation_exif_and_icc(
     assert np.array_equal(png[far], upright[far])  # lossless output: bit-identical far away
     assert np.abs(relit[far] - upright[far]).mean() < 2 / 255  # JPEG re-encoding only
     assert set(report.timings) == set(STAGES)
-
-
-def test_write_output_keeps_metadata_and_16_bit(tmp_path: Path) -> None:
-    """PNG output carries EXIF and ICC; a 16-bit PNG source stays 16-bit."""
-    image = np.random.default_rng(2).random((20, 30, 3)).astype(np.float32)
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    exif = Image.Exif()
-    exif[0x0112] = 3
-    exif[0x0110] = "PhoneModel"
-    source = tmp_path / "src.png"
-    Image.fromarray((image * 255).astype(np.uint8)).save(
-        source, exif=exif.tobytes(), icc_profile=icc
-    )
-    metadata = source_metadata(source)
-    assert metadata["bits"] == 8 and metadata["icc_profile"] == icc
-    write_output(tmp_path / "out.png", image, metadata)
-    with Image.open(tmp_path / "out.png") as pil:
-        assert pil.getexif()[0x0112] == 1 and pil.getexif()[0x0110] == "PhoneModel"
-        assert pil.info["icc_profile"] == icc
-    np.testing.assert_array_equal(
-        read_image(tmp_path / "out.png"), np.rint(image * 255) / np.float32(255)
-    )
-    deep = tmp_path / "deep.png"
-    write_image(deep, image, bits=16)
-    assert source_metadata(deep)["bits"] == 16
-    write_output(tmp_path / "deep_out.png", image, source_metadata(deep))
-    np.testing.assert_allclose(read_image(tmp_path / "deep_out.png"), image, atol=1 / 65535)
 
 
 def test_cli_folder_no_face_and_bad_image(
@@ -517,35 +503,6 @@ def test_cli_feather_default_matches_library() -> None:
     assert option.default == DEFAULT_FEATHER
 
 
-def test_expand_inputs_and_plan_outputs(tmp_path: Path) -> None:
-    """Files, folders and globs expand to images (sorted, no duplicates); bad plans are refused."""
-    for name in ("b.jpg", "a.png", "notes.txt"):
-        (tmp_path / name).write_bytes(b"x")
-    sub = tmp_path / "sub"
-    sub.mkdir()
-    (sub / "a.png").write_bytes(b"x")
-    found = expand_inputs([str(tmp_path), str(tmp_path / "*.jpg"), str(tmp_path / "**" / "*.png")])
-    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.png", "b.jpg", "sub/a.png"]
-    with pytest.raises(EnhanceError, match="pattern matches no image"):
-        expand_inputs([str(tmp_path / "*.tif")])
-    with pytest.raises(EnhanceError, match="file not found"):
-        expand_inputs([str(tmp_path / "missing.jpg")])
-    with pytest.raises(EnhanceError, match="both be written"):
-        plan_outputs(found, None, tmp_path / "out")
-    with pytest.raises(EnhanceError, match="-o takes one input"):
-        plan_outputs(found[:2], tmp_path / "o.jpg", None)
-    with pytest.raises(EnhanceError, match="overwrite its input"):
-        plan_outputs(found[:1], None, tmp_path)
-    with pytest.raises(EnhanceError, match="unsupported output type"):
-        plan_outputs(found[:1], tmp_path / "o.gif", None)
-    with pytest.raises(EnhanceError, match="exactly one"):
-        plan_outputs(found[:1], None, None)
-    assert plan_outputs(found[:2], None, tmp_path / "out") == [
-        tmp_path / "out" / "a.png",
-        tmp_path / "out" / "b.jpg",
-    ]
-
-
 def test_cuda_request_without_cuda_is_a_clear_error(tiny_model_path: Path) -> None:
     """--device cuda on a machine without CUDA says so instead of crashing later."""
     if torch.cuda.is_available():
@@ -562,3 +519,26 @@ def test_cuda_matches_cpu(tiny_model_path: Path, shared_data: Path) -> None:
     model, meta, device = load_enhancer(tiny_model_path, "cuda")
     gpu = enhance_image(image, model, meta, device=device)[0]
     assert np.abs(cpu - gpu).max() < 2e-3
+
+
+def test_alpha_channel_kept_or_said_to_be_dropped(
+    tiny_model_path: Path, shared_data: Path, tmp_path: Path, caplog
+) -> None:
+    """A PNG with an alpha channel: a PNG output keeps it bit for bit (colour relit, alpha
+    passed through); a JPEG output cannot hold it and the log says so."""
+    rgb = np.asarray(Image.open(shared_data / "flash_pairs" / "redeye_woman_flash.jpg"))
+    h, w = rgb.shape[:2]
+    alpha = np.tile(np.linspace(40, 255, w, dtype=np.float32), (h, 1)).astype(np.uint8)
+    source = tmp_path / "cutout.png"
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(source)
+    model, meta, device = load_enhancer(tiny_model_path, "cpu")
+    report = enhance_file(source, tmp_path / "out.png", model, meta, device=device)
+    assert report.status == "enhanced"
+    np.testing.assert_array_equal(read_alpha(tmp_path / "out.png"), alpha / np.float32(255))
+    relit = read_image(tmp_path / "out.png")
+    assert np.abs(relit - read_image(source)).max() > 2 / 255  # the colour did change
+    with caplog.at_level(logging.WARNING, logger="pipeline.enhance.apply"):
+        report = enhance_file(source, tmp_path / "out.jpg", model, meta, device=device)
+    assert report.status == "enhanced"
+    assert "alpha channel dropped: .jpg cannot hold one" in caplog.text
+    assert read_alpha(tmp_path / "out.jpg") is None

@@ -226,7 +226,7 @@ def enhance_image(
     model: torch.nn.Module,
     meta: dict[str, Any],
     *,
-    boxes: Sequence[Sequence[int]] | None = None,
+    boxes: Sequence[Detection | Sequence[int]] | None = None,
     feather: float = DEFAULT_FEATHER,
     detector: str | None = None,
     device: torch.device | None = None,
@@ -236,7 +236,8 @@ def enhance_image(
 ) -> tuple[np.ndarray, list[Face]]:
     """Relight every face of an upright float32 RGB photo in [0, 1]; returns (photo, faces).
 
-    ``boxes`` (top, right, bottom, left; upright faces) skips detection when given. Pixels
+    ``boxes`` skips detection when given: detected faces (with their roll) or upright boxes
+    (top, right, bottom, left). Pixels
     outside every face's mask region are returned bit-identical; with no face the photo is
     returned as is. ``inplace=True`` writes into ``image`` (saves a full-size copy of a
     12 MP photo). ``timings`` (a dict) receives seconds per stage: detect, crop, model,
@@ -259,7 +260,12 @@ def enhance_image(
                 cnn_max_side=settings["cnn_max_side"],
             )
     else:
-        faces = [Detection(tuple(int(v) for v in box), 0.0, "given", 0.0) for box in boxes]
+        faces = [
+            box
+            if isinstance(box, Detection)
+            else Detection(tuple(int(v) for v in box), 0.0, "given", 0.0)
+            for box in boxes
+        ]
     out = image if inplace else image.copy()
     if not faces:
         return out, []
