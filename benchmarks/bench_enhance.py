@@ -38,18 +38,10 @@ import numpy as np
 import torch
 
 from pipeline.core.encodings import reconstruct
-from pipeline.enhance.apply import (
-    DEFAULT_FEATHER,
-    MASK_AXES,
-    STAGES,
-    enhance_file,
-    face_crops,
-    load_enhancer,
-    run_model,
-    source_metadata,
-    write_output,
-)
-from pipeline.faces import detect as face_lib
+from pipeline.enhance.apply import STAGES, enhance_file, face_crops, load_enhancer, run_model
+from pipeline.enhance.blend import DEFAULT_FEATHER, MASK_AXES
+from pipeline.enhance.files import source_metadata, write_output
+from pipeline.faces.detect import detect_faces
 from pipeline.io import read_image
 from pipeline.models import build_model, save_model_file
 
@@ -101,9 +93,10 @@ def baseline_full_frame(source: Path, target: Path, model, meta, device) -> dict
     start = time.perf_counter()
     image = read_image(source)
     start = lap("read", start)
-    boxes = face_lib.detect_faces(image)
+    boxes = detect_faces(image)
     start = lap("detect", start)
-    crops, squares = face_crops(image, boxes, meta)
+    crops, placements = face_crops(image, boxes, meta)
+    squares = [p.crop for p in placements]  # upright faces here: no turn to undo
     start = lap("crop", start)
     ys = run_model(model, meta, crops, device)
     start = lap("model", start)
@@ -158,7 +151,7 @@ def main() -> None:
         model, meta, device = load_enhancer(model_file, args.device)
         load_s = time.perf_counter() - start
         start = time.perf_counter()
-        face_lib.detect_faces(np.zeros((64, 64, 3), np.float32))  # imports dlib's models once
+        detect_faces(np.zeros((64, 64, 3), np.float32), "hog")  # imports dlib's models once
         detector_start_s = time.perf_counter() - start
 
         methods = {

@@ -298,3 +298,29 @@ def test_cli_evaluate_real_flash_pairs(
         main, ["evaluate", "--model", str(model_path), "--raw-dir", "nope"]
     )
     assert missing.exit_code == 2 and "nope" in missing.output
+
+
+def test_metrics_skip_the_padded_area_of_a_crop() -> None:
+    """A crop whose right 12 columns are padding (mask 0): there the "studio" holds garbage;
+    on the valid area it is the flash photo less 0.1. Masked, the identity baseline's PSNR
+    against the studio is exactly 20 dB (MSE 0.01) and the sample grid shows the padding as a
+    checkerboard; unmasked, the garbage drags the PSNR down."""
+    flash = torch.full((1, 3, 32, 32), 0.6)
+    studio = flash - 0.1
+    studio[..., 20:] = torch.rand(1, 3, 32, 12, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(1, 1, 32, 32)
+    mask[..., 20:] = 0.0
+    blur = make_blur(BILATERAL, 32)
+    out = evaluate_batch(Constant(flash), flash, studio, "A", blur, make_loss(False), mask)
+    assert out.metrics["identity"]["psnr_gt"] == pytest.approx([20.0], abs=1e-4)
+    assert out.metrics["identity"]["loss"] == pytest.approx([0.01], rel=1e-4)  # plain MSE
+    unmasked = evaluate_batch(Constant(flash), flash, studio, "A", blur, make_loss(False))
+    assert unmasked.metrics["identity"]["psnr_gt"][0] < 15.0
+    tiles = {k: v[0].permute(1, 2, 0).numpy() for k, v in out.images.items()}
+    grid = sample_grid(tiles)
+    band = 16  # label band above the tiles; the gt tile is the last, upscaled to 128 px
+    gt_tile = grid[band:, -128:]
+    padded = gt_tile[:, 84:]  # columns 20.. of 32, times 4
+    assert set(np.unique(padded)) <= {140, 191}  # the two greys of the checkerboard
+    assert np.abs(gt_tile[:, :76].astype(int) - 128).max() < 2  # 0.5 * 255 there
+    assert (padded == 140).mean() == pytest.approx(0.5, abs=0.1)  # a checkerboard, half each

@@ -186,18 +186,27 @@ def sample_grid(
     from PIL import Image, ImageDraw
 
     tiles = [np.asarray(images[key]) for key in ("input", "bl_input", "output", "pgt", "gt")]
+    side = max(_MIN_TILE, tiles[0].shape[0])
+    padding = None
     if "valid" in images:
         valid = np.asarray(images["valid"]).reshape(tiles[0].shape[:2]) > 0.5
-        yy, xx = np.indices(valid.shape)
-        checker = np.where(((yy // 8 + xx // 8) % 2)[..., None] == 0, 0.55, 0.75)
-        tiles = [np.where(valid[..., None], tile, checker) for tile in tiles]
-    side = max(_MIN_TILE, tiles[0].shape[0])
+        shown = Image.fromarray(valid).resize((side, side), Image.Resampling.NEAREST)
+        yy, xx = np.indices((side, side))
+        checker = np.where((yy // 8 + xx // 8) % 2 == 0, 140, 191).astype(np.uint8)
+        padding = (~np.asarray(shown), np.repeat(checker[..., None], 3, axis=2))
     band = 16
     canvas = Image.new("RGB", (side * len(tiles) + 2 * (len(tiles) - 1), side + band), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
+        if padding is not None and valid.any():
+            # The padding's values must not ring into the tile's edge in the bicubic resize.
+            tile = np.where(valid[..., None], tile, tile[valid].mean(axis=0))
         array = (np.clip(tile, 0, 1) * 255 + 0.5).astype(np.uint8)
         pil = Image.fromarray(array).resize((side, side), Image.Resampling.BICUBIC)
+        if padding is not None:  # after the resize: crisp squares, no padding bled in
+            pixels = np.asarray(pil).copy()
+            pixels[padding[0]] = padding[1][padding[0]]
+            pil = Image.fromarray(pixels)
         left = i * (side + 2)
         canvas.paste(pil, (left, band))
         draw.text((left + 3, 2), label, fill="black")
