@@ -61,10 +61,9 @@ from pipeline.enhance.files import (
     write_output,
 )
 from pipeline.enhance.network import PRECISIONS, make_blur, run_model
+from pipeline.enhance.placement import Placement, face_crops, place_face
 from pipeline.faces.detect import Face as Detection
 from pipeline.faces.detect import find_faces
-from pipeline.faces.geometry import CropBox, crop_angle, crop_matrix, place_crop, square_crop_box
-from pipeline.faces.resample import resample
 from pipeline.io import ImageReadError, read_alpha, read_image
 from pipeline.models.format import ModelMeta
 from pipeline.runtime import DeviceError, resolve_device
@@ -169,56 +168,6 @@ def _timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
     finally:
         if timings is not None:
             timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a face's crop lies in the photo: the square, its turn (degrees) and the centre
-    of the blend ellipse (the face's, edge coordinates), as the crop stage would place it."""
-
-    crop: CropBox
-    angle: float
-    centre: tuple[float, float]
-
-
-def place_face(face: Detection, shape: Sequence[int], meta: dict[str, Any]) -> Placement:
-    """The crop stage's placement of ``face`` in a photo of ``shape``, with the model's crop
-    settings and training rotations: shifted inside, shrunk if needed, turned upright when
-    the face's roll is beyond the rotations' range."""
-    parsed = parse_meta(meta)
-    settings = parsed.crop_settings()
-    angle = crop_angle(face.roll, (min(parsed.rotations), max(parsed.rotations)))
-    height, width = int(shape[0]), int(shape[1])
-    crop = place_crop(face.box, width, height, settings["margin"], settings["min_margin"], angle)
-    # The ellipse stays on the face when the square had to move: its unmoved square's centre.
-    x0, y0, side = square_crop_box(face.box, settings["margin"])
-    return Placement(tuple(int(v) for v in crop), angle, (x0 + side / 2.0, y0 + side / 2.0))
-
-
-def face_crops(
-    image: np.ndarray, faces: Sequence[Detection | Sequence[int]], meta: dict[str, Any]
-) -> tuple[np.ndarray, list[Placement]]:
-    """The training crops of ``faces`` (detections, or upright boxes (top, right, bottom,
-    left)): (N, S, S, 3) float32 and their placements.
-
-    Uses the crop stage's own placement and resampling (:mod:`pipeline.faces`) with the
-    settings the model was trained with, so the network sees what it saw in training:
-    padding, if any, is the same constant.
-    """
-    settings = crop_settings(meta)
-    size = int(meta["size"])
-    placements, crops = [], []
-    for face in faces:
-        if not isinstance(face, Detection):
-            face = Detection(tuple(int(v) for v in face), 0.0, "given", 0.0)
-        placement = place_face(face, image.shape, meta)
-        placements.append(placement)
-        # The flash half of faces.crop_pair: one anti-aliased resample of the square.
-        matrix = crop_matrix(placement.crop, size, placement.angle)
-        crops.append(resample(image, matrix, size, settings["pad_mode"]))
-    if not crops:
-        return np.zeros((0, size, size, 3), np.float32), []
-    return np.stack(crops).astype(np.float32, copy=False), placements
 
 
 def enhance_image(
