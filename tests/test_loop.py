@@ -234,8 +234,6 @@ def test_sigkill_mid_epoch_then_rerun_resumes_with_identical_weights(
 def test_mlflow_run_gets_epochs_and_a_resumed_training_reopens_it(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlflow import MlflowClient
-
     from pipeline import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -256,7 +254,7 @@ def test_mlflow_run_gets_epochs_and_a_resumed_training_reopens_it(
     assert second.resumed_from_epoch == 1 and runs[0] == runs[1] == second.run.run_id
     assert first.run.run_id == runs[0]
 
-    client = MlflowClient(tracking_uri=uri)
+    client = tracking.client_for(uri)
     run = client.get_run(runs[0])
     assert run.info.status == "FINISHED"
     history = client.get_metric_history(runs[0], "val_loss")
@@ -266,5 +264,5 @@ def test_mlflow_run_gets_epochs_and_a_resumed_training_reopens_it(
     assert run.data.metrics["epochs_run"] == 2
     assert run.data.params["train.epochs"] == "1"  # params of the run that started it
     assert run.data.tags["model.arch"] == "deepflash"
-    names = {a.path for a in client.list_artifacts(runs[0])}
+    names = {a.path for a in second.run.artifacts().list_artifacts()}
     assert {"train.json", "train.csv"} <= names
