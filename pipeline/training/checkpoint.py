@@ -31,8 +31,16 @@ KIND = "checkpoint"
 # Params of the train group that do not change the weights a run ends with (so a checkpoint
 # stays valid when they change): the number of epochs and the stop rules only decide where to
 # stop, workers only how the same batches are loaded, on_bad_checkpoint only what happens to a
-# damaged checkpoint.
-_NOT_FINGERPRINTED = ("epochs", "target_val_loss", "patience", "num_workers", "on_bad_checkpoint")
+# damaged checkpoint, threads only the float summation order (a resumed run on a busier machine
+# should go on, not start over).
+_NOT_FINGERPRINTED = (
+    "epochs",
+    "target_val_loss",
+    "patience",
+    "num_workers",
+    "on_bad_checkpoint",
+    "threads",
+)
 
 
 def fingerprint(params: Params, index_csv: Path, root: Path, world_size: int = 1) -> str:
