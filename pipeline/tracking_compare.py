@@ -15,19 +15,22 @@ runs of their own holding their numbers under the model runs' metric names
   against the preconditioned ground truth, encoding C);
 - a saved view of the runs table (MLflow's shared view state, an experiment tag
   ``mlflow.sharedViewState.<key>``): name, dataset, arch, encoding, role, validation SSIM
-  and PSNR, best first; :func:`runs_url` opens it.
+  and PSNR, best first; :func:`runs_url` opens it, :func:`charts_url` its compare view
+  (one bar chart per validation metric, every run a bar).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from pipeline.config import Params, flatten
 from pipeline.evaluation.report import PAPER_C, PAPER_TABLE1
+from pipeline.evaluation.results import SYSTEMS
 from pipeline.tracking import RunHandle, call_with_retry, store_lock
 from pipeline.tracking_meta import (
     DATASET_TAG,
@@ -54,25 +57,25 @@ PAPER_DATASET = DatasetInfo(
     profile={"val_images": 1500, "test_images": 740, "train_images": 9900},
 )
 PAPER_TABLES = {"deepflash": "Table 2", "hdrnet": "Table 2", "pix2pix": "Table 3"}
+CHARTS_FILTER = "eval.val.protocol.model"
 VAL_COLUMNS = (
     "eval.val.protocol.model.ssim_pgt",
     "eval.val.protocol.model.psnr_pgt",
     "eval.val.full.model.ssim_gt",
-    "eval.val.full.model.psnr_gt",
 )
 
 
 def reference_systems(results: Mapping[str, Any]) -> list[str]:
-    """The systems of an evaluation besides the model (``identity``; ``oracle`` if present)."""
-    found: list[str] = []
-    for block in results.values():
-        if not isinstance(block, Mapping):
-            continue
-        for scope in ("full", "protocol"):
-            for name, value in (block.get(scope) or {}).items():
-                if isinstance(value, Mapping) and name != "model" and name not in found:
-                    found.append(name)
-    return found
+    """The systems of an evaluation besides the model, in results.SYSTEMS order (identity;
+    oracle where evaluate reports it); derived numbers such as ``gap_closed`` are no system."""
+    found = {
+        name
+        for block in results.values()
+        if isinstance(block, Mapping)
+        for scope in ("full", "protocol")
+        for name in (block.get(scope) or {})
+    }
+    return [s for s in SYSTEMS if s != "model" and s in found]
 
 
 def system_metrics(results: Mapping[str, Any], system: str) -> dict[str, float]:
@@ -85,7 +88,8 @@ def system_metrics(results: Mapping[str, Any], system: str) -> dict[str, float]:
             values = (block.get(scope) or {}).get(system)
             if isinstance(values, Mapping):
                 for metric, value in values.items():
-                    if isinstance(value, int | float) and not isinstance(value, bool):
+                    number = isinstance(value, int | float) and not isinstance(value, bool)
+                    if number and math.isfinite(value):
                         out[f"eval.{split}.{scope}.model.{metric}"] = float(value)
     return out
 
@@ -198,20 +202,24 @@ def ensure_paper_runs(handle: RunHandle) -> dict[str, str]:
 
 
 def view_state() -> dict[str, Any]:
-    """The saved runs-table view: the columns people compare on, best validation SSIM first."""
-    columns = [
-        "attributes.`Dataset`",
-        "attributes.`Models`",
-        "tags.`model.arch`",
-        "tags.`loss.encoding`",
-        "tags.`role`",
-        *(f"metrics.`{m}`" for m in VAL_COLUMNS),
-    ]
+    """The saved runs-table view: the columns people compare on, best validation SSIM first
+    (widths apply to the columns named in ``columnOrder``, as the UI saves a resized table)."""
+    metrics = [f"metrics.`{m}`" for m in VAL_COLUMNS]
+    tags = [f"tags.`{t}`" for t in ("model.arch", "loss.encoding", "role")]
+    widths = {"attributes.`Run Name`": 240, "runDateAndNestInfo": 125, "attributes.`Dataset`": 265}
+    widths.update({"duration": 75, "attributes.`Models`": 140})
+    widths.update({c: 100 for c in tags})
+    widths.update({c: 190 for c in metrics})
     return {
-        "selectedColumns": columns,
-        "orderByKey": f"metrics.`{VAL_COLUMNS[0]}`",
+        "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", *tags, *metrics],
+        "columnOrder": list(widths),
+        "columnWidths": widths,
+        "orderByKey": metrics[0],
         "orderByAsc": False,
         "runsHiddenMode": "SHOW_ALL",
+        # The chart view (compare mode) shows one bar chart per validation protocol metric:
+        # model, baselines and paper side by side.
+        "chartsSearchFilter": CHARTS_FILTER,
     }
 
 
@@ -228,12 +236,10 @@ def runs_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 
-def compare_url(experiment_id: str, run_ids: list[str], base: str = "http://127.0.0.1:5000") -> str:
-    """MLflow's compare view of ``run_ids`` (model runs beside baseline and paper runs)."""
-    query = urllib.parse.urlencode(
-        {"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])}
-    )
-    return f"{base}/#/compare-runs?{query}"
+def charts_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """MLflow's compare view (the runs' charts) in the saved view: one bar chart per
+    validation metric of the protocol sample, every run (model, baselines, paper) a bar."""
+    return runs_url(experiment_id, base) + "&compareRunsMode=CHART"
 
 
 def log_comparison(
@@ -254,7 +260,7 @@ __all__ = [
     "SYSTEM_TAG",
     "VIEW_KEY",
     "VIEW_TAG",
-    "compare_url",
+    "charts_url",
     "ensure_paper_runs",
     "ensure_view",
     "log_baselines",

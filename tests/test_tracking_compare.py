@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from pipeline.tracking_meta import dataset_info
 def test_reference_systems_and_their_metric_names() -> None:
     plain = results(0.8, identity_ssim=0.7)
     assert tracking_compare.reference_systems(plain) == ["identity"]
-    with_oracle = results(0.8, oracle=system(0.99, 40.0))
+    with_oracle = results(0.8, oracle=system(0.99, 40.0), gap_closed={"ssim_gt": 0.34})
     assert tracking_compare.reference_systems(with_oracle) == ["identity", "oracle"]
     ident = tracking_compare.system_metrics(plain, "identity")
     assert len(ident) == 36
@@ -55,12 +54,13 @@ def test_view_and_links() -> None:
         "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
         "&viewStateShareKey=deepflash-compare"
     )
-    compare = tracking_compare.compare_url("3", ["a", "b"], base="http://h:1")
-    query = urllib.parse.parse_qs(compare.split("?", 1)[1])
-    assert compare.startswith("http://h:1/#/compare-runs?")
-    assert json.loads(query["runs"][0]) == ["a", "b"] and json.loads(query["experiments"][0]) == [
-        "3"
-    ]
+    assert state["chartsSearchFilter"] == "eval.val.protocol.model"
+    assert state["columnOrder"][0] == "attributes.`Run Name`"
+    assert set(state["columnWidths"]) == set(state["columnOrder"])
+    assert tracking_compare.charts_url("3", base="http://h:1") == (
+        "http://h:1/#/experiments/3/runs?workflowType=machine_learning"
+        "&viewStateShareKey=deepflash-compare&compareRunsMode=CHART"
+    )
 
 
 def test_baseline_and_paper_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,383 @@
+"""The MLflow dashboard as people see it: `mlflow ui` in a real headless browser.
+
+One module-scoped copy of the repository (git init, the project files, the tiny profile)
+trains and evaluates twice with the stage scripts, as two DVC experiments on two datasets
+(`demo` and `yaleb`, tiny generated images): the store then holds two model runs, one
+identity baseline per dataset and the paper's runs. The copy is then moved to another folder
+and `mlflow ui --backend-store-uri sqlite:///mlflow.db` is started at its root, as the README
+says. Headless Chromium (Debian package `chromium`; the test skips without it) renders the
+saved runs view, the compare view (model vs identity vs paper) and the registry; the test
+reads the rendered DOM (`--dump-dom`) and writes screenshots (`--screenshot`) to a temporary
+folder, or to docs/ with `DEEPFLASH_SCREENSHOTS=docs` (how docs/mlflow_*.png are made).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline import tracking, tracking_compare, tracking_models
+from pipeline.io import write_image
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TINY = Path(__file__).with_name("params_tiny.yaml")
+PROJECT_FILES = ("pipeline", "stages", "dvc.yaml", "params.yaml", ".gitignore")
+EXPERIMENT = "ui"
+DATASETS = {"demo": 1, "yaleb": 2}  # dataset name -> seed of its generated images
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=20000",
+)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and key in out else value
+    return out
+
+
+def make_processed(root: Path, seed: int, size: int = 64) -> None:
+    """A tiny processed set (2 pairs per split): smooth 'studio' images and a 'flash' version
+    with a bright centre and cooler colour; ``seed`` makes each dataset's pixels its own."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    rows = []
+    for split in ("train", "val", "test"):
+        for i in range(2):
+            phase = rng.uniform(0, 6)
+            studio = np.stack(
+                [0.5 + 0.3 * np.sin(4 * xx + phase), 0.45 + 0.2 * np.cos(3 * yy), 0.4 + 0 * xx],
+                axis=-1,
+            )
+            flash = studio * (1.4 - (xx - 0.5) ** 2 - (yy - 0.5) ** 2)[..., None] * [0.9, 1, 1.1]
+            pair = f"{split}{i}__p0"
+            paths = [f"data/processed/{split}/{pair}__v0_{k}.png" for k in ("flash", "studio")]
+            write_image(root / paths[0], np.clip(flash, 0, 1))
+            write_image(root / paths[1], studio)
+            rows.append([split, pair, f"{split}{i}", "v0", *paths])
+    with (root / "data" / "processed" / "index.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["split", "pair_id", "subject", "variant", "flash", "studio"])
+        writer.writerows(rows)
+
+
+class Copy:
+    """A copy of the repository that trains and evaluates with the stage scripts."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
+        env.pop("DEEPFLASH_MLFLOW", None)
+        env.update(
+            {
+                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+                "PYTHONPATH": str(root),
+                "TQDM_DISABLE": "1",
+                "OMP_NUM_THREADS": "1",
+                "GIT_AUTHOR_NAME": "e2e",
+                "GIT_AUTHOR_EMAIL": "e2e@example.com",
+                "GIT_COMMITTER_NAME": "e2e",
+                "GIT_COMMITTER_EMAIL": "e2e@example.com",
+            }
+        )
+        self.env = env
+
+    def run(self, *cmd: str, timeout: float = 300, **env: str) -> str:
+        """Run a command in the copy; on failure the assertion shows its output."""
+        done = subprocess.run(
+            list(cmd),
+            cwd=self.root,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert done.returncode == 0, (
+            f"`{' '.join(cmd)}` failed ({done.returncode})\n{done.stdout[-4000:]}"
+            f"\n--- stderr\n{done.stderr[-4000:]}"
+        )
+        return done.stdout
+
+    def experiment(self, dataset: str) -> str:
+        """Generate ``dataset``, then train, evaluate and report as DVC experiment ``exp-<name>``."""
+        params = _merge(
+            yaml.safe_load((REPO / "params.yaml").read_text()), yaml.safe_load(TINY.read_text())
+        )
+        params = _merge(
+            params,
+            {"data": {"raw_dir": f"data/raw/{dataset}"}, "mlflow": {"experiment": EXPERIMENT}},
+        )
+        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        for folder in ("data", "models"):
+            shutil.rmtree(self.root / folder, ignore_errors=True)
+        make_processed(self.root, DATASETS[dataset])
+        # The three stage scripts as DVC runs them, in one interpreter (imports once: CI time).
+        chain = (
+            "import runpy\n"
+            "for stage in ('train', 'evaluate', 'report'):\n"
+            "    runpy.run_path(f'stages/{stage}.py', run_name='__main__')\n"
+        )
+        return self.run(sys.executable, "-c", chain, DVC_EXP_NAME=f"exp-{dataset}")
+
+
+@pytest.fixture(scope="module")
+def moved(tmp_path_factory: pytest.TempPathFactory) -> Copy:
+    """The copy after two experiments, moved to another folder afterwards."""
+    base = tmp_path_factory.mktemp("mlflow-ui")
+    copy = Copy(base / "copy")
+    copy.root.mkdir()
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, copy.root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy.root / name)
+    copy.run("git", "init", "-q", "-b", "main")
+    copy.run("git", "add", "-A")
+    copy.run("git", "commit", "-q", "-m", "project")
+    copy.outputs = {name: copy.experiment(name) for name in DATASETS}
+    copy.run_file = json.loads((copy.root / "reports" / "mlflow_run.json").read_text())
+    copy.artifacts = sorted(
+        p.relative_to(copy.root).as_posix() for p in (copy.root / "mlartifacts").rglob("*.pt")
+    )
+    target = Copy(base / "elsewhere" / "moved")
+    target.root.parent.mkdir()
+    shutil.move(copy.root, target.root)
+    target.first = copy
+    return target
+
+
+def _client(root: Path) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+
+
+def _runs(root: Path) -> dict[str, Any]:
+    client = _client(root)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+
+
+def test_copy_trains_and_evaluates_with_artifacts_inside_the_copy(moved: Copy) -> None:
+    first = moved.first
+    assert moved.first.run_file["tracking_uri"] == "sqlite:///mlflow.db"  # no machine path
+    # Both model files landed in the copy's own mlartifacts (logged models), none elsewhere.
+    assert len(first.artifacts) == 2 and all(
+        p.startswith(f"mlartifacts/{EXPERIMENT}/models/") for p in first.artifacts
+    )
+    assert not (REPO / "mlartifacts" / EXPERIMENT).exists()
+    runs = _runs(moved.root)
+    assert set(runs) == {
+        "deepflash-C on demo (exp-demo)",
+        "deepflash-C on yaleb (exp-yaleb)",
+        "identity-C on demo",
+        "identity-C on yaleb",
+        "oracle-C on demo",
+        "oracle-C on yaleb",
+        "paper deepflash-C (Table 2)",
+        "paper hdrnet-C (Table 2)",
+        "paper pix2pix-C (Table 3)",
+    }
+    for run in runs.values():
+        assert run.info.artifact_uri.startswith(f"mlflow-artifacts:/{EXPERIMENT}/")
+    demo = runs["deepflash-C on demo (exp-demo)"]
+    assert demo.data.tags["mlflow.source.name"] == "stages/train.py"
+    assert len(demo.data.tags["mlflow.source.git.commit"]) == 40
+    assert "Result: val, protocol sample" in demo.data.tags["mlflow.note.content"]
+    assert demo.inputs.dataset_inputs[0].dataset.name == "demo"
+    assert "MLflow runs (after `mlflow ui` at the repo root):" in first.outputs["demo"]
+    # The moved copy still reads its artifacts: the store names no folder.
+    samples = tracking.artifact_repository(demo.info.artifact_uri, moved.root).list_artifacts(
+        "samples"
+    )
+    assert [f.path for f in samples] == [f"samples/{s}_0.png" for s in ("test", "train", "val")]
+
+
+def test_registry_and_logged_models(moved: Copy) -> None:
+    client = _client(moved.root)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    models = tracking_models.logged_models(client, experiment.experiment_id)
+    assert sorted(m.name for m in models) == ["deepflash-C", "deepflash-C"]
+    runs = _runs(moved.root)
+    for model in models:
+        metrics = {m.key: m for m in model.metrics}
+        source = client.get_run(model.source_run_id)
+        dataset = source.data.tags["data.name"]
+        assert metrics["eval.val.full.model.ssim_gt"].dataset_name == dataset
+        assert metrics["eval.val.full.model.ssim_gt"].value == pytest.approx(
+            source.data.metrics["eval.val.full.model.ssim_gt"]
+        )
+    for dataset in DATASETS:
+        champion = client.get_model_version_by_alias("deepflash", f"champion-{dataset}")
+        assert champion.run_id == runs[f"deepflash-C on {dataset} (exp-{dataset})"].info.run_id
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui(moved: Copy) -> Any:
+    """`mlflow ui` at the moved copy's root, as the README says; yields its base URL."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "ui", "--backend-store-uri", "sqlite:///mlflow.db"]
+        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=moved.root,
+        env=moved.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=10) as response:
+                    if response.read().strip() == b"OK":
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "mlflow ui did not start"
+            time.sleep(1)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _shots_dir(tmp_path: Path) -> Path:
+    return REPO / "docs" if os.environ.get("DEEPFLASH_SCREENSHOTS") == "docs" else tmp_path
+
+
+def _browser(url: str, profile: Path, size: str, screenshot: Path | None = None) -> str:
+    """The DOM Chromium rendered for ``url`` in a ``size`` window (and a screenshot)."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+    action = ["--dump-dom"] if screenshot is None else [f"--screenshot={screenshot}"]
+    done = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--window-size={size}", f"--user-data-dir={profile}"]
+        + [*action, url],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _text(dom: str) -> str:
+    import html
+    import re
+
+    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", dom)).split())
+
+
+def _crop_side_panel(path: Path) -> tuple[int, int]:
+    """Cut MLflow's assistant panel (a card at the right, opened on a local server's first
+    visit) off a screenshot: the crop ends at the grey gutter left of that card. Returns the
+    new size (unchanged when there is no such gutter)."""
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    pixels = np.asarray(image).astype(int)
+    band = pixels[image.height // 4 : 3 * image.height // 4]
+    grey = (np.ptp(band, axis=2) <= 3) & (band[..., 0] >= 230) & (band[..., 0] <= 248)
+    columns = np.flatnonzero(grey.all(axis=0))
+    # Grey columns come in runs (gutters); the page's right margin touches the edge, and the
+    # gutter left of the panel is the rightmost run before it.
+    starts = [int(c) for i, c in enumerate(columns) if i == 0 or columns[i - 1] != c - 1]
+    gutters = [c for c in starts if image.width // 2 < c < image.width - 40]
+    if gutters:
+        image = image.crop((0, 0, gutters[-1], image.height))
+        image.save(path)
+    return image.size
+
+
+def _experiment_id(moved: Copy) -> str:
+    return _client(moved.root).get_experiment_by_name(EXPERIMENT).experiment_id
+
+
+def test_runs_table_in_the_browser(moved: Copy, ui: str, tmp_path: Path) -> None:
+    url = tracking_compare.runs_url(_experiment_id(moved), base=ui)
+    # Wide enough for every column beside the assistant panel (cropped off the screenshot).
+    size = "2800,760"
+    text = _text(_browser(url, tmp_path / "profile", size))
+    # Model-training mode on the runs table, not the GenAI overview.
+    assert "Runs" in text and "Model registry" in text and "Token Usage" not in text
+    assert "You're viewing a shared view" in text
+    runs = _runs(moved.root)
+    for name in runs:
+        assert name in text, f"run {name!r} not rendered"
+    for dataset in DATASETS:
+        digest = runs[f"deepflash-C on {dataset} (exp-{dataset})"].data.tags["data.fingerprint"]
+        assert f"{dataset} ({digest})" in text  # the Dataset column tells the runs apart
+    assert "paper (capece2019)" in text
+    for column in ("model.arch", "loss.encoding", *tracking_compare.VAL_COLUMNS):
+        assert column in text, f"column {column} not shown"
+    paper = runs["paper deepflash-C (Table 2)"].data.metrics["eval.val.protocol.model.ssim_pgt"]
+    assert f"{paper:.4f}" in text  # the paper's Table 2 value in the table
+    shot = _shots_dir(tmp_path) / "mlflow_runs.png"
+    _browser(url, tmp_path / "profile", size, shot)
+    width, _ = _crop_side_panel(shot)
+    assert 1600 < width < 2800
+
+
+def test_compare_view_model_vs_baselines_in_the_browser(
+    moved: Copy, ui: str, tmp_path: Path
+) -> None:
+    url = tracking_compare.charts_url(_experiment_id(moved), base=ui)
+    size = "2800,1100"
+    text = _text(_browser(url, tmp_path / "profile", size))
+    assert "Model metrics (6)" in text  # the saved view's chart filter: validation protocol
+    for metric in ("ssim_pgt", "psnr_pgt", "ssim_gt", "psnr_gt", "loss", "accuracy"):
+        assert f"eval.val.protocol.model.{metric}" in text
+    for name in ("deepflash-C on demo (exp-demo)", "identity-C on demo", "oracle-C on demo"):
+        assert name in text  # the charts' legends: model and baselines on one plot
+    assert "paper deepflash-C (Table 2)" in text
+    shot = _shots_dir(tmp_path) / "mlflow_compare.png"
+    _browser(url, tmp_path / "profile", size, shot)
+    width, _ = _crop_side_panel(shot)
+    assert 1600 < width < 2800
+
+
+def test_registry_in_the_browser(moved: Copy, ui: str, tmp_path: Path) -> None:
+    text = _text(_browser(f"{ui}/#/models/deepflash", tmp_path / "profile", "1600,1000"))
+    assert "champion-demo" in text and "champion-yaleb" in text
+    assert "Version 1" in text and "Version 2" in text
