@@ -113,14 +113,23 @@ class Repo:
         return MlflowClient(tracking_uri=f"sqlite:///{self.root / 'mlflow.db'}")
 
     def runs(self) -> list[Any]:
-        """All runs of the e2e experiment, oldest first."""
+        """The model runs of the e2e experiment (not the baseline and paper runs), oldest first."""
         client = self.client()
         experiment = client.get_experiment_by_name(EXPERIMENT)
         assert experiment is not None, "the MLflow experiment was not created"
         runs = client.search_runs(
-            [experiment.experiment_id], order_by=["attributes.start_time ASC"]
+            [experiment.experiment_id],
+            filter_string="tags.role = 'candidate'",
+            order_by=["attributes.start_time ASC"],
         )
         return list(runs)
+
+    def artifacts(self, run: Any, path: str | None = None) -> set[str]:
+        """Artifact paths of ``run`` (its mlflow-artifacts: location resolves into the repo)."""
+        from pipeline.tracking import artifact_repository
+
+        listing = artifact_repository(run.info.artifact_uri, self.root).list_artifacts(path)
+        return {a.path for a in listing}
 
 
 @pytest.fixture(scope="module")
@@ -179,16 +188,16 @@ def test_repro_runs_the_chain_into_one_mlflow_run(repo: Repo) -> None:
     tags = run.data.tags
     assert tags["model.arch"] == "deepflash" and tags["loss.encoding"] == "C"
     assert tags["role"] == "candidate" and tags["dvc.exp_name"] == "workspace"
-    assert tags["git.commit"] and len(tags["data.fingerprint"]) == 16
+    assert tags["mlflow.source.git.commit"] and len(tags["data.fingerprint"]) == 16
+    assert run.info.run_name == "deepflash-C on demo (workspace)"
     assert tags["deepflash.evaluated"] == "true"
     assert run.data.params["model.width"] == "0.0625" and run.data.params["data.size"] == "64"
     metrics = run.data.metrics
     assert "train_loss" in metrics and "eval.val.protocol.model.ssim_pgt" in metrics
     assert "compare.val.full.vs_identity.psnr_gt" in metrics
-    client = repo.client()
-    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    top = repo.artifacts(run)
     assert {"params.yaml", "samples", "metrics", "report"} <= top
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} == {
+    assert repo.artifacts(run, "report") == {
         "report/compare.json",
         "report/report.md",
     }
@@ -265,7 +274,7 @@ def test_exp_run_encoding_b_adds_a_second_run(repo: Repo) -> None:
     runs = repo.runs()
     assert len(runs) == 2
     first, second = runs
-    assert second.info.run_name == "enc-b"
+    assert second.info.run_name == "deepflash-B on demo (enc-b)"
     assert second.data.tags["loss.encoding"] == "B" and second.data.tags["dvc.exp_name"] == "enc-b"
     assert second.data.tags["dvc.baseline_rev"]
     assert second.data.params["loss.encoding"] == "B"
@@ -324,16 +333,16 @@ def test_grid_all_archs_in_one_table_and_in_mlflow(repo: Repo) -> None:
     new = [r for r in repo.runs() if r.info.run_id not in before]
     tagged = {(r.data.tags["model.arch"], r.data.tags["loss.encoding"]) for r in new}
     assert tagged == {("hdrnet", "C"), ("pix2pix", "C")}
-    assert {r.info.run_name for r in new} == {"e2e-hdrnet-C", "e2e-pix2pix-C"}
+    assert {r.data.tags["dvc.exp_name"] for r in new} == {"e2e-hdrnet-C", "e2e-pix2pix-C"}
     fingerprints = {r.data.tags["data.fingerprint"] for r in repo.runs()}
     assert len(fingerprints) == 1, "every run of this repo used the same data"
     for run in new:
         assert run.data.tags["deepflash.evaluated"] == "true"
-        assert run.data.tags["dvc.exp_name"] == run.info.run_name
+        assert run.info.run_name.endswith(f"on demo ({run.data.tags['dvc.exp_name']})")
         assert "eval.val.protocol.model.psnr_pgt" in run.data.metrics
         assert "train_loss" in run.data.metrics
         # Ran in a temp copy that DVC deleted; the artifacts are in the main repo's store.
-        assert repo.client().list_artifacts(run.info.run_id, "samples")
+        assert repo.artifacts(run, "samples")
 
     table = repo.run(str(BIN / "deepflash"), "grid", "table", "--json", "grid.json")
     assert "Tables 2 and 3 layout" in table
@@ -374,8 +383,10 @@ def test_mlflow_server_rest_api(repo: Repo, tmp_path: Path) -> None:
             "server",
             "--backend-store-uri",
             f"sqlite:///{repo.root / 'mlflow.db'}",
+            # The store's mlflow-artifacts: locations resolve here, as for `mlflow ui` at the
+            # repo root.
             "--artifacts-destination",
-            str(tmp_path / "served-artifacts"),
+            str(repo.root / "mlartifacts"),
             "--host",
             "127.0.0.1",
             "--port",
@@ -407,8 +418,9 @@ def test_mlflow_server_rest_api(repo: Repo, tmp_path: Path) -> None:
             f"{base}/api/2.0/mlflow/runs/search",
             {"experiment_ids": [experiment_id], "filter": "tags.`model.arch` = 'deepflash'"},
         )["runs"]
-        assert {r["info"]["run_name"] for r in found} >= {"enc-b"}
-        run = next(r for r in found if r["info"]["run_name"] == "enc-b")
+        enc_b = "deepflash-B on demo (enc-b)"
+        assert {r["info"]["run_name"] for r in found} >= {enc_b}
+        run = next(r for r in found if r["info"]["run_name"] == enc_b)
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
