@@ -192,6 +192,9 @@ class TrainParams(_Group):
     # Learning rate per epoch: constant (the paper) or cosine decay from the Adam lr to ~0 at
     # the last epoch (less noisy final weights on small data sets).
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    # Random similarity transform + mirror per training image and batch (pipeline/training/
+    # jitter.py), on top of the augment stage's fixed variants; 0 = off (the paper).
+    jitter: float = Field(0.0, ge=0, le=3)
     # CPU threads of a training process: auto = the machine's cores divided by the training
     # processes running at once (pipeline/runtime.py, re-checked every epoch), or a number.
     threads: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"

@@ -205,6 +205,7 @@ class _Trainer:
             scaler=scaler,
             channels_last=self.channels_last,
             info=info,
+            jitter=params.train.jitter,
         )
         self.fingerprint = fingerprint(params, paths.index_csv, Path(paths.root), info.world_size)
         self.history: list[dict[str, Any]] = []

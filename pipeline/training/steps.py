@@ -25,6 +25,7 @@ from pipeline.core.encodings import make_target, network_input
 from pipeline.core.losses import with_mask
 from pipeline.core.metrics import accuracy
 from pipeline.training.distributed import DistInfo, all_reduce_sum
+from pipeline.training.jitter import jitter_batch
 
 BatchCallback = Callable[[int, int, dict[str, float]], None]
 
@@ -85,6 +86,7 @@ class StepContext:
     scaler: torch.amp.GradScaler | None
     channels_last: bool
     info: DistInfo
+    jitter: float = 0.0  # train.jitter: strength of the random transform per image and batch
 
 
 @dataclass
@@ -118,6 +120,8 @@ def train_epoch(
         mininterval=1.0,
     )
     for batch, (flash, studio, valid) in enumerate(bar, start=1):
+        # A new small transform per image (train.jitter) before BL and the encoding.
+        flash, studio, valid = jitter_batch(flash, studio, valid, ctx.jitter)
         _, inputs, targets = encode_batch(
             flash, studio, ctx.encoding, ctx.blur_factory(), ctx.device, ctx.channels_last
         )
