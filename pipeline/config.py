@@ -80,7 +80,7 @@ class IngestParams(_Group):
 
 
 class RegisterParams(_Group):
-    """Mutual-information affine registration (pipeline/registration.py)."""
+    """Mutual-information affine registration and its plausibility checks (pipeline/align/)."""
 
     max_side: int = Field(512, ge=64)
     optimizer: Literal["regular_step", "one_plus_one"] = "regular_step"
@@ -92,6 +92,20 @@ class RegisterParams(_Group):
     sampling_fraction: float = Field(0.1, gt=0, le=1)
     seed: int = 0
     on_failure: Literal["identity", "reject"] = "identity"
+    # Shading normalisation before MI: log luminance minus its blur of this sigma (fraction of
+    # the longer side); 0 = plain luminance (the paper's imregister set-up).
+    shading_sigma: float = Field(0.05, ge=0, le=1)
+    # Global capture search before the local optimisation: +- ranges of the similarity grid.
+    capture_rotation_deg: float = Field(4.0, ge=0, le=45)
+    capture_scale: float = Field(0.04, ge=0, le=0.3)
+    capture_shift: float = Field(0.06, ge=0, le=0.3)
+    starts: int = Field(1, ge=1, le=10)
+    # Plausibility (faces after warping, MI and motion against the folder): suspect pairs are
+    # rejected, or kept with the reason recorded.
+    on_suspect: Literal["reject", "keep"] = "reject"
+    face_check: bool = True
+    min_folder_pairs: int = Field(8, ge=3)
+    outlier_z: float = Field(5.0, gt=0)
     workers: int = Field(2, ge=1)
     preview_side: int = Field(256, ge=32)
 

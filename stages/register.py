@@ -1,11 +1,14 @@
-"""DVC stage `register`: align each studio shot onto its flash shot (pipeline/registration.py).
+"""DVC stage `register`: align each studio shot onto its flash shot (pipeline/align/).
 
 Reads data/interim/manifest.csv; registers every pair in parallel (register.workers processes,
-ITK capped at one thread each); writes data/interim/registered/<pair_id>.json, previews/
-<pair_id>.jpg and index.csv (pair_id, status, reason), and metrics/register.json (counts,
-failures, median seconds, median MI gain, and the residual error against truth.csv when the
-raw folder has one, as the demo does). No aligned full-resolution copy is written: the crop
-stage warps the studio photo once with this matrix composed with its crop.
+ITK capped at one thread each), compares the faces after warping, then judges every pair
+against the folder (MI, motion) and rejects the suspect ones (register.on_suspect). Writes
+data/interim/registered/<pair_id>.json (no timings: the same bytes on every run),
+previews/<pair_id>.jpg and index.csv (pair_id, status, reason); reports/rejected_register.csv
+(file, reason) for every pair the crop stage will skip; and metrics/register.json (counts,
+suspects with their reasons, timings, and the residual error against truth.csv when the raw
+folder has one, as the demo does). The rejected list is this stage's own output: ingest owns
+reports/rejected.csv, and one file cannot be the output of two DVC stages.
 """
 
 from __future__ import annotations
@@ -16,22 +19,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.align.registration import (
+from pipeline.align.dataset import (
     read_truth_matrices,
     register_dataset,
     registration_metrics,
-    registration_options,
+    rejected_rows,
 )
 from pipeline.config import load_params
-from pipeline.io import write_json
+from pipeline.io import write_json, write_rejected
 
 MANIFEST = Path("data/interim/manifest.csv")
 OUT = Path("data/interim/registered")
+REJECTED = Path("reports/rejected_register.csv")
 METRICS = Path("metrics/register.json")
 
 
 def main() -> None:
-    """Load params, register every manifest pair, write the per-pair files, index and metrics."""
+    """Load params, register every manifest pair, write the per-pair files, lists and metrics."""
     params = load_params(exit_on_error=True)
     group = params.register
     if not MANIFEST.is_file():
@@ -40,26 +44,24 @@ def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)  # DVC output: stale pairs from an older manifest must not survive
     (OUT / "previews").mkdir(parents=True)
-    records = register_dataset(
-        manifest,
-        OUT,
-        workers=group.workers,
-        preview_side=group.preview_side,
-        progress=True,
-        **registration_options(group),
-    )
+    records = register_dataset(manifest, OUT, group, progress=True)
     index = pd.DataFrame(records, columns=["pair_id", "status", "reason"])
     index.to_csv(OUT / "index.csv", index=False)
-    metrics = registration_metrics(records, manifest, read_truth_matrices(params.data.raw_dir))
+    write_rejected(REJECTED, rejected_rows(records, manifest))
+    metrics = registration_metrics(
+        records, manifest, read_truth_matrices(params.data.raw_dir), group
+    )
     write_json(METRICS, metrics)
     for r in records:
-        if r["status"] != "ok":
+        if r["status"] != "ok" or r.get("suspect"):
             print(f"register: {r['pair_id']}: {r['status']} ({r['reason']})", file=sys.stderr)
     residual = metrics.get("residual_error_px", {}).get("mean")
     print(
-        f"register: {metrics['ok']}/{metrics['pairs']} ok, {metrics['failures']} failed, "
-        f"median {metrics['median_seconds'] or 0:.2f} s/pair"
+        f"register: {metrics['ok']}/{metrics['pairs']} ok, {metrics['rejected']} rejected "
+        f"({metrics['suspect']} suspect, {group.on_suspect}), "
+        f"median {metrics['median_cpu_seconds'] or 0:.2f} s/pair"
         + (f", residual {residual:.2f} px" if residual is not None else "")
+        + (f"; rejected pairs listed in {REJECTED}" if metrics["rejected"] else "")
     )
 
 

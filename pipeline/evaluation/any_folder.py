@@ -37,11 +37,14 @@ def evaluate_raw(
     """
     import csv
 
-    from pipeline.align.registration import register, registration_options
+    import numpy as np
+    import pandas as pd
+
+    from pipeline.align.dataset import register_dataset
     from pipeline.datasets.ingest import DatasetError, read_dataset
     from pipeline.faces.crop import NoFaceError, crop_pair_files
     from pipeline.faces.dataset import crop_options
-    from pipeline.io import ImageReadError, read_image
+    from pipeline.io import ImageReadError
     from pipeline.models import read_model_meta
 
     work = Path(work_dir)
@@ -67,24 +70,27 @@ def evaluate_raw(
     except DatasetError as error:
         raise EvaluateError(str(error)) from None
     rejected = [{"file": r.file, "reason": r.reason} for r in found.rejected]
+    # Every pair first, then the folder judges them (MI and motion against the other pairs,
+    # faces after warping), as the register stage does: suspect pairs are skipped and listed.
+    pairs = pd.DataFrame(
+        [(p.pair_id, p.flash_path, p.studio_path) for p in found.pairs],
+        columns=["pair_id", "flash_path", "studio_path"],
+    )
+    registered = {r["pair_id"]: r for r in register_dataset(pairs, None, reg_p, progress=True)}
     rows: list[dict[str, Any]] = []
-    for pair in tqdm(found.pairs, desc="register + crop", unit="pair", leave=False):
-        try:
-            registration = register(
-                read_image(pair.flash_path, max_pixels=ing.max_pixels),
-                read_image(pair.studio_path, max_pixels=ing.max_pixels),
-                **registration_options(reg_p),
+    for pair in tqdm(found.pairs, desc="crop", unit="pair", leave=False):
+        registration = registered[pair.pair_id]
+        if registration["status"] == "rejected":
+            rejected.append(
+                {"file": pair.studio_path, "reason": f"registration: {registration['reason']}"}
             )
-            if registration.status == "rejected":
-                rejected.append(
-                    {"file": pair.studio_path, "reason": f"registration: {registration.reason}"}
-                )
-                continue
+            continue
+        try:
             record = crop_pair_files(
                 pair.pair_id,
                 pair.flash_path,
                 pair.studio_path,
-                registration.matrix,
+                np.asarray(registration["matrix"], dtype=np.float64),
                 work / "faces",
                 size=size,
                 max_pixels=ing.max_pixels,
@@ -105,9 +111,9 @@ def evaluate_raw(
                 "flash": str(Path(record["flash"]).resolve()),
                 "studio": str(Path(record["studio"]).resolve()),
                 "mask": str(Path(record["mask"]).resolve()),
-                "registration": registration.status,
-                "mi_before": registration.mi_before,
-                "mi_after": registration.mi_after,
+                "registration": registration["status"],
+                "mi_before": registration["mi_before"],
+                "mi_after": registration["mi_after"],
                 "crop": record["method"],
             }
         )
