@@ -227,6 +227,7 @@ def test_forced_rerun_gives_the_same_bytes_and_nothing_downstream_reruns(repo: R
 def test_comment_in_a_module_marks_exactly_the_stages_that_run_it(repo: Repo) -> None:
     """A comment added to pipeline/tracking.py (run by train, evaluate and report): `dvc status`
     lists those three and nothing before them."""
+    repo.run("dvc", "repro")  # up to date whatever the tests before left
     module = repo.root / "pipeline" / "tracking.py"
     original = module.read_text()
     try:
@@ -265,8 +266,6 @@ def test_bad_params_stop_repro_before_any_output_is_touched(
         assert repo.hashes(*outputs) == before
     finally:
         params.write_text(original)
-    repo.run("dvc", "repro")  # the marker is written again; nothing else runs
-    assert repo.hashes(*outputs) == before
 
 
 def test_exp_run_encoding_b_adds_a_second_run(repo: Repo) -> None:
