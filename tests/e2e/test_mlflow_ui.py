@@ -364,7 +364,11 @@ def test_compare_view_model_vs_baselines_in_the_browser(
 ) -> None:
     url = tracking_compare.charts_url(_experiment_id(moved), base=ui)
     size = "2800,1100"
-    text = _text(_browser(url, tmp_path / "profile", size))
+    wanted = [f"eval.val.protocol.model.{m}" for m in ("ssim_pgt", "psnr_pgt", "psnr_gt")]
+    for _ in range(3):  # charts render after the runs load: a loaded machine may need longer
+        text = _text(_browser(url, tmp_path / "profile", size))
+        if all(name in text for name in wanted):
+            break
     assert "Model metrics (6)" in text  # the saved view's chart filter: validation protocol
     for metric in ("ssim_pgt", "psnr_pgt", "ssim_gt", "psnr_gt", "loss", "accuracy"):
         assert f"eval.val.protocol.model.{metric}" in text
