@@ -176,6 +176,9 @@ class LossParams(_Group):
 
     encoding: Literal["A", "B", "C"] = "C"
     centred: bool = True
+    # + weight x (1 - SSIM) of the reconstruction (eq. 2) vs the preconditioned ground truth
+    # (eq. 8) in training (pipeline/core/losses.py: with_ssim); 0 = off (the paper).
+    ssim_weight: float = Field(0.0, ge=0, le=1)
 
 
 class AdamParams(_Group):

@@ -1,4 +1,5 @@
-"""Tests of pipeline/training/jitter.py: known transforms, one transform per pair, the mask."""
+"""Tests of pipeline/training/jitter.py: known transforms, one transform per pair, the mask;
+and training with train.jitter and loss.ssim_weight (seeded, resumable)."""
 
 from __future__ import annotations
 
@@ -94,11 +95,10 @@ def test_training_with_jitter_is_seeded_and_resumes_exactly(tmp_path) -> None:
         data = tmp_path / "data"
         make_processed(data, n_train=4, n_val=1)
 
-        def run(out: str, epochs: int, jitter: float):
+        def run(out: str, epochs: int, jitter: float, ssim_weight: float = 0.0):
             settings = {"jitter": jitter, "epochs": epochs, "lr_schedule": "constant"}
-            return train(
-                tiny_params(train=settings), out_paths(data, tmp_path / out), progress=False
-            )
+            params = tiny_params(train=settings, loss={"ssim_weight": ssim_weight})
+            return train(params, out_paths(data, tmp_path / out), progress=False)
 
         straight = run("a", 2, 1.0)
         assert same_state(run("b", 2, 1.0).model.state_dict(), straight.model.state_dict())
@@ -109,5 +109,9 @@ def test_training_with_jitter_is_seeded_and_resumes_exactly(tmp_path) -> None:
         resumed = run("d", 2, 1.0)
         assert resumed.resumed_from_epoch == 1
         assert same_state(resumed.model.state_dict(), straight.model.state_dict())
+        # loss.ssim_weight trains through the same loop (the SSIM term of the reconstruction).
+        with_ssim = run("e", 2, 1.0, ssim_weight=0.1)
+        assert not same_state(with_ssim.model.state_dict(), straight.model.state_dict())
+        assert with_ssim.history[0]["train_loss"] > straight.history[0]["train_loss"]
     finally:
         torch.set_num_threads(threads)

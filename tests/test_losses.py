@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.core.losses import centred_mse, make_loss, plain_mse, with_mask
+from pipeline.core.losses import centred_mse, make_loss, plain_mse, with_mask, with_ssim
 
 
 def _eq3(y: torch.Tensor, t: torch.Tensor, bl_x: torch.Tensor) -> torch.Tensor:
@@ -110,3 +110,41 @@ def test_with_mask_binds_the_mask_for_the_training_step():
     assert float(with_mask(plain_mse, mask)(y, t)) == pytest.approx(1.0)
     assert with_mask(plain_mse, None) is plain_mse
     assert with_mask(plain_mse, torch.ones(1, 1, 4, 4)) is plain_mse  # nothing padded
+
+
+@pytest.mark.parametrize("encoding", ["A", "C"])
+def test_with_ssim_adds_the_reconstruction_ssim_term(encoding: str):
+    from pipeline.core.encodings import reconstruct
+    from pipeline.core.metrics import ssim
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 24, 24, generator=gen)
+    t = 0.4 + 0.2 * torch.rand(2, 3, 24, 24, generator=gen)
+    y = (t + 0.05 * torch.randn(2, 3, 24, 24, generator=gen)).requires_grad_()
+    assert with_ssim(plain_mse, x, encoding, 0.0) is plain_mse
+    combined = with_ssim(plain_mse, x, encoding, 0.5)
+    # By hand: the MSE plus half of 1 - SSIM(reconstruction, preconditioned gt).
+    pred, pgt = reconstruct(x, y, encoding).clamp(0, 1), reconstruct(x, t, encoding).clamp(0, 1)
+    expected = plain_mse(y, t) + 0.5 * (1 - ssim(pred, pgt).mean())
+    value = combined(y, t)
+    assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    assert float(value.detach()) > float(plain_mse(y, t).detach()) + 0.01
+    value.backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+    # A perfect output: SSIM 1, the term vanishes.
+    assert float(combined(t, t)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_with_ssim_ignores_padded_pixels():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 3, 32, 32, generator=gen)
+    t = 0.4 + 0.2 * torch.rand(1, 3, 32, 32, generator=gen)
+    y = t + 0.05 * torch.randn(1, 3, 32, 32, generator=gen)
+    mask = torch.ones(1, 1, 32, 32)
+    mask[..., :8] = 0  # a padded left border
+    loss = with_ssim(with_mask(plain_mse, mask), x, "C", 0.5, mask)
+    changed = y.clone()
+    changed[..., :8] = torch.rand(1, 3, 32, 8, generator=gen)
+    assert float(loss(changed, t)) == pytest.approx(float(loss(y, t)), abs=1e-6)
+    unmasked = with_ssim(plain_mse, x, "C", 0.5)
+    assert float(unmasked(changed, t)) > float(unmasked(y, t)) + 1e-3

@@ -206,6 +206,7 @@ class _Trainer:
             channels_last=self.channels_last,
             info=info,
             jitter=params.train.jitter,
+            ssim_weight=params.loss.ssim_weight,
         )
         self.fingerprint = fingerprint(params, paths.index_csv, Path(paths.root), info.world_size)
         self.history: list[dict[str, Any]] = []

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from pipeline.core.bilateral import bilateral_filter
 from pipeline.core.encodings import make_target, network_input
-from pipeline.core.losses import with_mask
+from pipeline.core.losses import with_mask, with_ssim
 from pipeline.core.metrics import accuracy
 from pipeline.training.distributed import DistInfo, all_reduce_sum
 from pipeline.training.jitter import jitter_batch
@@ -87,6 +87,7 @@ class StepContext:
     channels_last: bool
     info: DistInfo
     jitter: float = 0.0  # train.jitter: strength of the random transform per image and batch
+    ssim_weight: float = 0.0  # loss.ssim_weight: the (1 - SSIM) term of the training loss
 
 
 @dataclass
@@ -122,11 +123,13 @@ def train_epoch(
     for batch, (flash, studio, valid) in enumerate(bar, start=1):
         # A new small transform per image (train.jitter) before BL and the encoding.
         flash, studio, valid = jitter_batch(flash, studio, valid, ctx.jitter)
-        _, inputs, targets = encode_batch(
+        x, inputs, targets = encode_batch(
             flash, studio, ctx.encoding, ctx.blur_factory(), ctx.device, ctx.channels_last
         )
         # Padded pixels of the face crops (validity mask 0) carry no scene: not in the loss.
-        loss_fn = with_mask(ctx.loss_fn, valid.to(ctx.device))
+        valid = valid.to(ctx.device)
+        loss_fn = with_mask(ctx.loss_fn, valid)
+        loss_fn = with_ssim(loss_fn, x, ctx.encoding, ctx.ssim_weight, valid)
         stats = ctx.model.training_step(
             inputs, targets, loss_fn, ctx.optimizers, ctx.autocast, ctx.scaler, nets=ctx.nets
         )
