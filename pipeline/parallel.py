@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -18,19 +19,27 @@ def _single_threaded_opencv() -> None:
     cv2.setNumThreads(1)
 
 
-def parallel_map(fn: Callable[[T], R], jobs: Iterable[T], workers: int) -> Iterator[R]:
+def parallel_map(
+    fn: Callable[[T], R], jobs: Iterable[T], workers: int, start_method: str | None = None
+) -> Iterator[R]:
     """``map(fn, jobs)``, results in job order, over ``workers`` processes.
 
     With ``workers`` <= 1 (or a single job) it runs in this process, which keeps tracebacks
     simple and avoids the pool's start-up cost. ``fn`` and the jobs must be picklable
-    (a module-level function and plain values).
+    (a module-level function and plain values). ``start_method`` (``"forkserver"``,
+    ``"spawn"``; default: the platform's, fork on Linux): a forked worker inherits
+    OpenCV's thread pool half-alive when this process already ran a parallel OpenCV call, and
+    its first OpenCV call then hangs; callers that cannot know use ``"forkserver"``.
     """
     jobs = list(jobs)
     workers = min(workers, len(jobs))
     if workers <= 1:
         yield from map(fn, jobs)
         return
-    with ProcessPoolExecutor(workers, initializer=_single_threaded_opencv) as pool:
+    context = multiprocessing.get_context(start_method) if start_method else None
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_single_threaded_opencv
+    ) as pool:
         yield from pool.map(fn, jobs)
 
 

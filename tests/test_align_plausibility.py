@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from pipeline.align.plausibility import (
@@ -35,17 +36,22 @@ def test_mi_far_below_the_folder_is_flagged_only_with_enough_pairs():
     verdicts = judge_folder(pairs, min_pairs=8, z=5.0)
     assert verdicts[:10] == [[]] * 10
     assert len(verdicts[10]) == 1 and verdicts[10][0].startswith("mi_outlier: MI 0.450")
-    assert "median 0.994 (limit 0.746)" in verdicts[10][0]  # 0.994 - 5 * max(sigma, 5 %)
+    # 0.994 x exp(-5 x 0.1): the log-MI spread of this tight folder is below the 0.1 floor.
+    assert "median 0.994 (limit 0.603)" in verdicts[10][0]
     # Too few pairs for a distribution: no MI rule at all.
     assert judge_folder(folder(4) + [record(0.45)], min_pairs=8, z=5.0) == [[]] * 5
 
 
 def test_mi_limit_is_robust_and_has_a_spread_floor():
-    # Median 1.0; MAD-based sigma 0 (identical values) -> the 5 % floor: 1 - 5 * 0.05 = 0.75.
-    assert mi_limit([1.0] * 9, z=5.0) == pytest.approx((1.0, 0.75))
-    # One wild value does not move median and MAD much (a mean and std would).
+    # Median 1.0; MAD-based spread 0 (identical values) -> the floor: exp(-5 x 0.1) = 0.607.
+    median, low = mi_limit([1.0] * 9, z=5.0)
+    assert median == pytest.approx(1.0) and low == pytest.approx(np.exp(-0.5))
+    # One wild value (even a negative MI) does not move median and MAD (a mean and std would).
     median, low = mi_limit([1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 1.02, 0.98, -50.0], z=5.0)
-    assert median == pytest.approx(1.0) and 0.6 < low < 0.8
+    assert median == pytest.approx(1.0) and low == pytest.approx(np.exp(-0.5))
+    # A folder spread by a factor (0.7 to 1.4) gets a wider limit: log spread 0.21 > 0.1.
+    median, low = mi_limit([0.7, 0.8, 0.9, 1.0, 1.0, 1.1, 1.2, 1.4], z=5.0)
+    assert median == pytest.approx(1.0) and 0.2 < low < 0.35
 
 
 def test_motion_inside_the_floor_is_never_flagged():

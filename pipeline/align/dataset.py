@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.align.facecheck import check_faces, load_face_models
+from pipeline.align.facecheck import check_faces
 from pipeline.align.geometry import grid_error, identity_matrix, rescale_matrix, resize, warp_image
 from pipeline.align.mi import Registration, register
 from pipeline.align.plausibility import apply_verdicts, judge_folder, mi_limit
@@ -144,14 +144,16 @@ def register_dataset(
     from tqdm import tqdm
 
     params = params if params is not None else RegisterParams()
-    if params.face_check:
-        load_face_models()  # before the fork: workers share the loaded models
     target = None if out_dir is None else str(out_dir)
     jobs = [
         (str(row.pair_id), str(row.flash_path), str(row.studio_path), target, params)
         for row in manifest.itertuples()
     ]
-    results = parallel_map(_register_job, jobs, params.workers if workers is None else workers)
+    # Fresh worker processes (forkserver), not forks of this one: a caller that already ran
+    # OpenCV (ingest in `deepflash evaluate`, a test) would hand forked workers a dead
+    # OpenCV thread pool, and they hang. Each worker loads the face models once (~1 s).
+    count = params.workers if workers is None else workers
+    results = parallel_map(_register_job, jobs, count, start_method="forkserver")
     records = list(
         tqdm(results, total=len(jobs), desc="register", unit="pair", disable=not progress)
     )

@@ -6,9 +6,10 @@ then write another person's face onto the flash face as training data. Three ind
 signals flag such pairs, each with a reason that names the figure and its limit:
 
 * faces: the flash face and the aligned studio face must agree (:mod:`pipeline.align.facecheck`);
-* MI after registration against the folder's own distribution: a robust outlier rule
-  (median and MAD, scaled to a standard deviation) flags a pair far *below* the others; it
-  needs ``min_folder_pairs`` pairs, since with a few pairs there is no distribution;
+* MI after registration against the folder's own distribution: a robust outlier rule on
+  log MI (median and MAD, scaled to a standard deviation) flags a pair far *below* the
+  others; it needs ``min_folder_pairs`` pairs, since with a few pairs there is no
+  distribution;
 * the motion (rotation, scale, shear, shift of the matrix) against the folder's typical
   motion: flagged above ``median + outlier_z x MAD`` of the folder, and never below the
   :data:`MOTION_FLOOR` envelope: the largest pose change expected between the two shots of a
@@ -28,9 +29,12 @@ import numpy as np
 MOTION_FLOOR = {"angle": 8.0, "scale": 0.08, "shear": 0.05, "shift": 0.05}
 MOTION_NAMES = {"angle": "rotation", "scale": "scale change", "shear": "shear", "shift": "shift"}
 MOTION_UNITS = {"angle": " deg", "scale": "", "shear": "", "shift": " of the side"}
-# The MI rule's spread is at least this fraction of the median: a folder of near-identical
-# pairs (a MAD near 0) must not flag a pair a few per cent below the rest.
-MI_MIN_SPREAD = 0.05
+# The MI rule works on log MI: MI values of one folder spread by a factor (1.0 to 1.6 for the
+# relit synthetic portraits), not by an amount. Its spread is at least MI_MIN_SPREAD (in log
+# units): a folder of near-identical pairs (a MAD near 0) must not flag a pair a little below
+# the rest (with z 5: never above 0.61 x the median).
+MI_MIN_SPREAD = 0.1
+MI_FLOOR = 1e-3  # MI (nats) below this counts as this (log of 0)
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution x this = its standard deviation
 
 
@@ -46,9 +50,14 @@ def _finite(value: Any) -> bool:
 
 
 def mi_limit(values: Sequence[float], z: float) -> tuple[float, float]:
-    """(folder median, lowest plausible MI) of the MI-after values of a folder."""
-    median, sigma = _robust(values)
-    return median, median - z * max(sigma, MI_MIN_SPREAD * abs(median))
+    """(folder median, lowest plausible MI) of the MI-after values of a folder.
+
+    Robust z on log MI: the lowest plausible value is ``median x exp(-z x sigma)`` with sigma
+    the MAD-based spread of log MI (at least :data:`MI_MIN_SPREAD`).
+    """
+    logs = np.log(np.maximum(np.asarray(values, dtype=float), MI_FLOOR))
+    median, sigma = _robust(logs)
+    return float(np.exp(median)), float(np.exp(median - z * max(sigma, MI_MIN_SPREAD)))
 
 
 def motion_limits(motions: Sequence[dict[str, Any]], z: float, use_folder: bool) -> dict:
@@ -127,6 +136,7 @@ def apply_verdicts(
 
 
 __all__ = [
+    "MI_FLOOR",
     "MI_MIN_SPREAD",
     "MOTION_FLOOR",
     "apply_verdicts",
