@@ -60,20 +60,20 @@ def test_a_folder_with_three_bad_pairs(tmp_path: Path) -> None:
     rows, truths = [], {}
     for i, name in enumerate(PORTRAITS):
         image = read_image(shared_path("portraits", name))
-        flash, studio, truth = synthetic_pair(image, pair_rng(0, name), max_side=384)
+        flash, studio, truth = synthetic_pair(image, pair_rng(0, name), max_side=320)
         rows.append(write_pair(raw, f"g{i}", flash, studio))
         truths[f"g{i}"] = truth
     a = cv2.resize(
-        read_image(shared_path("portraits", "celebahq_ref_female_015248.jpg")), (384, 384)
+        read_image(shared_path("portraits", "celebahq_ref_female_015248.jpg")), (320, 320)
     )
     b = cv2.resize(
-        read_image(shared_path("portraits", "celebahq_ref_female_030321.jpg")), (384, 384)
+        read_image(shared_path("portraits", "celebahq_ref_female_030321.jpg")), (320, 320)
     )
     rows.append(write_pair(raw, "other_person", a, b))
     rows.append(write_pair(raw, "turned_90", a, np.ascontiguousarray(np.rot90(a))))
     rows.append(write_pair(raw, "constant", a, np.full_like(a, 0.5)))
     out = tmp_path / "registered"
-    records = register_dataset(manifest(rows), out, RegisterParams(workers=2))
+    records = register_dataset(manifest(rows), out, RegisterParams(workers=1))
     by_id = {r["pair_id"]: r for r in records}
     for pair_id, truth in truths.items():
         r = by_id[pair_id]
@@ -115,8 +115,8 @@ def test_a_folder_with_three_bad_pairs(tmp_path: Path) -> None:
     kept = register_dataset(
         manifest(rows[-3:-1]), None, RegisterParams(workers=1, on_suspect="keep")
     )
-    assert [r["status"] for r in kept] == ["ok", "ok"]
-    assert all(r["reason"].startswith("suspect (kept): ") for r in kept)
+    assert all(r["status"] != "rejected" for r in kept)
+    assert all("suspect (kept): " in r["reason"] and r["suspect"] for r in kept)
 
 
 def test_real_flash_pairs_are_kept_and_rerun_gives_the_same_bytes(tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_real_flash_pairs_are_kept_and_rerun_gives_the_same_bytes(tmp_path: Path
         )
         for n, e in names
     ]
-    first = register_dataset(manifest(rows), tmp_path / "a", RegisterParams(workers=2))
+    first = register_dataset(manifest(rows), tmp_path / "a", RegisterParams(workers=1))
     assert [r["status"] for r in first] == ["ok", "ok", "identity_fallback", "ok"]
     assert all(r["suspect"] == [] for r in first)
     assert all(r["faces"]["reason"] == "" and r["faces"]["flash_box"] for r in first)
@@ -150,6 +150,7 @@ def test_yale_b_pairs_are_all_kept(tmp_path: Path) -> None:
         lights = DEFAULT_YALEB_LIGHTS
         studio = np.mean([read_image(folder / f"{person}_{light}.pgm") for light in lights], 0)
         rows.append(write_pair(tmp_path, person, flash, studio))
+    # Two worker processes: the parallel path (fresh forkserver workers) runs here.
     records = register_dataset(manifest(rows), None, RegisterParams(workers=2))
     assert len(records) == 19
     flagged = {r["pair_id"]: r["reason"] for r in records if r["status"] != "ok" or r["suspect"]}
@@ -166,7 +167,7 @@ def test_demo_pairs_are_kept_with_the_tiny_e2e_settings(tmp_path: Path) -> None:
         (f"{t.subject}__{t.pose}", tmp_path / "demo" / t.flash, tmp_path / "demo" / t.studio)
         for t in truth.itertuples()
     ]
-    params = RegisterParams(max_side=128, iterations=30, levels=2, workers=2)
+    params = RegisterParams(max_side=128, iterations=30, levels=2, workers=1)
     records = register_dataset(manifest(rows), None, params)
     assert len(records) == 6 == len(summary.pairs)
     assert [r["status"] for r in records if r["status"] == "rejected"] == []
