@@ -15,7 +15,7 @@ Error: mean displacement (px, full resolution of the pair) between the estimated
 matrix on a 16x16 grid over the image. Targets: under 0.5 s per pair on a quiet core, at
 least 5x faster than matlab-like at equal or better accuracy.
 
-``--sweep``: the issue's check. A synthetic pair from every shared portrait per seed
+``--sweep``: the convergence and plausibility check. A synthetic pair from every shared portrait per seed
 (pipeline.align.synthetic: random in-range motion, strong flash-like relighting, 512 px),
 registered and judged as one folder (faces after warping, MI and motion against the folder),
 plus three made-up bad pairs (another person's portrait as the studio image, the flash image

@@ -20,7 +20,11 @@ def _single_threaded_opencv() -> None:
 
 
 def parallel_map(
-    fn: Callable[[T], R], jobs: Iterable[T], workers: int, start_method: str | None = None
+    fn: Callable[[T], R],
+    jobs: Iterable[T],
+    workers: int,
+    start_method: str | None = None,
+    preload: tuple[str, ...] = (),
 ) -> Iterator[R]:
     """``map(fn, jobs)``, results in job order, over ``workers`` processes.
 
@@ -30,6 +34,8 @@ def parallel_map(
     ``"spawn"``; default: the platform's, fork on Linux): a forked worker inherits
     OpenCV's thread pool half-alive when this process already ran a parallel OpenCV call, and
     its first OpenCV call then hangs; callers that cannot know use ``"forkserver"``.
+    ``preload``: modules the fork server imports once before forking the workers (heavy
+    imports, e.g. face_recognition's models, then load once instead of once per worker).
     """
     jobs = list(jobs)
     workers = min(workers, len(jobs))
@@ -37,6 +43,8 @@ def parallel_map(
         yield from map(fn, jobs)
         return
     context = multiprocessing.get_context(start_method) if start_method else None
+    if preload and start_method == "forkserver":
+        context.set_forkserver_preload(list(preload))
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_single_threaded_opencv
     ) as pool:

@@ -59,7 +59,7 @@ def test_motion_inside_the_floor_is_never_flagged():
     edge = {k: v * 0.99 for k, v in MOTION_FLOOR.items()}
     pairs = folder(10) + [record(1.0, **edge)]
     assert judge_folder(pairs, min_pairs=8, z=5.0)[-1] == []
-    # The mislabelled pair: a 16 % zoom and a 61 px shift of a 512 px photo.
+    # A mislabelled pair (another person) once registered with a 16 % zoom and a 61 px shift.
     wild = record(1.0, scale=0.16, shift=61 / 512)
     reasons = judge_folder(folder(10) + [wild], min_pairs=8, z=5.0)[-1]
     assert [r.split(":")[0] for r in reasons] == ["unusual_motion", "unusual_motion"]

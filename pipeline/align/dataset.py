@@ -151,9 +151,11 @@ def register_dataset(
     ]
     # Fresh worker processes (forkserver), not forks of this one: a caller that already ran
     # OpenCV (ingest in `deepflash evaluate`, a test) would hand forked workers a dead
-    # OpenCV thread pool, and they hang. Each worker loads the face models once (~1 s).
+    # OpenCV thread pool, and they hang. The fork server loads face_recognition's models
+    # (a few seconds) once for all workers.
     count = params.workers if workers is None else workers
-    results = parallel_map(_register_job, jobs, count, start_method="forkserver")
+    preload = (__name__, "face_recognition.api") if params.face_check else (__name__,)
+    results = parallel_map(_register_job, jobs, count, start_method="forkserver", preload=preload)
     records = list(
         tqdm(results, total=len(jobs), desc="register", unit="pair", disable=not progress)
     )

@@ -2,8 +2,8 @@
 
 The paper aligned flash and studio shots with MATLAB ``imregister`` (Sec. 3.1): a local
 optimizer from the identity. A local optimizer stays in the basin it starts in, and with
-strong relighting that basin can be the wrong one (the issue's pair ending 32 px off with
-2.6 degrees, 1.037 scale and a 25 px shift). So before any local step:
+strong relighting that basin can be the wrong one (a pair moved by 2.6 degrees, 1.037 scale
+and a 25 px shift once ended 32 px off, reported ok). So before any local step:
 
 1. *capture search*: Mattes MI of a similarity transform (scale, rotation, shift) on an
    exhaustive grid (ITK's exhaustive optimizer) over a ~32 px copy, covering the
