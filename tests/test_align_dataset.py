@@ -24,6 +24,7 @@ from pipeline.align.geometry import grid_error
 from pipeline.align.synthetic import pair_rng, synthetic_pair
 from pipeline.config import RegisterParams
 from pipeline.datasets.ingest import DEFAULT_YALEB_LIGHTS
+from pipeline.faces.dataset import registration_matrix
 from pipeline.io import read_image, write_image
 
 PORTRAITS = [
@@ -96,6 +97,10 @@ def test_a_folder_with_three_bad_pairs(tmp_path: Path) -> None:
     saved = json.loads((out / "turned_90.json").read_text())
     assert saved["status"] == "rejected" and saved["suspect"] == by_id["turned_90"]["suspect"]
     assert not set(TIMING_KEYS) & set(saved)
+    # The crop stage reads these files: it skips the suspect pairs and says why.
+    matrix, why = registration_matrix(out / "turned_90.json")
+    assert matrix is None and why.startswith("registration rejected: suspect: ")
+    assert registration_matrix(out / "g0.json")[0] is not None
     listed = dict(rejected_rows(records, manifest(rows)))
     assert set(listed) == {
         str(raw / f"{p}_studio.png") for p in ("other_person", "turned_90", "constant")
