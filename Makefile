@@ -46,7 +46,7 @@ yaleb: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(RUN) python -m pytest -q
+	$(RUN) python -m pytest -q --durations=15
 
 format: $(STAMP)
 	$(BIN)/ruff format .
