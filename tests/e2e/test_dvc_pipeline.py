@@ -268,13 +268,54 @@ def test_bad_params_stop_repro_before_any_output_is_touched(
         params.write_text(original)
 
 
-def test_exp_run_encoding_b_adds_a_second_run(repo: Repo) -> None:
-    repo.run("dvc", "exp", "run", "-n", "enc-b", "-S", "loss.encoding=B")
-    runs = repo.runs()
-    assert len(runs) == 2
-    first, second = runs
+def test_plots_show_writes_html(repo: Repo, tmp_path: Path) -> None:
+    out = tmp_path / "plots"
+    repo.run("dvc", "plots", "show", "-o", str(out))
+    html = (out / "index.html").read_text()
+    assert "Loss per epoch (Fig. 4)" in html
+    assert "Validation accuracy" in html
+    assert "train_0.png" in html  # the Fig. 5 sample grids
+
+
+def test_queued_experiments_run_two_at_once_into_one_table_and_mlflow(repo: Repo) -> None:
+    """`dvc exp run -S loss.encoding=B` (queued) and the grid's hdrnet/C run two at once (issue
+    7: both write the same SQLite store, each with its share of the cores); each is one more
+    MLflow run tagged by arch, encoding and experiment, and with the `dvc repro` run they sit in
+    one Tables 2/3 table. (pix2pix trains in tests/test_models.py and tests/test_distributed.py;
+    a third experiment here would cost CI a minute.)"""
+    before = {r.info.run_id for r in repo.runs()}
+    first = repo.runs()[0]
+    repo.run("dvc", "exp", "run", "--queue", "-n", "enc-b", "-S", "loss.encoding=B")
+    repo.run(
+        str(BIN / "deepflash"),
+        "grid",
+        "queue",
+        "--archs",
+        "hdrnet",
+        "--encodings",
+        "C",
+        "--prefix",
+        "e2e",
+        "--run",
+        "2",
+        timeout=400,
+    )
+    new = {r.data.tags["dvc.exp_name"]: r for r in repo.runs() if r.info.run_id not in before}
+    assert set(new) == {"enc-b", "e2e-hdrnet-C"}
+    tagged = {(r.data.tags["model.arch"], r.data.tags["loss.encoding"]) for r in new.values()}
+    assert tagged == {("deepflash", "B"), ("hdrnet", "C")}
+    fingerprints = {r.data.tags["data.fingerprint"] for r in repo.runs()}
+    assert len(fingerprints) == 1, "every run of this repo used the same data"
+    for run in new.values():
+        assert run.data.tags["deepflash.evaluated"] == "true"
+        assert run.info.run_name.endswith(f"on demo ({run.data.tags['dvc.exp_name']})")
+        assert "eval.val.protocol.model.psnr_pgt" in run.data.metrics
+        assert "train_loss" in run.data.metrics
+        # Ran in a temp copy that DVC deleted; the artifacts are in the main repo's store.
+        assert repo.artifacts(run, "samples")
+
+    second = new["enc-b"]
     assert second.info.run_name == "deepflash-B on demo (enc-b)"
-    assert second.data.tags["loss.encoding"] == "B" and second.data.tags["dvc.exp_name"] == "enc-b"
     assert second.data.tags["dvc.baseline_rev"]
     assert second.data.params["loss.encoding"] == "B"
     key = "eval.val.full.model.loss"
@@ -283,9 +324,23 @@ def test_exp_run_encoding_b_adds_a_second_run(repo: Repo) -> None:
     ssim_key = "eval.val.full.identity.ssim_gt"
     assert second.data.metrics[ssim_key] == pytest.approx(first.data.metrics[ssim_key])
 
+    table = repo.run(str(BIN / "deepflash"), "grid", "table", "--json", "grid.json")
+    assert "Tables 2 and 3 layout" in table
+    grid = json.loads((repo.root / "grid.json").read_text())
+    assert grid["fingerprint"] == fingerprints.pop() and grid["runs"] == 3
+    assert set(grid["best_runs"]) == {"deepflash/B", "deepflash/C", "hdrnet/C"}
+    for split in ("train", "val", "test"):
+        row = grid["tables23"]["pgt"]["ssim"][split]
+        for arch in ("deepflash", "hdrnet"):
+            assert 0 < row[f"{arch}/C"] <= 100
+            delta = row[f"{arch}/C"] - row[f"{arch}/C paper"]
+            assert row[f"{arch}/C delta"] == pytest.approx(delta)
+            assert row[f"{arch}/A"] is None  # not in this grid
+        assert row["pix2pix/C"] is None
+
     shown = json.loads(repo.run("dvc", "exp", "show", "--json"))
     listed = json.dumps(shown)
-    assert "enc-b" in listed
+    assert "enc-b" in listed and "e2e-hdrnet-C" in listed
     encodings = set()
     for commit in shown:
         for entry in [
@@ -298,65 +353,6 @@ def test_exp_run_encoding_b_adds_a_second_run(repo: Repo) -> None:
             if "loss" in data:
                 encodings.add(data["loss"]["encoding"])
     assert {"B", "C"} <= encodings
-
-
-def test_plots_show_writes_html(repo: Repo, tmp_path: Path) -> None:
-    out = tmp_path / "plots"
-    repo.run("dvc", "plots", "show", "-o", str(out))
-    html = (out / "index.html").read_text()
-    assert "Loss per epoch (Fig. 4)" in html
-    assert "Validation accuracy" in html
-    assert "train_0.png" in html  # the Fig. 5 sample grids
-
-
-def test_grid_all_archs_in_one_table_and_in_mlflow(repo: Repo) -> None:
-    """Issue 7: hdrnet and pix2pix queued as DVC experiments and run two at once (both write
-    the same SQLite store); with the deepflash runs they sit in one Tables 2/3 table and in
-    MLflow, tagged by arch and encoding. (deepflash/C is not queued: it would be identical to
-    the baseline commit, which DVC does not re-run; its run is the `dvc repro` one.)"""
-    before = {r.info.run_id for r in repo.runs()}
-    repo.run(
-        str(BIN / "deepflash"),
-        "grid",
-        "queue",
-        "--archs",
-        "hdrnet,pix2pix",
-        "--encodings",
-        "C",
-        "--prefix",
-        "e2e",
-        "--run",
-        "2",
-        timeout=400,
-    )
-    new = [r for r in repo.runs() if r.info.run_id not in before]
-    tagged = {(r.data.tags["model.arch"], r.data.tags["loss.encoding"]) for r in new}
-    assert tagged == {("hdrnet", "C"), ("pix2pix", "C")}
-    assert {r.data.tags["dvc.exp_name"] for r in new} == {"e2e-hdrnet-C", "e2e-pix2pix-C"}
-    fingerprints = {r.data.tags["data.fingerprint"] for r in repo.runs()}
-    assert len(fingerprints) == 1, "every run of this repo used the same data"
-    for run in new:
-        assert run.data.tags["deepflash.evaluated"] == "true"
-        assert run.info.run_name.endswith(f"on demo ({run.data.tags['dvc.exp_name']})")
-        assert "eval.val.protocol.model.psnr_pgt" in run.data.metrics
-        assert "train_loss" in run.data.metrics
-        # Ran in a temp copy that DVC deleted; the artifacts are in the main repo's store.
-        assert repo.artifacts(run, "samples")
-
-    table = repo.run(str(BIN / "deepflash"), "grid", "table", "--json", "grid.json")
-    assert "Tables 2 and 3 layout" in table
-    grid = json.loads((repo.root / "grid.json").read_text())
-    assert grid["fingerprint"] == fingerprints.pop() and grid["runs"] == 4
-    assert set(grid["best_runs"]) == {"deepflash/B", "deepflash/C", "hdrnet/C", "pix2pix/C"}
-    for split in ("train", "val", "test"):
-        row = grid["tables23"]["pgt"]["ssim"][split]
-        for arch in ("deepflash", "hdrnet", "pix2pix"):
-            assert 0 < row[f"{arch}/C"] <= 100
-            delta = row[f"{arch}/C"] - row[f"{arch}/C paper"]
-            assert row[f"{arch}/C delta"] == pytest.approx(delta)
-            assert row[f"{arch}/A"] is None  # not in this grid
-    listed = repo.run("dvc", "exp", "show", "--csv")
-    assert "e2e-hdrnet-C" in listed and "e2e-pix2pix-C" in listed
 
 
 def _free_port() -> int:
