@@ -186,10 +186,12 @@ def test_two_processes_of_batch_b_train_like_one_of_batch_2b(
         if not ref.is_floating_point():
             assert torch.equal(got, ref), key  # num_batches_tracked: same number of steps
             continue
-        # to float precision: 1e-3 of how far 4 steps moved the tensor (measured: <= 3e-5;
-        # with per-rank BatchNorm statistics instead of SyncBatchNorm: 1.4)
+        # to float precision: 1e-2 of how far 4 steps moved the tensor. Measured: <= 3e-5 on
+        # a quiet box, 1.03e-3 for a small bias under CI load (Adam's m / sqrt(v) magnifies
+        # reduction-order noise in near-zero gradients); with per-rank BatchNorm statistics
+        # instead of SyncBatchNorm: 1.4, so the bound still catches that 140 times over.
         moved = (ref - initial[key]).norm()
-        assert (got - ref).norm() <= 1e-7 + 1e-3 * moved, key
+        assert (got - ref).norm() <= 1e-7 + 1e-2 * moved, key
     for mine, theirs in zip(losses(ranks[0]["history"]), losses(single.history), strict=True):
         assert mine == pytest.approx(theirs, rel=1e-4)
 
