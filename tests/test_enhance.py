@@ -463,7 +463,7 @@ def test_cli_model_errors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and f"{wrong}: not a model file" in result.output
     # Sealed files (valid checksum) whose meta is incomplete or names an unknown arch
-    # (pipeline/models/format.py; damaged files: tests/test_format.py).
+    # (pipeline/models/format.py; damaged files: tests/test_models_format.py).
     meta = {"arch": "nope", "width": 1.0, "encoding": "C", "size": 64}
     unknown = tmp_path / "unknown.pt"
     payload = {"format": "deepflash-model", "version": 2, "state_dict": {}}

@@ -1,4 +1,4 @@
-"""Tests of pipeline/data.py: the torch Dataset over data/processed/index.csv."""
+"""Tests of pipeline/training/data.py: the torch Dataset over data/processed/index.csv."""
 
 from __future__ import annotations
 
