@@ -47,6 +47,7 @@ from pipeline.core.bilateral import sigma_s_for
 from pipeline.core.losses import make_loss
 from pipeline.io import write_image
 from pipeline.models import adam_settings, build_model
+from pipeline.models.base import StepContext
 from pipeline.runtime import available_cores, make_autocast, resolve_amp, resolve_device
 from pipeline.training.steps import MemoBlur, encode_batch
 
@@ -80,7 +81,9 @@ def measure_step(
     def step() -> None:
         blur = MemoBlur(sigma_s, params.bilateral.sigma_r, params.bilateral.mode)
         _, inputs, targets = encode_batch(flash, studio, "C", blur, device, channels_last)
-        model.training_step(inputs, targets, loss_fn, optimizers, autocast, scaler)
+        context = StepContext(model.ddp_parts(), optimizers, loss_fn, autocast, scaler)
+        model.training_step(inputs, targets, context)
+        context.end_step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 

@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +28,7 @@ from pipeline.models import (
     build_model,
     check_params,
 )
+from pipeline.models.base import StepContext
 from pipeline.models.deepflash import DeepFlashNet, vgg16_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -337,9 +337,10 @@ def test_a_few_steps_reduce_the_loss(arch, encoding):
     # Centred loss for the difference encodings (the paper), plain MSE for A.
     loss_fn = plain_mse if encoding == "A" else centred_mse
     steps = 6 if arch == "pix2pix" else 8
+    step = StepContext(model.ddp_parts(), optimizers, loss_fn)
     losses = []
     for _ in range(steps):
-        stats = model.training_step(inputs, targets, loss_fn, optimizers, nullcontext, None)
+        stats = model.training_step(inputs, targets, step)
         assert set(stats) >= {"loss"} and all(math.isfinite(v) for v in stats.values())
         losses.append(stats["loss"])
     assert losses[-1] < 0.8 * losses[0], losses
@@ -355,10 +356,14 @@ def test_training_step_under_bf16_autocast_and_grad_scaler():
         optimizers = model.configure_optimizers(ADAM)
         before = [p.detach().clone() for p in model.parameters()]
         autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
-        stats = model.training_step(flash, studio, centred_mse, optimizers, autocast, None)
+        bf16 = StepContext(model.ddp_parts(), optimizers, centred_mse, autocast)
+        stats = model.training_step(flash, studio, bf16)
         assert math.isfinite(stats["loss"])
         scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
-        stats = model.training_step(flash, studio, plain_mse, optimizers, nullcontext, scaler)
+        scaled = StepContext(model.ddp_parts(), optimizers, plain_mse, scaler=scaler)
+        for _ in range(2):  # the trainer's end_step lets the scaler step the optimizers again
+            stats = model.training_step(flash, studio, scaled)
+            scaled.end_step()
         assert math.isfinite(stats["loss"])
         changed = sum(
             not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)

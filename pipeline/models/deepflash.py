@@ -91,13 +91,10 @@ class DeepFlashNet(ImageModel):
         input_norm: str = "auto",
         head_init: str = "xavier",
     ) -> None:
-        super().__init__()
         if head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {HEAD_INITS}, got {head_init!r}")
+        super().__init__(width)
         self.head_init = head_init
-        if width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
-        self.width = float(width)
         if input_norm != "auto" and input_norm not in NORMS:
             raise ValueError(
                 f"input_norm must be 'auto' or one of {sorted(NORMS)}, got {input_norm!r}"

@@ -73,15 +73,12 @@ class HDRNet(ImageModel):
         luma_bins: int = 8,
         curve_knots: int = 16,
     ) -> None:
-        super().__init__()
-        if width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
+        super().__init__(width)
         n_splat = int(round(math.log2(lowres / grid_size)))
         if 2**n_splat * grid_size != lowres or lowres < 4 * grid_size:
             raise ValueError(
                 f"lowres {lowres} must be grid_size {grid_size} times a power of 2 >= 4"
             )
-        self.width = float(width)
         self.lowres, self.grid_size, self.luma_bins = lowres, grid_size, luma_bins
         features = scaled(8 * luma_bins, width)  # 64
 

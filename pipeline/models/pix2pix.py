@@ -17,14 +17,14 @@ image; ``num_downs`` (default 8) trades depth for smaller images (7 -> multiples
 ``width`` scales ngf and ndf (64 at 1.0); tiny widths (1/16: 4 filters) still train.
 
 The training step (``training_step``) replaces the supervised default: one D update, then one
-G update, under the loop's autocast and GradScaler. Its ``loss`` entry is the pipeline's loss
-(eq. 5 or MSE) of the generator output, for logging and comparison with the other archs; the
-gradients come from pix2pix's own objective.
+G update, under the trainer's autocast and GradScaler (its
+:class:`pipeline.models.base.StepContext`). Its ``loss`` entry is the pipeline's loss (eq. 5 or
+MSE) of the generator output, for logging and comparison with the other archs; the gradients
+come from pix2pix's own objective.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -32,14 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models import AdamConfig, register_arch
-from pipeline.models.base import (
-    AdamSettings,
-    Autocast,
-    ImageModel,
-    Loss,
-    backward_step,
-    make_adam,
-)
+from pipeline.models.base import AdamSettings, ImageModel, StepContext, make_adam
 from pipeline.models.deepflash import scaled
 
 L1_WEIGHT = 100.0
@@ -157,10 +150,7 @@ class Pix2Pix(ImageModel):
     """Generator + discriminator; ``forward`` runs the generator only."""
 
     def __init__(self, width: float = 1.0, num_downs: int = 8, n_layers_d: int = 3) -> None:
-        super().__init__()
-        if width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
-        self.width = float(width)
+        super().__init__(width)
         self.size_multiple = 2**num_downs
         self.generator = UnetGenerator(scaled(64, width), num_downs)
         self.discriminator = PatchDiscriminator(6, scaled(64, width), n_layers_d)
@@ -200,23 +190,16 @@ class Pix2Pix(ImageModel):
         return discriminator(torch.cat([inputs, images], dim=1) * 2 - 1)
 
     def training_step(
-        self,
-        inputs: torch.Tensor,
-        targets: torch.Tensor,
-        loss_fn: Loss,
-        optimizers: dict[str, torch.optim.Optimizer],
-        autocast: Autocast,
-        scaler: torch.amp.GradScaler | None,
-        nets: Mapping[str, nn.Module] | None = None,
+        self, inputs: torch.Tensor, targets: torch.Tensor, step: StepContext
     ) -> dict[str, float]:
         """pix2pix's step: update D on (real, fake.detach()), then G on GAN + 100 L1.
 
-        ``nets``: generator and discriminator as the loop wrapped them (DDP). G's pass for the
-        G update runs D unwrapped: D is frozen there, and a DDP forward would wait for D
-        gradients that never come; G's gradients through D are G's wrapper's to average.
+        ``step.nets``: generator and discriminator as the trainer wrapped them (DDP). G's pass
+        for the G update runs D unwrapped: D is frozen there, and a DDP forward would wait for
+        D gradients that never come; G's gradients through D are G's wrapper's to average.
         """
-        nets = nets or self.ddp_parts()
-        opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
+        nets, autocast = step.nets, step.autocast
+        opt_g, opt_d = step.optimizers["generator"], step.optimizers["discriminator"]
         targets = targets.float()
         self.check_input(inputs)
         with autocast():
@@ -235,7 +218,7 @@ class Pix2Pix(ImageModel):
             logits_real.float(), torch.ones_like(logits_real.float())
         )
         loss_d = 0.5 * (loss_d_fake + loss_d_real)
-        backward_step(loss_d, opt_d, scaler)
+        step.backward_step(loss_d, opt_d)
 
         # Generator: fool D, stay close to the target (L1).
         self.discriminator.requires_grad_(False)
@@ -247,12 +230,10 @@ class Pix2Pix(ImageModel):
         )
         loss_g_l1 = F.l1_loss(fake.float(), targets)
         loss_g = loss_g_gan + L1_WEIGHT * loss_g_l1
-        backward_step(loss_g, opt_g, scaler)
+        step.backward_step(loss_g, opt_g)
         self.discriminator.requires_grad_(True)
-        if scaler is not None:
-            scaler.update()
         with torch.no_grad():
-            loss = loss_fn(fake.detach().float(), targets)
+            loss = step.loss_fn(fake.detach().float(), targets)
         return {
             "loss": float(loss),
             "loss_g": float(loss_g.detach()),

@@ -143,19 +143,7 @@ def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
-            sync = CpuSyncBatchNorm(
-                child.num_features,
-                child.eps,
-                child.momentum,
-                child.affine,
-                child.track_running_stats,
-            )
-            if child.affine:
-                sync.weight, sync.bias = child.weight, child.bias
-            sync.running_mean, sync.running_var = child.running_mean, child.running_var
-            sync.num_batches_tracked = child.num_batches_tracked
-            sync.train(child.training)
-            setattr(module, name, sync)
+            setattr(module, name, _same_batchnorm(CpuSyncBatchNorm, child))
         else:
             sync_batchnorm(child, device)
     return module
@@ -165,22 +153,29 @@ def plain_batchnorm(module: nn.Module) -> nn.Module:
     """Undo :func:`sync_batchnorm` in place (the trained model is an ordinary module again)."""
     for name, child in module.named_children():
         if isinstance(child, (nn.SyncBatchNorm, CpuSyncBatchNorm)):
-            plain = nn.BatchNorm2d(
-                child.num_features,
-                child.eps,
-                child.momentum,
-                child.affine,
-                child.track_running_stats,
-            )
-            if child.affine:
-                plain.weight, plain.bias = child.weight, child.bias
-            plain.running_mean, plain.running_var = child.running_mean, child.running_var
-            plain.num_batches_tracked = child.num_batches_tracked
-            plain.train(child.training)
-            setattr(module, name, plain)
+            setattr(module, name, _same_batchnorm(nn.BatchNorm2d, child))
         else:
             plain_batchnorm(child)
     return module
+
+
+def _same_batchnorm(
+    cls: type[nn.BatchNorm2d], child: nn.BatchNorm2d | nn.SyncBatchNorm
+) -> nn.BatchNorm2d:
+    """A ``cls`` layer with ``child``'s settings that shares its parameters and buffers."""
+    layer = cls(
+        child.num_features,
+        child.eps,
+        child.momentum,
+        child.affine,
+        child.track_running_stats,
+    )
+    if child.affine:
+        layer.weight, layer.bias = child.weight, child.bias
+    layer.running_mean, layer.running_var = child.running_mean, child.running_var
+    layer.num_batches_tracked = child.num_batches_tracked
+    layer.train(child.training)
+    return layer
 
 
 # --------------------------------------------------------------------------------------------

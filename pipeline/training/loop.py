@@ -78,7 +78,7 @@ from pipeline.training.setup import build_data, build_seeded_model
 from pipeline.training.steps import (
     BatchCallback,
     MemoBlur,
-    StepContext,
+    RunContext,
     train_epoch,
     validate,
 )
@@ -193,7 +193,7 @@ class _Trainer:
         scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         sigma_s = sigma_s_for(params.data.size, params.bilateral.sigma_s_fraction)
         bl = params.bilateral
-        self.ctx = StepContext(
+        self.ctx = RunContext(
             model=self.model,
             nets=self.model.ddp_parts(),  # wrapped for DDP in fit(), after resume()
             optimizers=self.optimizers,

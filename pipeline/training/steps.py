@@ -3,8 +3,9 @@
 A batch of (flash x, studio o) pairs becomes (network input, target) on the device with the
 bilateral filter BL and the problem encoding (A, B, C; Sec. 3 and eq. 8 of the paper); the
 training step is the model's own (``training_step``: the supervised default, pix2pix's GAN
-step), called with the networks as the loop wrapped them (DistributedDataParallel when several
-processes train). Validation reports the loss (eq. 5) and accuracy (eq. 7) over every rank's
+step), called with one :class:`pipeline.models.base.StepContext`: the networks as the loop
+wrapped them (DistributedDataParallel when several processes train), optimizers, this batch's
+loss and the loop's mixed precision, whose GradScaler the loop updates after the step. Validation reports the loss (eq. 5) and accuracy (eq. 7) over every rank's
 share of the validation images.
 """
 
@@ -24,6 +25,7 @@ from pipeline.core.bilateral import bilateral_filter
 from pipeline.core.encodings import make_target, network_input
 from pipeline.core.losses import with_mask, with_ssim
 from pipeline.core.metrics import accuracy
+from pipeline.models.base import ImageModel, StepContext
 from pipeline.training.distributed import DistInfo, all_reduce_sum
 from pipeline.training.jitter import jitter_batch
 
@@ -71,11 +73,12 @@ def encode_batch(
 
 
 @dataclass
-class StepContext:
+class RunContext:
     """What every step of a run uses: the model, the networks its step calls (wrapped for
-    DDP or not), optimizers, loss, encoding, device and precision settings."""
+    DDP or not), optimizers, loss, encoding, device and precision settings (the trainer's:
+    each model step gets its share as a :class:`pipeline.models.base.StepContext`)."""
 
-    model: nn.Module
+    model: ImageModel
     nets: Mapping[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -100,7 +103,7 @@ class EpochStats:
 
 
 def train_epoch(
-    ctx: StepContext,
+    ctx: RunContext,
     loader: DataLoader,
     epoch: int,
     epochs: int,
@@ -130,9 +133,9 @@ def train_epoch(
         valid = valid.to(ctx.device)
         loss_fn = with_mask(ctx.loss_fn, valid)
         loss_fn = with_ssim(loss_fn, x, ctx.encoding, ctx.ssim_weight, valid)
-        stats = ctx.model.training_step(
-            inputs, targets, loss_fn, ctx.optimizers, ctx.autocast, ctx.scaler, nets=ctx.nets
-        )
+        step = StepContext(ctx.nets, ctx.optimizers, loss_fn, ctx.autocast, ctx.scaler)
+        stats = ctx.model.training_step(inputs, targets, step)
+        step.end_step()
         steps += 1
         seen += flash.shape[0]
         for key, value in stats.items():
@@ -152,7 +155,7 @@ def train_epoch(
 
 
 @torch.no_grad()
-def validate(ctx: StepContext, loader: DataLoader) -> tuple[float | None, float | None]:
+def validate(ctx: RunContext, loader: DataLoader) -> tuple[float | None, float | None]:
     """Mean loss (eq. 5) and accuracy (eq. 7) over the validation images of every rank."""
     model = ctx.model
     model.eval()
