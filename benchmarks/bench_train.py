@@ -126,7 +126,8 @@ CHILD = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from pipeline.config import validate_params
-    from pipeline.training.loop import TrainPaths, train
+    from pipeline.training.loop import train
+    from pipeline.training.paths import TrainPaths
 
     raw, out = json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2])
     train(

@@ -16,16 +16,17 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline import tracking  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.training.loop import TrainPaths, train  # noqa: E402
+from pipeline import tracking
+from pipeline.config import load_params
+from pipeline.training.checkpoint import CheckpointError
+from pipeline.training.data import DataIndexError
+from pipeline.training.loop import train
+from pipeline.training.paths import TrainPaths
 
 RUN_FILE = Path("models/mlflow_run.json")
 
 
-def main() -> None:
+def main() -> int:
     """Train from the repository root, then record the MLflow run (rank 0)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = load_params(exit_on_error=True)
@@ -33,15 +34,21 @@ def main() -> None:
     try:  # a store of another folder stops here, before any training
         tracking.preflight(params, root)
     except tracking.TrackingStoreError as error:
-        sys.exit(f"error: {error}")
-    result = train(
-        params,
-        TrainPaths(root=root),
-        start_tracking=lambda run_id: tracking.start_run(params, root, run_id=run_id),
-    )
+        print(f"train: {error}", file=sys.stderr)
+        return 1
+    try:
+        result = train(
+            params,
+            TrainPaths(root=root),
+            start_tracking=lambda run_id: tracking.start_run(params, root, run_id=run_id),
+        )
+    except (CheckpointError, DataIndexError) as error:  # the message says what to do
+        print(f"train: {error}", file=sys.stderr)
+        return 1
     if result.dist.is_main:
         tracking.write_run_file(RUN_FILE, result.run or tracking.RunHandle())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

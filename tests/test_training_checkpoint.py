@@ -34,7 +34,8 @@ from pipeline.training.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from pipeline.training.loop import TrainPaths, train
+from pipeline.training.loop import train
+from pipeline.training.paths import TrainPaths
 
 SIZE = 32
 

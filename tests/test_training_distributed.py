@@ -64,7 +64,8 @@ WORKER = textwrap.dedent(
 
     from pipeline.config import validate_params
     from pipeline.training.distributed import CpuSyncBatchNorm
-    from pipeline.training.loop import TrainPaths, train
+    from pipeline.training.loop import train
+    from pipeline.training.paths import TrainPaths
 
     dist.init_process_group("gloo")  # train() joins it and leaves it open between runs
     rank = dist.get_rank()

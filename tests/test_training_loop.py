@@ -173,7 +173,8 @@ HOLD_IN_EPOCH_2 = textwrap.dedent(
     from pathlib import Path
 
     from pipeline.config import load_params
-    from pipeline.training.loop import TrainPaths, train
+    from pipeline.training.loop import train
+    from pipeline.training.paths import TrainPaths
 
     def hold(epoch, batch, stats):
         if epoch == 2 and batch == 2:

@@ -1,8 +1,13 @@
-"""Checkpoints of a training run: what decides the weights (fingerprint), save, load, RNG state.
+"""Checkpoints of a training run: what decides the weights (fingerprint), what is saved
+(:class:`TrainingState`), save, load, RNG states.
 
 A run killed at any moment resumes from its last checkpoint and ends with the same weights as
-a run that never stopped (see :mod:`pipeline.training.loop`). Checkpoints are sealed like
-model files (:mod:`pipeline.models.integrity`): a damaged one is never resumed.
+a run that never stopped (see :mod:`pipeline.training.loop`). Two files per run: ``last.pt``
+(a header of version, fingerprint and epoch, then the :class:`TrainingState`) and ``best.pt``
+(the header and the best epoch's weights). Checkpoints are sealed like model files
+(:mod:`pipeline.models.integrity`): a damaged one is never resumed. Which checkpoint a run
+continues from, alike on every rank: :mod:`pipeline.training.resume`; every rank's RNG states
+are gathered by :func:`pipeline.training.distributed.gather_rng`.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +73,56 @@ def fingerprint(params: Params, index_csv: Path, root: Path, world_size: int = 1
     return digest.hexdigest()[:20]
 
 
+@dataclass
+class TrainingState:
+    """Everything the next epoch needs, as ``last.pt`` holds it after its header."""
+
+    epoch: int  # epochs done
+    model: dict[str, torch.Tensor]
+    optimizers: dict[str, dict[str, Any]]  # state dicts by the model's optimizer names
+    scaler: dict[str, Any] | None  # the GradScaler's state dict (fp16 only)
+    rng: list[dict[str, Any]]  # every rank's rng_state(), in rank order
+    best_val: float
+    best_epoch: int
+    history: list[dict[str, Any]]  # one entry per epoch done
+    run_id: str | None = None  # the MLflow run, reopened by the resumed training
+    stop_reason: str | None = None
+
+    def payload(self, fingerprint: str) -> dict[str, Any]:
+        """What ``last.pt`` stores: the header (version, fingerprint, epoch), then the fields."""
+        header = {"version": CHECKPOINT_VERSION, "fingerprint": fingerprint}
+        return {**header, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> TrainingState:
+        """The state of a ``last.pt`` that :func:`load_checkpoint` accepted."""
+        state = cls(**{f.name: payload[f.name] for f in fields(cls) if f.name in payload})
+        state.epoch, state.best_epoch = int(state.epoch), int(state.best_epoch)
+        state.best_val = float(state.best_val)
+        return state
+
+    def restore(
+        self,
+        model: torch.nn.Module,
+        optimizers: dict[str, torch.optim.Optimizer],
+        scaler: torch.amp.GradScaler | None,
+        rank: int,
+    ) -> None:
+        """Weights, optimizer and scaler states back into the run's objects, and the RNG states
+        ``rank`` saved (rank 0's for a rank the checkpoint does not have)."""
+        model.load_state_dict(self.model)
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(self.optimizers[name])
+        if scaler is not None and self.scaler:
+            scaler.load_state_dict(self.scaler)
+        set_rng_state(self.rng[rank] if rank < len(self.rng) else self.rng[0])
+
+
+def cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s state dict on the CPU (the best weights a run keeps)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 class CheckpointError(RuntimeError):
     """A damaged checkpoint met ``train.on_bad_checkpoint: stop``; the message says what to do."""
 
@@ -113,6 +169,22 @@ def load_checkpoint(
     if state.get("fingerprint") != expected_fingerprint:
         return None, f"checkpoint {path} is from other params or data"
     return state, "ok"
+
+
+def write_checkpoints(
+    last_path: Path,
+    best_path: Path,
+    fingerprint: str,
+    state: TrainingState,
+    best_weights: dict[str, torch.Tensor] | None,
+) -> None:
+    """Write ``best.pt`` (when ``best_weights`` is given: this epoch is the best), then
+    ``last.pt``, each atomically."""
+    if best_weights is not None:
+        # Before last.pt: a last.pt on disk always has its best epoch's weights beside it.
+        header = {"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "epoch": state.epoch}
+        atomic_save({**header, "model": best_weights}, best_path)
+    atomic_save(state.payload(fingerprint), last_path)
 
 
 def rng_state() -> dict[str, Any]:

@@ -12,12 +12,10 @@ What one run does (see :func:`train`):
   ``GradScaler``) and channels_last only on CUDA;
 - validation after every epoch (loss eq. 5 and accuracy eq. 7), early stop when the
   validation loss reaches ``target_val_loss`` or has not improved for ``patience`` epochs;
-- a checkpoint after every epoch (model, optimizers, scaler, RNG states of python, numpy and
-  torch on every rank, best validation loss, history), written atomically; a later call with
-  the same fingerprint (params that shape the result + the processed data) resumes from it and
-  ends with the same weights as a run that never stopped. ``patience``, ``target_val_loss``,
-  ``num_workers`` and (with a constant learning rate) ``train.epochs`` are not in the
-  fingerprint: raising ``epochs`` continues a finished run;
+- a checkpoint after every epoch (:class:`pipeline.training.checkpoint.TrainingState`, with
+  every rank's RNG states), written atomically; a later call with the same fingerprint (params
+  that shape the result + the processed data; not the stop rules, so raising ``epochs``
+  continues a finished run) resumes from it with the same weights as a run that never stopped;
 - learning rate per epoch: constant (the paper) or cosine decay over ``train.epochs``;
 - CPU threads per ``train.threads`` (``auto``: this process's share of the cores among the
   training processes running at once, re-checked every epoch; :mod:`pipeline.runtime`);
@@ -54,7 +52,14 @@ from pipeline.runtime import (
     resolve_device,
     shared_root,
 )
-from pipeline.training.checkpoint import BEST_NAME, CHECKPOINT_NAME, fingerprint, set_rng_state
+from pipeline.training.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    TrainingState,
+    cpu_weights,
+    fingerprint,
+    write_checkpoints,
+)
 from pipeline.training.distributed import (
     DistInfo,
     gather_rng,
@@ -69,10 +74,12 @@ from pipeline.training.outputs import (
     final_metrics,
     log_epoch,
     log_final,
+    log_start,
     model_meta,
     write_history_csv,
 )
-from pipeline.training.resume import read_resume_state, write_checkpoints
+from pipeline.training.paths import TrainPaths
+from pipeline.training.resume import read_resume_state
 from pipeline.training.schedule import lr_factor, monitored_loss, stop_reason
 from pipeline.training.setup import build_data, build_seeded_model
 from pipeline.training.steps import (
@@ -84,18 +91,6 @@ from pipeline.training.steps import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainPaths:
-    """Where training reads and writes (the stage passes the dvc.yaml paths)."""
-
-    index_csv: Path = Path("data/processed/index.csv")
-    root: Path = Path(".")
-    model_file: Path = Path("models/model.pt")
-    checkpoint_dir: Path = Path("models/checkpoints")
-    metrics_file: Path | None = Path("metrics/train.json")
-    plots_file: Path | None = Path("plots/train.csv")
 
 
 @dataclass
@@ -210,8 +205,7 @@ class _Trainer:
         )
         self.fingerprint = fingerprint(params, paths.index_csv, Path(paths.root), info.world_size)
         self.history: list[dict[str, Any]] = []
-        self.best_val = math.inf
-        self.best_epoch = 0
+        self.best_val, self.best_epoch = math.inf, 0
         self.best_state: dict[str, torch.Tensor] = {}
         self.start_epoch = 1
         self.run_id: str | None = None
@@ -234,29 +228,22 @@ class _Trainer:
             # Distinct dropout/noise streams per rank; the weights were initialised alike.
             torch.manual_seed(self.params.train.seed + self.info.rank)
         else:
-            self.model.load_state_dict(state["model"])
-            for name, optimizer in self.optimizers.items():
-                optimizer.load_state_dict(state["optimizers"][name])
-            if self.ctx.scaler is not None and state.get("scaler"):
-                self.ctx.scaler.load_state_dict(state["scaler"])
-            self.history = list(state["history"])
-            self.best_val = float(state["best_val"])
-            self.best_epoch = int(state["best_epoch"])
-            self.start_epoch = int(state["epoch"]) + 1
-            self.run_id = state.get("run_id")
-            rngs = state["rng"]
-            set_rng_state(rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0])
+            state.restore(self.model, self.optimizers, self.ctx.scaler, self.info.rank)
+            self.history = list(state.history)
+            self.best_val, self.best_epoch = state.best_val, state.best_epoch
+            self.start_epoch = state.epoch + 1
+            self.run_id = state.run_id
             if best_state is None:
                 # best.pt deleted or foreign: the latest weights become the best so far.
                 if self.info.is_main:
                     log.warning(
                         "%s unusable: best weights restart from epoch %d",
                         self.best_path,
-                        state["epoch"],
+                        state.epoch,
                     )
-                self.best_epoch = int(state["epoch"])
+                self.best_epoch = state.epoch
                 self.best_val = monitored_loss(self.history[-1])
-        self.best_state = best_state if best_state is not None else _cpu_state(self.model)
+        self.best_state = best_state if best_state is not None else cpu_weights(self.model)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -273,7 +260,9 @@ class _Trainer:
         if start_tracking is not None and info.is_main:
             self.run = start_tracking(self.run_id)
         try:
-            self._announce()
+            if info.is_main:
+                images = (len(self.data.train_set), len(self.data.val_set))
+                log_start(self.params, self.device, self.amp_dtype, images, info, self.threads)
             reason = stop_reason(self.history, tp.epochs, tp.target_val_loss, tp.patience)
             epoch = self.start_epoch
             while reason is None:
@@ -281,7 +270,7 @@ class _Trainer:
                 self.history.append(entry)
                 if monitored_loss(entry) < self.best_val:
                     self.best_val, self.best_epoch = monitored_loss(entry), epoch
-                    self.best_state = _cpu_state(self.model)
+                    self.best_state = cpu_weights(self.model)
                 reason = stop_reason(self.history, tp.epochs, tp.target_val_loss, tp.patience)
                 self._end_of_epoch(entry, reason)
                 epoch += 1
@@ -295,26 +284,6 @@ class _Trainer:
         finally:
             self.ctx.nets = self.model.ddp_parts()
             plain_batchnorm(self.model)
-
-    def _announce(self) -> None:
-        if not self.info.is_main:
-            return
-        p = self.params
-        log.info(
-            "training %s (width %g, encoding %s) on %s: %d train / %d val images of %d px, "
-            "batch %d x %d process(es), amp %s, %d thread(s)",
-            p.model.arch,
-            p.model.width,
-            p.loss.encoding,
-            device_name(self.device),
-            len(self.data.train_set),
-            len(self.data.val_set),
-            p.data.size,
-            p.train.batch_size,
-            self.info.world_size,
-            amp_name(self.amp_dtype),
-            self.threads,
-        )
 
     def _epoch(self, epoch: int, on_batch_end: BatchCallback | None, progress: bool) -> dict:
         """Threads, learning rate, one pass over this epoch's shuffle, then validation."""
@@ -355,24 +324,20 @@ class _Trainer:
         log_epoch(entry, self.params.train.epochs, self.run)
         if self.paths.plots_file is not None:
             write_history_csv(Path(self.paths.plots_file), self.history)
-        write_checkpoints(
-            self.ckpt_path,
-            self.best_path,
-            self.fingerprint,
-            epoch,
-            {
-                "model": self.model.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-                "scaler": self.ctx.scaler.state_dict() if self.ctx.scaler is not None else None,
-                "rng": rngs,
-                "best_val": self.best_val,
-                "best_epoch": self.best_epoch,
-                "history": self.history,
-                "run_id": getattr(self.run, "run_id", None) or self.run_id,
-                "stop_reason": reason,
-            },
-            self.best_state if self.best_epoch == epoch else None,
+        state = TrainingState(
+            epoch=epoch,
+            model=self.model.state_dict(),
+            optimizers={k: o.state_dict() for k, o in self.optimizers.items()},
+            scaler=self.ctx.scaler.state_dict() if self.ctx.scaler is not None else None,
+            rng=rngs,
+            best_val=self.best_val,
+            best_epoch=self.best_epoch,
+            history=self.history,
+            run_id=getattr(self.run, "run_id", None) or self.run_id,
+            stop_reason=reason,
         )
+        best = self.best_state if self.best_epoch == epoch else None
+        write_checkpoints(self.ckpt_path, self.best_path, self.fingerprint, state, best)
 
     def _finish(self, reason: str) -> TrainResult:
         """Best weights into the model; model file, metrics, CSV and MLflow (rank 0)."""
@@ -415,10 +380,6 @@ class _Trainer:
         return TrainResult(
             self.model, self.history, metrics, reason, self.start_epoch - 1, self.run, info
         )
-
-
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 __all__ = ["TrainPaths", "TrainResult", "train"]

@@ -14,6 +14,8 @@ import torch
 from pipeline.config import Params
 from pipeline.io import write_text
 from pipeline.models.format import ModelMeta
+from pipeline.training.distributed import DistInfo
+from pipeline.training.paths import TrainPaths
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,32 @@ def final_metrics(
     }
 
 
+def log_start(
+    params: Params,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    images: tuple[int, int],
+    info: DistInfo,
+    threads: int,
+) -> None:
+    """The log line a run starts with: arch, device, (train, val) image counts, batch,
+    processes, amp, CPU threads."""
+    log.info(
+        "training %s (width %g, encoding %s) on %s: %d train / %d val images of %d px, "
+        "batch %d x %d process(es), amp %s, %d thread(s)",
+        params.model.arch,
+        params.model.width,
+        params.loss.encoding,
+        device_name(device),
+        *images,
+        params.data.size,
+        params.train.batch_size,
+        info.world_size,
+        amp_name(amp_dtype),
+        threads,
+    )
+
+
 def log_epoch(entry: dict[str, Any], epochs: int, run: Any = None) -> None:
     """One log line per epoch; the epoch's metrics into the MLflow ``run`` (step = epoch)."""
     log.info(
@@ -95,11 +123,11 @@ def log_epoch(entry: dict[str, Any], epochs: int, run: Any = None) -> None:
         run.log_metrics(logged, step=entry["epoch"])
 
 
-def log_final(run: Any, metrics: dict[str, Any], paths: Any) -> None:
+def log_final(run: Any, metrics: dict[str, Any], paths: TrainPaths) -> None:
     """Final metrics and the output files into the MLflow ``run``, which then ends FINISHED.
 
-    ``paths``: the run's :class:`pipeline.training.loop.TrainPaths`. The model file is not
-    copied here: evaluate logs it as an MLflow logged model (pipeline/tracking_models.py)."""
+    The model file is not copied here: evaluate logs it as an MLflow logged model
+    (pipeline/tracking_models.py)."""
     final = {f"final_{k}": metrics[k] for k in ("train_loss", "val_loss", "val_accuracy")}
     final.update({k: metrics[k] for k in ("epochs_run", "best_val_loss", "images_per_s")})
     run.log_metrics(final)
