@@ -73,8 +73,10 @@ class ImageModel(nn.Module):
     """Base of the registry's networks: images (N, 3, H, W) in [0, 1] -> same shape in [0, 1].
 
     Subclasses pass ``width`` (the channel multiplier) on, set ``size_multiple`` (input sides
-    must be divisible by it) and implement ``forward``. ``arch`` is set by :func:`pipeline.models.register_arch`; ``build_kwargs`` by
-    :func:`pipeline.models.build_model` (what rebuilds the same network from a model file).
+    must be divisible by it) and implement ``forward``. ``arch`` is set by
+    :func:`pipeline.models.registry.register_arch`; ``build_kwargs`` by
+    :func:`pipeline.models.registry.build_model` (what rebuilds the same network from a model
+    file).
     """
 
     arch: str = ""

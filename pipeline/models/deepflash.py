@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.models import AdamConfig, register_arch
 from pipeline.models.base import ImageModel
 from pipeline.models.integrity import OBJECTS_REFUSED, refused_objects
+from pipeline.models.registry import AdamConfig, register_arch
 
 VGG16_BLOCKS: tuple[tuple[int, ...], ...] = (
     (64, 64),

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from pipeline.config import ENCODINGS, AugmentParams, BilateralParams, CropParams, Params
 from pipeline.io import write_bytes
-from pipeline.models import ImageModel, available_archs, build_model, is_primitive, unwrap
+from pipeline.models.base import ImageModel
 from pipeline.models.integrity import (
     DamagedFileError,
     ForeignFileError,
@@ -36,6 +36,7 @@ from pipeline.models.integrity import (
     seal,
     verify,
 )
+from pipeline.models.registry import available_archs, build_model, is_primitive, unwrap
 from pipeline.runtime import resolve_device
 
 FILE_FORMAT = "deepflash-model"

@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models import AdamConfig, register_arch
 from pipeline.models.base import ImageModel
 from pipeline.models.deepflash import scaled
+from pipeline.models.registry import AdamConfig, register_arch
 
 
 class Guide(nn.Module):

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models import AdamConfig, register_arch
 from pipeline.models.base import AdamSettings, ImageModel, StepContext, make_adam
 from pipeline.models.deepflash import scaled
+from pipeline.models.registry import AdamConfig, register_arch
 
 L1_WEIGHT = 100.0
 

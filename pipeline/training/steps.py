@@ -5,8 +5,9 @@ bilateral filter BL and the problem encoding (A, B, C; Sec. 3 and eq. 8 of the p
 training step is the model's own (``training_step``: the supervised default, pix2pix's GAN
 step), called with one :class:`pipeline.models.base.StepContext`: the networks as the loop
 wrapped them (DistributedDataParallel when several processes train), optimizers, this batch's
-loss and the loop's mixed precision, whose GradScaler the loop updates after the step. Validation reports the loss (eq. 5) and accuracy (eq. 7) over every rank's
-share of the validation images.
+loss and the loop's mixed precision, whose GradScaler the loop updates after the step.
+Validation reports the loss (eq. 5) and accuracy (eq. 7) over every rank's share of the
+validation images.
 """
 
 from __future__ import annotations

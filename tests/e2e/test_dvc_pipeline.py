@@ -286,8 +286,8 @@ def test_queued_experiments_run_two_at_once_into_one_table_and_mlflow(repo: Repo
     """`dvc exp run -S loss.encoding=B` (queued) and the grid's hdrnet/C run two at once (issue
     7: both write the same SQLite store, each with its share of the cores); each is one more
     MLflow run tagged by arch, encoding and experiment, and with the `dvc repro` run they sit in
-    one Tables 2/3 table. (pix2pix trains in tests/test_models.py and tests/test_training_distributed.py;
-    a third experiment here would cost CI a minute.)"""
+    one Tables 2/3 table. (pix2pix trains in tests/test_models_base.py and
+    tests/test_training_distributed.py; a third experiment here would cost CI a minute.)"""
     before = {r.info.run_id for r in repo.runs()}
     first = repo.runs()[0]
     repo.run("dvc", "exp", "run", "--queue", "-n", "enc-b", "-S", "loss.encoding=B")
