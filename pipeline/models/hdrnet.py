@@ -61,9 +61,7 @@ class Guide(nn.Module):
 # Gharbi et al. 2017 train with Adam at lr 1e-4.
 @register_arch("hdrnet", adam=AdamConfig(lr=1e-4))
 class HDRNet(ImageModel):
-    """HDRNet with the paper's defaults; works at any input size (size_multiple 1)."""
-
-    size_multiple = 1
+    """HDRNet with the paper's defaults; works at any input size (the base's size_multiple 1)."""
 
     def __init__(
         self,
