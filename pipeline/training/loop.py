@@ -14,8 +14,9 @@ What one run does (see :func:`train`):
   validation loss reaches ``target_val_loss`` or has not improved for ``patience`` epochs;
 - a checkpoint after every epoch (:class:`pipeline.training.checkpoint.TrainingState`, with
   every rank's RNG states), written atomically; a later call with the same fingerprint (params
-  that shape the result + the processed data; not the stop rules, so raising ``epochs``
-  continues a finished run) resumes from it with the same weights as a run that never stopped;
+  that shape the result + the processed data; not the stop rules, nor ``train.epochs`` with a
+  constant learning rate: raising it continues a finished run) resumes from it and ends with
+  the same weights as a run that never stopped;
 - learning rate per epoch: constant (the paper) or cosine decay over ``train.epochs``;
 - CPU threads per ``train.threads`` (``auto``: this process's share of the cores among the
   training processes running at once, re-checked every epoch; :mod:`pipeline.runtime`);
@@ -262,7 +263,8 @@ class _Trainer:
         try:
             if info.is_main:
                 images = (len(self.data.train_set), len(self.data.val_set))
-                log_start(self.params, self.device, self.amp_dtype, images, info, self.threads)
+                world, threads = info.world_size, self.threads
+                log_start(self.params, self.device, self.amp_dtype, images, world, threads)
             reason = stop_reason(self.history, tp.epochs, tp.target_val_loss, tp.patience)
             epoch = self.start_epoch
             while reason is None:

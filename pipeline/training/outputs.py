@@ -14,7 +14,6 @@ import torch
 from pipeline.config import Params
 from pipeline.io import write_text
 from pipeline.models.format import ModelMeta
-from pipeline.training.distributed import DistInfo
 from pipeline.training.paths import TrainPaths
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def log_start(
     device: torch.device,
     amp_dtype: torch.dtype | None,
     images: tuple[int, int],
-    info: DistInfo,
+    world_size: int,
     threads: int,
 ) -> None:
     """The log line a run starts with: arch, device, (train, val) image counts, batch,
@@ -100,7 +99,7 @@ def log_start(
         *images,
         params.data.size,
         params.train.batch_size,
-        info.world_size,
+        world_size,
         amp_name(amp_dtype),
         threads,
     )
