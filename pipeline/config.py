@@ -234,10 +234,10 @@ class EvaluateParams(_Group):
 
 
 class MlflowParams(_Group):
-    """MLflow conventions (pipeline/tracking.py)."""
+    """MLflow conventions (pipeline/tracking/)."""
 
     experiment: str = Field("deepflash", min_length=1)
-    # The model file as an MLflow logged model, registered per arch (pipeline/tracking_models.py).
+    # The model file as an MLflow logged model, registered per arch (pipeline/tracking/models.py).
     log_model: bool = True
     role: Literal["candidate", "baseline"] = "candidate"
 

@@ -153,22 +153,13 @@ def grid_table(
 
     from pipeline import tracking
     from pipeline.config import Params, load_params
-    from pipeline.evaluation.report import (
-        best_runs,
-        render_best_runs,
-        render_tables23,
-        run_record,
-        tables23,
-    )
+    from pipeline.evaluation.report import best_runs, render_best_runs, render_tables23, tables23
     from pipeline.io import write_json
 
     params = load_params() if Path("params.yaml").is_file() else Params()
     experiment = experiment or params.mlflow.experiment
     fingerprint = fingerprint or tracking.data_fingerprint(".")
-    query = f"tags.`{tracking.EVALUATED_TAG}` = 'true'"
-    if fingerprint != "all":
-        query += f" and tags.`data.fingerprint` = '{fingerprint}'"
-    records = [run_record(r) for r in tracking.search_runs(experiment, query)]
+    records = tracking.evaluated_runs(experiment, fingerprint)
     best = best_runs(records)
     tables = {"pgt": tables23(best, "pgt"), "gt": tables23(best, "gt")}
     lines = [

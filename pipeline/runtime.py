@@ -4,8 +4,8 @@ and the CLI).
 Threads: torch's default is one intra-op thread per core in every process. Two trainings at
 once on the same cores then run twice as many spinning OpenMP threads as there are cores, and
 each slows down far more than twofold. ``train.threads: auto`` gives each training process its
-share, ``cores // live training processes``; the processes find each other through a registry
-of pid files (:class:`TrainingRegistry`) in the main repository, which ``dvc exp run``,
+share, ``cores // live training processes``; the processes find each other through their
+pid files (:class:`TrainingProcesses`) in the main repository, which ``dvc exp run``,
 queued experiments (``dvc queue start -j 2``, ``deepflash grid queue --run 2``) and plain
 ``python stages/train.py`` runs all share: DVC sets ``$DVC_ROOT`` to the main repository even
 for an experiment that runs in a temporary copy.
@@ -26,8 +26,8 @@ from pipeline.io import write_text
 
 log = logging.getLogger(__name__)
 
-# Under the main repository root ($DVC_ROOT, else the working directory); git-ignored.
-REGISTRY_DIR = Path(".deepflash") / "trainings"
+# Under the main repository root (pipeline.tracking.store.repo_root); git-ignored.
+PROCESSES_DIR = Path(".deepflash") / "trainings"
 
 
 class DeviceError(RuntimeError):
@@ -100,11 +100,6 @@ def resolve_threads(choice: str | int, cores: int, concurrent: int) -> int:
     return max(1, cores // max(1, concurrent))
 
 
-def shared_root(default: str | os.PathLike | None = None) -> Path:
-    """The main repository root: ``$DVC_ROOT`` when DVC sets it, else ``default`` or the cwd."""
-    return Path(os.environ.get("DVC_ROOT") or default or Path.cwd()).resolve()
-
-
 def _start_time(pid: int) -> str | None:
     # Field 22 of /proc/<pid>/stat: start time in clock ticks since boot; tells a live process
     # from a later one that got the same pid. None where /proc does not exist.
@@ -133,12 +128,12 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     return True
 
 
-class TrainingRegistry:
+class TrainingProcesses:
     """Pid files of the training processes running on this machine for one repository.
 
-    ``with TrainingRegistry(folder):`` registers this process (``<pid>.pid`` holding the pid
-    and its start time) and removes the file on exit; :meth:`count` is the number of live
-    registered processes. Files of processes that died without cleaning up (SIGKILL) are
+    ``with TrainingProcesses(folder):`` adds this process (``<pid>.pid`` holding the pid and
+    its start time) and removes the file on exit; :meth:`count` is the number of live
+    processes with a file. Files of processes that died without cleaning up (SIGKILL) are
     ignored and removed.
     """
 
@@ -147,7 +142,7 @@ class TrainingRegistry:
         self.pid = os.getpid()
         self.path = self.folder / f"{self.pid}.pid"
 
-    def __enter__(self) -> TrainingRegistry:
+    def __enter__(self) -> TrainingProcesses:
         start = _start_time(self.pid) or ""
         write_text(self.path, f"{self.pid} {start}\n")
         self.live_pids()  # sweeps the files of dead processes, whatever train.threads says
@@ -157,7 +152,7 @@ class TrainingRegistry:
         self.path.unlink(missing_ok=True)
 
     def live_pids(self) -> list[int]:
-        """Pids of the live registered processes (this one included once registered)."""
+        """Pids of the live processes with a file (this one included inside ``with``)."""
         live = []
         for path in sorted(self.folder.glob("*.pid")):
             try:
@@ -172,14 +167,14 @@ class TrainingRegistry:
         return live
 
     def count(self) -> int:
-        """Number of live registered processes (at least 1: the caller is one)."""
+        """Number of live processes with a file (at least 1: the caller is one)."""
         return max(1, len(self.live_pids()))
 
 
-def apply_threads(choice: str | int, registry: TrainingRegistry | None) -> int:
+def apply_threads(choice: str | int, processes: TrainingProcesses | None) -> int:
     """Set torch's intra-op threads for ``choice`` (``auto``: this process's share of the
-    cores among the live ones of ``registry``); returns the number set."""
-    concurrent = registry.count() if registry is not None and choice == "auto" else 1
+    cores among the live ones of ``processes``); returns the number set."""
+    concurrent = processes.count() if processes is not None and choice == "auto" else 1
     threads = resolve_threads(choice, available_cores(), concurrent)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

@@ -11,16 +11,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.config import load_params  # noqa: E402
-from pipeline.io import write_text  # noqa: E402
+from pipeline.config import load_params
+from pipeline.io import write_text
 
 MARKER = Path("data/params.ok")
 
 
-def main() -> None:
-    """Validate params.yaml; write the constant marker only when every group is valid."""
+def main() -> int:
+    """Validate params.yaml; write the constant marker only when every group is valid (0),
+    else print the bad keys and return 2 (as load_params does for a schema error)."""
     params = load_params(exit_on_error=True)
     # Arch names (model.arch, train.optimizer.<arch>) belong to the model registry, which
     # config.py does not import (it would put torch and every network into each stage).
@@ -31,9 +30,10 @@ def main() -> None:
         check_params(params, "params.yaml")
     except ParamsError as error:
         print(error, file=sys.stderr)
-        raise SystemExit(2) from None
+        return 2
     write_text(MARKER, "params.yaml is valid\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,7 +5,7 @@ reports/mlflow_run.json (the MLflow run the evaluation went into, read by `repor
 Logs into the training run (models/mlflow_run.json): train + evaluate = one MLflow run. With
 mlflow.log_model the model file becomes an MLflow logged model, registered per arch with the
 alias `champion-<dataset>` on the best version; the identity baseline and the paper's numbers
-get runs of their own under the same metric names (pipeline/tracking_compare.py).
+get runs of their own under the same metric names (pipeline/tracking/compare.py).
 """
 
 from __future__ import annotations
@@ -13,27 +13,32 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline import tracking
+from pipeline.config import SPLITS, load_params
+from pipeline.evaluation.evaluate import evaluate_model
+from pipeline.evaluation.results import format_table
+from pipeline.io import write_json
+from pipeline.tracking.evaluation import log_evaluation
 
-from pipeline import tracking, tracking_compare, tracking_models  # noqa: E402
-from pipeline.config import SPLITS, load_params  # noqa: E402
-from pipeline.evaluation.evaluate import evaluate_model  # noqa: E402
-from pipeline.evaluation.results import flat_metrics, format_table  # noqa: E402
-from pipeline.io import write_json  # noqa: E402
-from pipeline.tracking_meta import NOTE_TAG, dataset_info, describe  # noqa: E402
+MODEL = "models/model.pt"
+TRAIN_RUN_FILE = "models/mlflow_run.json"
+RUN_FILE = "reports/mlflow_run.json"
+METRICS = "metrics/eval.json"
+SAMPLES = "plots/samples"
 
 
-def main() -> None:
+def main() -> int:
     """Evaluate, write the outputs, log them to MLflow."""
     params = load_params(exit_on_error=True)
     cfg = params.evaluate
     try:
-        handle = tracking.continue_run("models/mlflow_run.json", params, Path.cwd())
+        handle = tracking.continue_run(TRAIN_RUN_FILE, params, Path.cwd())
     except tracking.TrackingStoreError as error:
-        sys.exit(f"error: {error}")
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 1
     with handle:
         results = evaluate_model(
-            "models/model.pt",
+            MODEL,
             "data/processed/index.csv",
             root=".",
             splits=SPLITS,
@@ -42,33 +47,24 @@ def main() -> None:
             samples=cfg.samples,
             batch_size=cfg.batch_size,
             device=cfg.device,
-            samples_dir="plots/samples",
+            samples_dir=SAMPLES,
         )
-        write_json("metrics/eval.json", results)
+        write_json(METRICS, results)
         print(format_table(results, "full"))
         print(format_table(results, "protocol"))
-        if handle.active:
-            dataset = dataset_info(params, ".")
-            handle.set_tags({NOTE_TAG: describe(params, dataset, results)})
-            linked = tracking_models.model_metrics(results) if params.mlflow.log_model else {}
-            handle.log_metrics({k: v for k, v in flat_metrics(results).items() if k not in linked})
-            if params.mlflow.log_model:
-                # Logs the model's metrics linked to the logged model, then registers it.
-                model = tracking_models.log_model(
-                    handle, "models/model.pt", params, results, dataset
-                )
-                print(
-                    f"MLflow model {model.name} v{model.version} ({model.model_id}); "
-                    f"{model.alias} -> v{model.champion_version}"
-                )
-            comparison = tracking_compare.log_comparison(handle, params, results, dataset)
-            print(f"MLflow runs (after `mlflow ui` at the repo root): {comparison['runs_url']}")
-        handle.log_artifact("params.yaml")
-        handle.log_artifact("metrics/eval.json", "metrics")
-        handle.log_artifact("plots/samples", "samples")
-        handle.set_tags({tracking.EVALUATED_TAG: "true"})
-    tracking.write_run_file("reports/mlflow_run.json", handle)
+        artifacts = [("params.yaml", None), (METRICS, "metrics"), (SAMPLES, "samples")]
+        logged = log_evaluation(handle, params, results, MODEL, artifacts)
+        if logged.model is not None:
+            model = logged.model
+            print(
+                f"MLflow model {model.name} v{model.version} ({model.model_id}); "
+                f"{model.alias} -> v{model.champion_version}"
+            )
+        if logged.runs_url is not None:
+            print(f"MLflow runs (after `mlflow ui` at the repo root): {logged.runs_url}")
+    tracking.write_run_file(RUN_FILE, handle)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,53 +11,41 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline import tracking
+from pipeline.config import load_params
+from pipeline.evaluation.report import build_comparison, compare_metrics, this_record
+from pipeline.evaluation.report_page import render_markdown
+from pipeline.io import read_json, write_json
 
-from pipeline import tracking  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.evaluation.report import (  # noqa: E402
-    build_comparison,
-    compare_metrics,
-    run_record,
-    this_record,
-)
-from pipeline.evaluation.report_page import render_markdown  # noqa: E402
-from pipeline.io import read_json, write_json  # noqa: E402
+RUN_FILE = "reports/mlflow_run.json"
+COMPARE = "metrics/compare.json"
+REPORT = Path("reports/report.md")
 
 
-def main() -> None:
+def main() -> int:
     """Compare, write the report, log it to the evaluated run."""
     params = load_params(exit_on_error=True)
     results = read_json("metrics/eval.json")
-    info = tracking.read_run_file("reports/mlflow_run.json")
-    fingerprint = tracking.data_fingerprint(".")
-    this = this_record(results, params.model.arch, params.loss.encoding, info.get("run_id"))
-    records = []
-    handle = tracking.RunHandle()
-    if tracking.enabled() and info.get("run_id"):
-        try:
-            handle = tracking.start_run(params, Path.cwd(), run_id=info["run_id"])
-        except tracking.TrackingStoreError as error:
-            sys.exit(f"error: {error}")
-        run = tracking.call_with_retry(handle.client.get_run, info["run_id"])
-        fingerprint = run.data.tags.get("data.fingerprint", fingerprint)
-        this = run_record(run)
-        query = (
-            f"tags.`data.fingerprint` = '{fingerprint}' "
-            f"and tags.`{tracking.EVALUATED_TAG}` = 'true'"
-        )
-        records = [run_record(r) for r in tracking.search_runs(params.mlflow.experiment, query)]
-    with handle:
-        compare = build_comparison(results, this, records, fingerprint)
+    try:
+        found = tracking.reopen_evaluated(params, RUN_FILE, Path.cwd())
+    except tracking.TrackingStoreError as error:
+        print(f"report: {error}", file=sys.stderr)
+        return 1
+    this = found.record or this_record(
+        results, params.model.arch, params.loss.encoding, found.run_id
+    )
+    with found.handle as handle:
+        compare = build_comparison(results, this, found.others, found.fingerprint)
         markdown = render_markdown(compare, results)
-        write_json("metrics/compare.json", compare)
-        Path("reports").mkdir(exist_ok=True)
-        Path("reports/report.md").write_text(markdown)
+        write_json(COMPARE, compare)
+        REPORT.parent.mkdir(exist_ok=True)
+        REPORT.write_text(markdown)
         print(markdown)
         handle.log_metrics(compare_metrics(compare))
-        handle.log_artifact("reports/report.md", "report")
-        handle.log_artifact("metrics/compare.json", "report")
+        handle.log_artifact(REPORT, "report")
+        handle.log_artifact(COMPARE, "report")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

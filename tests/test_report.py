@@ -3,8 +3,6 @@ identity and the paper."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from reportdata import eval_results as _results
 
@@ -14,7 +12,6 @@ from pipeline.evaluation.report import (
     build_comparison,
     ceiling,
     compare_metrics,
-    run_record,
     this_record,
 )
 from pipeline.evaluation.results import flat_metrics
@@ -97,19 +94,6 @@ def test_ceiling_without_an_oracle_and_for_an_exact_one() -> None:
     exact["val"]["full"] = {**results["val"]["full"], "oracle": capped}
     # Encodings A and B: the ceiling is the studio image itself, PSNR exact: no PSNR gap.
     assert ceiling(exact)["val"]["full"]["psnr_gt"]["gap_closed"] is None
-
-
-def test_run_record_from_mlflow_run() -> None:
-    run = SimpleNamespace(
-        info=SimpleNamespace(run_id="x", run_name="n", start_time=5),
-        data=SimpleNamespace(
-            tags={"model.arch": "pix2pix", "loss.encoding": "C", "data.fingerprint": "f"},
-            metrics={"eval.val.full.model.ssim_gt": 0.5},
-        ),
-    )
-    record = run_record(run)
-    assert record["arch"] == "pix2pix" and record["fingerprint"] == "f"
-    assert best_runs([record])["pix2pix/C"]["rank_value"] == 0.5
 
 
 def test_flat_metrics_names() -> None:

@@ -1,4 +1,4 @@
-"""Tests of pipeline/runtime.py: device and autocast choice, CPU threads and the registry of
+"""Tests of pipeline/runtime.py: device and autocast choice, CPU threads and the pid files of
 live training processes."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from pipeline.runtime import (
     DeviceError,
-    TrainingRegistry,
+    TrainingProcesses,
     apply_threads,
     available_cores,
     make_autocast,
@@ -21,7 +21,6 @@ from pipeline.runtime import (
     resolve_amp,
     resolve_device,
     resolve_threads,
-    shared_root,
 )
 
 
@@ -81,13 +80,13 @@ def test_pid_alive() -> None:
         assert not pid_alive(os.getpid(), start="1")
 
 
-def test_registry_counts_live_processes_and_drops_stale_files(tmp_path: Path) -> None:
+def test_training_processes_count_live_ones_and_drop_stale_files(tmp_path: Path) -> None:
     folder = tmp_path / "trainings"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        with TrainingRegistry(folder) as registry:
-            assert registry.count() == 1 and registry.live_pids() == [os.getpid()]
-            # another live training (its file as TrainingRegistry writes it), a dead one, junk
+        with TrainingProcesses(folder) as processes:
+            assert processes.count() == 1 and processes.live_pids() == [os.getpid()]
+            # another live training (its file as TrainingProcesses writes it), a dead one, junk
             (folder / f"{sleeper.pid}.pid").write_text(f"{sleeper.pid}\n")
             dead = subprocess.run(
                 [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -97,26 +96,18 @@ def test_registry_counts_live_processes_and_drops_stale_files(tmp_path: Path) ->
             stale = folder / f"{int(dead.stdout)}.pid"
             stale.write_text(f"{int(dead.stdout)} 123\n")
             (folder / "junk.pid").write_text("not a pid")
-            assert sorted(registry.live_pids()) == sorted([os.getpid(), sleeper.pid])
+            assert sorted(processes.live_pids()) == sorted([os.getpid(), sleeper.pid])
             assert not stale.exists()  # cleaned up
-            assert registry.count() == 2
+            assert processes.count() == 2
             threads = torch.get_num_threads()
             try:
-                assert apply_threads("auto", registry) == max(1, available_cores() // 2)
+                assert apply_threads("auto", processes) == max(1, available_cores() // 2)
                 assert torch.get_num_threads() == max(1, available_cores() // 2)
-                assert apply_threads(3, registry) == 3 == torch.get_num_threads()
+                assert apply_threads(3, processes) == 3 == torch.get_num_threads()
             finally:
                 torch.set_num_threads(threads)
-        assert not registry.path.exists()  # removed on exit
+        assert not processes.path.exists()  # removed on exit
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert TrainingRegistry(folder).count() == 1  # the sleeper is gone: the caller alone
-
-
-def test_shared_root_follows_dvc_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DVC_ROOT", raising=False)
-    assert shared_root(tmp_path) == tmp_path.resolve()
-    # DVC points queued experiments (run in a temporary copy) at the main repository
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "main"))
-    assert shared_root(tmp_path / "copy") == (tmp_path / "main").resolve()
+    assert TrainingProcesses(folder).count() == 1  # the sleeper is gone: the caller alone

@@ -1,4 +1,4 @@
-"""Tests of pipeline/tracking_compare.py: baseline and paper runs, the saved view, UI links."""
+"""Tests of pipeline/tracking/compare.py: baseline and paper runs, the saved view, UI links."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import pytest
 from mlflowstore import empty_store
 from trackingdata import results, system
 
-from pipeline import tracking, tracking_compare
 from pipeline.config import validate_params
-from pipeline.tracking_meta import dataset_info
+from pipeline.tracking import compare as tracking_compare
+from pipeline.tracking.lifecycle import RunHandle, start_run
+from pipeline.tracking.meta import dataset_info
+from pipeline.tracking.store import search_runs
+from pipeline.tracking.tags import VIEW_TAG
 
 
 def test_reference_systems_and_their_metric_names() -> None:
@@ -71,7 +74,7 @@ def test_baseline_and_paper_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DVC_ROOT", str(root))
     monkeypatch.setenv("DVC_EXP_NAME", "first")
     params = validate_params({"mlflow": {"experiment": "c"}})
-    handle = tracking.start_run(params, root)
+    handle = start_run(params, root)
     dataset = dataset_info(params, root)
     out = tracking_compare.log_comparison(handle, params, results(0.8, 0.7), dataset)
     handle.end()
@@ -94,7 +97,7 @@ def test_baseline_and_paper_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     )
     assert paper["deepflash"].inputs.dataset_inputs[0].dataset.name == "paper"
     experiment = client.get_experiment(handle.experiment_id)
-    assert json.loads(experiment.tags[tracking_compare.VIEW_TAG]) == tracking_compare.view_state()
+    assert json.loads(experiment.tags[VIEW_TAG]) == tracking_compare.view_state()
     assert out["runs_url"].endswith("viewStateShareKey=deepflash-compare")
 
     # A second evaluation on the same data and settings logs into the same reference runs;
@@ -109,7 +112,7 @@ def test_baseline_and_paper_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     params_b = validate_params({"loss": {"encoding": "B"}, "mlflow": {"experiment": "c"}})
     other = tracking_compare.log_comparison(handle, params_b, results(0.9, 0.6), dataset)
     assert other["baselines"]["identity"] != out["baselines"]["identity"]
-    names = sorted(r.info.run_name for r in tracking.search_runs("c", "tags.role = 'baseline'"))
+    names = sorted(r.info.run_name for r in search_runs("c", "tags.role = 'baseline'"))
     assert names == ["identity-B on demo", "identity-C on demo"]
-    assert len(tracking.search_runs("c", "tags.role = 'paper'")) == 3
-    assert tracking_compare.log_comparison(tracking.RunHandle(), params, {}, dataset) == {}
+    assert len(search_runs("c", "tags.role = 'paper'")) == 3
+    assert tracking_compare.log_comparison(RunHandle(), params, {}, dataset) == {}

@@ -1,4 +1,4 @@
-"""Tests of pipeline/tracking_meta.py: names, MLflow's standard tags, dataset input, description."""
+"""Tests of pipeline/tracking/meta.py: names, MLflow's standard tags, dataset input, description."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import tracking_meta as meta
 from pipeline.config import Params, validate_params
+from pipeline.tracking import meta
 
 INDEX = (
     "split,pair_id,subject,variant,flash,studio\n"

@@ -1,4 +1,4 @@
-"""Tests of pipeline/tracking_models.py: logged model, registry per arch, champion alias."""
+"""Tests of pipeline/tracking/models.py: logged model, registry per arch, champion alias."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import pytest
 from mlflowstore import empty_store
 from trackingdata import results
 
-from pipeline import tracking, tracking_models
 from pipeline.config import validate_params
-from pipeline.tracking_meta import dataset_info
+from pipeline.tracking import models as tracking_models
+from pipeline.tracking.lifecycle import RunHandle, start_run
+from pipeline.tracking.meta import data_fingerprint, dataset_info
+from pipeline.tracking.store import artifact_repository
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def _evaluated(root: Path, raw_dir: str, arch: str, encoding: str, ssim: float, 
     )
     model_file = root / "models" / "model.pt"
     model_file.write_bytes(f"{arch} {encoding} {ssim}".encode())
-    handle = tracking.start_run(params, root)
+    handle = start_run(params, root)
     dataset = dataset_info(params, root)
     registered = tracking_models.log_model(handle, model_file, params, results(ssim), dataset)
     handle.end()
@@ -94,11 +96,11 @@ def test_logged_models_registry_and_champion(repo: Path, monkeypatch) -> None:
     linked = {m.key: m for m in top.metrics}
     assert linked["eval.val.full.model.ssim_gt"].value == pytest.approx(0.85)
     assert linked["eval.val.full.model.ssim_gt"].dataset_name == "demo"
-    assert linked["eval.val.full.model.ssim_gt"].dataset_digest == tracking.data_fingerprint(repo)
+    assert linked["eval.val.full.model.ssim_gt"].dataset_digest == data_fingerprint(repo)
     assert top.params["model.arch"] == "deepflash" and "train.epochs" not in top.params
     assert json.loads(top.tags["mlflow.modelVersions"]) == [{"name": "deepflash", "version": "2"}]
     # The model file itself is in the logged model's artifacts, inside the repository.
-    files = tracking.artifact_repository(top.artifact_location, repo).list_artifacts()
+    files = artifact_repository(top.artifact_location, repo).list_artifacts()
     assert [f.path for f in files] == ["model.pt"]
     stored = repo / "mlartifacts" / "m" / "models" / top.model_id / "artifacts" / "model.pt"
     assert stored.read_bytes() == b"deepflash A 0.85"
@@ -110,5 +112,5 @@ def test_logged_models_registry_and_champion(repo: Path, monkeypatch) -> None:
 
 def test_no_model_when_tracking_is_off(tmp_path: Path) -> None:
     params = validate_params({})
-    off = tracking.RunHandle()
+    off = RunHandle()
     assert tracking_models.log_model(off, tmp_path / "m.pt", params, results(0.8), None) is None

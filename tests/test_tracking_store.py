@@ -1,4 +1,4 @@
-"""Tests of pipeline/tracking_store.py: URI rules, lock retries, the model-training experiment,
+"""Tests of pipeline/tracking/store.py: URI rules, lock retries, the model-training experiment,
 artifact locations that survive moving the repository, the store of another folder."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from mlflowstore import empty_store
 
-from pipeline import tracking_store as store
 from pipeline.config import validate_params
-from pipeline.tracking import RunHandle, start_run
+from pipeline.tracking import store
+from pipeline.tracking.lifecycle import RunHandle, start_run
+from pipeline.tracking.tags import KIND_TAG
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +35,13 @@ def test_uri_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert store.portable_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
     assert not store.is_local_store("http://127.0.0.1:5000")
     assert store.is_local_store("sqlite:////x/mlflow.db")
+
+
+def test_repo_root_follows_dvc_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert store.repo_root(tmp_path) == tmp_path.resolve()
+    # DVC points queued experiments (run in a temporary copy) at the main repository
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "main"))
+    assert store.repo_root(tmp_path / "copy") == (tmp_path / "main").resolve()
 
 
 def test_retry_on_lock_only() -> None:
@@ -87,12 +95,12 @@ def test_experiment_is_model_training_with_a_folder_free_location(tmp_path: Path
     client = store.client_for(uri)
     experiment_id = store.get_experiment_id(client, uri, "my exp", root)
     experiment = client.get_experiment(experiment_id)
-    assert experiment.tags[store.KIND_TAG] == "custom_model_development"
+    assert experiment.tags[KIND_TAG] == "custom_model_development"
     assert experiment.artifact_location == "mlflow-artifacts:/my%20exp"
     # An experiment made elsewhere (say, by `mlflow ui`) gets the kind tag on first use.
     other = client.create_experiment("plain", artifact_location="mlflow-artifacts:/plain")
     assert store.get_experiment_id(client, uri, "plain", root) == other
-    assert client.get_experiment(other).tags[store.KIND_TAG] == "custom_model_development"
+    assert client.get_experiment(other).tags[KIND_TAG] == "custom_model_development"
     repo = store.artifact_repository("mlflow-artifacts:/my%20exp/r/artifacts", root)
     assert Path(repo.artifact_dir) == root.resolve() / "mlartifacts" / "my exp" / "r" / "artifacts"
 
@@ -146,7 +154,7 @@ def _start_in_process(root: str, name: str, queue: mp.Queue) -> None:
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     params = validate_params({"mlflow": {"experiment": "concurrent"}})
     try:
-        handle = start_run(params, root, run_name=name)
+        handle = start_run(params, root, name=name)
         for step in range(20):
             handle.log_metrics({"loss": float(step)}, step=step)
         handle.end()

@@ -33,7 +33,7 @@ from trainingdata import (
 )
 
 from pipeline.models import adam_settings, load_model_file
-from pipeline.runtime import REGISTRY_DIR
+from pipeline.runtime import PROCESSES_DIR
 from pipeline.training.checkpoint import BEST_NAME, CHECKPOINT_NAME
 from pipeline.training.loop import train
 
@@ -84,8 +84,8 @@ def test_outputs(reference: tuple[Any, Path], data_root: Path) -> None:
     assert (out / "models" / "checkpoints" / CHECKPOINT_NAME).is_file()
     assert (out / "models" / "checkpoints" / BEST_NAME).is_file()
     # the process registered itself for train.threads: auto, and left no pid file behind
-    assert (data_root / REGISTRY_DIR).is_dir()
-    assert list((data_root / REGISTRY_DIR).iterdir()) == []
+    assert (data_root / PROCESSES_DIR).is_dir()
+    assert list((data_root / PROCESSES_DIR).iterdir()) == []
 
 
 def test_same_seed_same_weights(
@@ -112,7 +112,7 @@ def test_threads_auto_shares_the_cores_with_live_trainings_each_epoch(
     import pipeline.runtime
 
     monkeypatch.setattr(pipeline.runtime, "available_cores", lambda: 2)
-    folder = data_root / REGISTRY_DIR
+    folder = data_root / PROCESSES_DIR
     folder.mkdir(parents=True, exist_ok=True)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     (folder / f"{other.pid}.pid").write_text(f"{other.pid}\n")
@@ -204,7 +204,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_with_identical_weights(
     checkpoint = crashed / "models" / "checkpoints" / CHECKPOINT_NAME
     assert torch.load(checkpoint, weights_only=True)["epoch"] == 1  # epoch 1's checkpoint
     # the killed process's pid file stays behind: a stale entry the next run ignores
-    pid_file = crashed / REGISTRY_DIR / f"{proc.pid}.pid"
+    pid_file = crashed / PROCESSES_DIR / f"{proc.pid}.pid"
     assert pid_file.is_file()
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
@@ -235,16 +235,17 @@ def test_sigkill_mid_epoch_then_rerun_resumes_with_identical_weights(
 def test_mlflow_run_gets_epochs_and_a_resumed_training_reopens_it(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline import tracking
+    from pipeline.tracking.lifecycle import start_run
+    from pipeline.tracking.store import ENV_SWITCH, client_for
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv(tracking.ENV_SWITCH, "1")
+    monkeypatch.setenv(ENV_SWITCH, "1")
     paths = out_paths(data_root, tmp_path)
     runs: list[str] = []
 
     def start(run_id: str | None) -> Any:
-        handle = tracking.start_run(params, tmp_path, run_id=run_id)
+        handle = start_run(params, tmp_path, run_id=run_id)
         runs.append(handle.run_id)
         return handle
 
@@ -255,7 +256,7 @@ def test_mlflow_run_gets_epochs_and_a_resumed_training_reopens_it(
     assert second.resumed_from_epoch == 1 and runs[0] == runs[1] == second.run.run_id
     assert first.run.run_id == runs[0]
 
-    client = tracking.client_for(uri)
+    client = client_for(uri)
     run = client.get_run(runs[0])
     assert run.info.status == "FINISHED"
     history = client.get_metric_history(runs[0], "val_loss")

@@ -4,10 +4,11 @@ deltas; and the markdown tables shared with ``deepflash grid table``. The run's 
 :mod:`pipeline.evaluation.report_page`.
 
 Inputs are plain data: the evaluation results (``metrics/eval.json``, see
-:mod:`pipeline.evaluation.evaluate`) and run records (:func:`run_record` turns an MLflow run into one),
-so the whole module is testable without a tracking server. Conventions: SSIM in percent in
-the tables (the paper's unit; eval.json keeps fractions), PSNR in dB, accuracy in percent;
-every delta is ours minus the other.
+:mod:`pipeline.evaluation.evaluate`) and run records
+(:func:`pipeline.tracking.records.run_record` turns an MLflow run into one), so the whole
+module is testable without a tracking server. Conventions: SSIM in percent in the tables
+(the paper's unit; eval.json keeps fractions), PSNR in dB, accuracy in percent; every delta is
+ours minus the other.
 """
 
 from __future__ import annotations
@@ -55,23 +56,6 @@ PAPER_C = {
 ARCHS = tuple(PAPER_C)
 TABLE_ENCODINGS = ("A", "C")  # end-to-end vs the paper's encoding
 RANK_METRICS = tuple(f"eval.{s}.full.model.ssim_gt" for s in ("val", "test", "train"))
-
-
-def run_record(run: Any) -> dict[str, Any]:
-    """A plain dict of an MLflow run: run_id, run_name, arch, encoding, role, exp_name,
-    fingerprint, start_time, metrics (latest values)."""
-    tags = dict(run.data.tags)
-    return {
-        "run_id": run.info.run_id,
-        "run_name": run.info.run_name,
-        "arch": tags.get("model.arch"),
-        "encoding": tags.get("loss.encoding"),
-        "role": tags.get("role"),
-        "exp_name": tags.get("dvc.exp_name"),
-        "fingerprint": tags.get("data.fingerprint"),
-        "start_time": run.info.start_time,
-        "metrics": dict(run.data.metrics),
-    }
 
 
 def this_record(
@@ -403,7 +387,6 @@ __all__ = [
     "rank_value",
     "render_best_runs",
     "render_tables23",
-    "run_record",
     "tables23",
     "this_record",
     "vs_identity",

@@ -44,15 +44,15 @@ from pipeline.core.losses import make_loss
 from pipeline.io import write_json
 from pipeline.models import adam_settings, save_model_file
 from pipeline.runtime import (
-    REGISTRY_DIR,
-    TrainingRegistry,
+    PROCESSES_DIR,
+    TrainingProcesses,
     apply_threads,
     cap_interop_threads,
     make_autocast,
     resolve_amp,
     resolve_device,
-    shared_root,
 )
+from pipeline.tracking import repo_root
 from pipeline.training.checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -135,17 +135,17 @@ def train(
     info, owns_group = init_distributed()
     deterministic = torch.are_deterministic_algorithms_enabled()
     threads = torch.get_num_threads()
-    registry = TrainingRegistry(shared_root(paths.root) / REGISTRY_DIR)
+    processes = TrainingProcesses(repo_root(paths.root) / PROCESSES_DIR)
     try:
-        with registry:
-            cap_interop_threads(apply_threads(params.train.threads, registry))
+        with processes:
+            cap_interop_threads(apply_threads(params.train.threads, processes))
             device = resolve_device(params.train.device, info.local_rank)
             if device.type == "cpu":
                 # Same seed, same weights on CPU. (CUDA keeps its fast non-deterministic kernels.)
                 torch.use_deterministic_algorithms(True, warn_only=True)
             else:
                 torch.backends.cudnn.benchmark = True
-            trainer = _Trainer(params, paths, info, device, cache, registry)
+            trainer = _Trainer(params, paths, info, device, cache, processes)
             trainer.resume()
             return trainer.fit(start_tracking, on_batch_end, progress)
     finally:
@@ -165,10 +165,10 @@ class _Trainer:
         info: DistInfo,
         device: torch.device,
         cache: bool | None,
-        registry: TrainingRegistry,
+        processes: TrainingProcesses,
     ) -> None:
         self.params, self.paths, self.info, self.device = params, paths, info, device
-        self.registry = registry
+        self.processes = processes
         tp = params.train
         self.amp_dtype = resolve_amp(tp.amp, device)
         self.channels_last = tp.channels_last and device.type == "cuda"
@@ -290,7 +290,7 @@ class _Trainer:
     def _epoch(self, epoch: int, on_batch_end: BatchCallback | None, progress: bool) -> dict:
         """Threads, learning rate, one pass over this epoch's shuffle, then validation."""
         tp = self.params.train
-        threads = apply_threads(tp.threads, self.registry)  # trainings come and go
+        threads = apply_threads(tp.threads, self.processes)  # trainings come and go
         if threads != self.threads and self.info.is_main:
             log.info("epoch %d: %d CPU thread(s) (was %d)", epoch, threads, self.threads)
         self.threads = threads

@@ -126,7 +126,7 @@ def log_final(run: Any, metrics: dict[str, Any], paths: TrainPaths) -> None:
     """Final metrics and the output files into the MLflow ``run``, which then ends FINISHED.
 
     The model file is not copied here: evaluate logs it as an MLflow logged model
-    (pipeline/tracking_models.py)."""
+    (pipeline/tracking/models.py)."""
     final = {f"final_{k}": metrics[k] for k in ("train_loss", "val_loss", "val_accuracy")}
     final.update({k: metrics[k] for k in ("epochs_run", "best_val_loss", "images_per_s")})
     run.log_metrics(final)

@@ -126,7 +126,7 @@ class Repo:
 
     def artifacts(self, run: Any, path: str | None = None) -> set[str]:
         """Artifact paths of ``run`` (its mlflow-artifacts: location resolves into the repo)."""
-        from pipeline.tracking import artifact_repository
+        from pipeline.tracking.store import artifact_repository
 
         listing = artifact_repository(run.info.artifact_uri, self.root).list_artifacts(path)
         return {a.path for a in listing}
@@ -230,10 +230,10 @@ def test_forced_rerun_gives_the_same_bytes_and_nothing_downstream_reruns(repo: R
 
 
 def test_comment_in_a_module_marks_exactly_the_stages_that_run_it(repo: Repo) -> None:
-    """A comment added to pipeline/tracking.py (run by train, evaluate and report): `dvc status`
-    lists those three and nothing before them."""
+    """A comment added to pipeline/tracking/lifecycle.py (run by train, evaluate and report):
+    `dvc status` lists those three and nothing before them."""
     repo.run("dvc", "repro")  # up to date whatever the tests before left
-    module = repo.root / "pipeline" / "tracking.py"
+    module = repo.root / "pipeline" / "tracking" / "lifecycle.py"
     original = module.read_text()
     try:
         module.write_text(original + "# a comment\n")

@@ -29,8 +29,10 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import tracking, tracking_compare, tracking_models
 from pipeline.io import write_image
+from pipeline.tracking import compare as tracking_compare
+from pipeline.tracking import models as tracking_models
+from pipeline.tracking.store import artifact_repository
 
 pytestmark = pytest.mark.e2e
 
@@ -215,9 +217,7 @@ def test_copy_trains_and_evaluates_with_artifacts_inside_the_copy(moved: Copy) -
     assert demo.inputs.dataset_inputs[0].dataset.name == "demo"
     assert "MLflow runs (after `mlflow ui` at the repo root):" in first.outputs["demo"]
     # The moved copy still reads its artifacts: the store names no folder.
-    samples = tracking.artifact_repository(demo.info.artifact_uri, moved.root).list_artifacts(
-        "samples"
-    )
+    samples = artifact_repository(demo.info.artifact_uri, moved.root).list_artifacts("samples")
     assert [f.path for f in samples] == [f"samples/{s}_0.png" for s in ("test", "train", "val")]
 
 

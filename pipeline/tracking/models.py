@@ -29,15 +29,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Params, flatten
-from pipeline.evaluation.report import rank_value, run_record
+from pipeline.evaluation.report import rank_value
 from pipeline.evaluation.results import flat_metrics
-from pipeline.tracking import RunHandle, artifact_repository, call_with_retry, store_lock
-from pipeline.tracking_meta import DATASET_TAG, FINGERPRINT_TAG, DatasetInfo, alias_token
+from pipeline.tracking.lifecycle import RunHandle
+from pipeline.tracking.meta import DatasetInfo, alias_token
+from pipeline.tracking.records import run_record
+from pipeline.tracking.store import artifact_repository, call_with_retry, store_lock
+from pipeline.tracking.tags import (
+    ARCH_TAG,
+    DATASET_TAG,
+    ENCODING_TAG,
+    FINGERPRINT_TAG,
+    MODEL_VERSIONS_TAG,
+)
 
 log = logging.getLogger(__name__)
 
 PROJECT = "deepflash"
-MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # MLflow's link from a logged model to versions
 # Params that define the network a model file holds (the logged model's params).
 _MODEL_GROUPS = ("data.", "model.", "loss.", "bilateral.")
 
@@ -99,8 +107,8 @@ def log_model(
     client = handle.client
     arch, encoding = params.model.arch, params.loss.encoding
     tags = {
-        "model.arch": arch,
-        "loss.encoding": encoding,
+        ARCH_TAG: arch,
+        ENCODING_TAG: encoding,
         DATASET_TAG: dataset.name,
         FINGERPRINT_TAG: dataset.digest,
     }
@@ -119,10 +127,12 @@ def log_model(
     handle._call("log_outputs", handle.run_id, [LoggedModelOutput(model.model_id, step=0)])
     handle.log_metrics(model_metrics(results), model_id=model.model_id, dataset=dataset)
     call_with_retry(client.finalize_logged_model, model.model_id, LoggedModelStatus.READY)
-    return register(handle, model.model_id, params, dataset)
+    return register_version(handle, model.model_id, params, dataset)
 
 
-def register(handle: RunHandle, model_id: str, params: Params, dataset: DatasetInfo) -> Registered:
+def register_version(
+    handle: RunHandle, model_id: str, params: Params, dataset: DatasetInfo
+) -> Registered:
     """Register logged model ``model_id`` under its arch's name and set the champion alias."""
     client = handle.client
     name = registered_model_name(params.model.arch)
@@ -131,7 +141,7 @@ def register(handle: RunHandle, model_id: str, params: Params, dataset: DatasetI
             call_with_retry(
                 client.create_registered_model,
                 name,
-                tags={"model.arch": params.model.arch},
+                tags={ARCH_TAG: params.model.arch},
                 description=f"{params.model.arch} trained by the DeepFlash pipeline; alias "
                 "`champion-<dataset>` = the best version on that dataset.",
             )
@@ -144,7 +154,7 @@ def register(handle: RunHandle, model_id: str, params: Params, dataset: DatasetI
             tags={
                 DATASET_TAG: dataset.name,
                 FINGERPRINT_TAG: dataset.digest,
-                "loss.encoding": params.loss.encoding,
+                ENCODING_TAG: params.loss.encoding,
             },
             model_id=model_id,
         )
@@ -212,13 +222,12 @@ def logged_models(handle_or_client: Any, experiment_id: str) -> list[Any]:
 
 
 __all__ = [
-    "MODEL_VERSIONS_TAG",
     "Registered",
     "champion_alias",
     "log_model",
     "logged_models",
     "model_metrics",
-    "register",
+    "register_version",
     "registered_model_name",
     "update_champion",
 ]

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline.io import read_json, write_json
+from pipeline.tracking.tags import KIND_TAG
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ ENV_SWITCH = "DEEPFLASH_MLFLOW"
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 ARTIFACTS_SCHEME = "mlflow-artifacts:"
-KIND_TAG = "mlflow.experimentKind"
 KIND = "custom_model_development"
 
 
@@ -257,7 +257,6 @@ __all__ = [
     "DB_NAME",
     "ENV_SWITCH",
     "KIND",
-    "KIND_TAG",
     "TrackingStoreError",
     "artifact_repository",
     "call_with_retry",

@@ -31,21 +31,24 @@ from typing import Any
 from pipeline.config import Params, flatten
 from pipeline.evaluation.report import PAPER_C, PAPER_TABLE1
 from pipeline.evaluation.results import SYSTEMS
-from pipeline.tracking import RunHandle, call_with_retry, store_lock
-from pipeline.tracking_meta import (
+from pipeline.tracking.lifecycle import RunHandle
+from pipeline.tracking.meta import DatasetInfo, exp_name, run_tags
+from pipeline.tracking.store import call_with_retry, store_lock
+from pipeline.tracking.tags import (
+    ARCH_TAG,
     DATASET_TAG,
+    ENCODING_TAG,
     FINGERPRINT_TAG,
+    KEY_TAG,
     NOTE_TAG,
-    DatasetInfo,
-    exp_name,
-    run_tags,
+    ROLE_TAG,
+    SOURCE_TAG,
+    SOURCE_TYPE_TAG,
+    SYSTEM_TAG,
+    VIEW_KEY,
+    VIEW_TAG,
 )
 
-ROLE_TAG = "role"
-SYSTEM_TAG = "deepflash.system"
-KEY_TAG = "deepflash.baseline_key"
-VIEW_KEY = "deepflash-compare"
-VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 # Groups whose params decide a baseline's numbers (logged as the baseline run's params).
 _BASELINE_GROUPS = ("data.", "loss.", "bilateral.", "evaluate.")
 SOURCE = "stages/evaluate.py"
@@ -149,7 +152,7 @@ def log_baselines(
     for system in reference_systems(results):
         key = {ROLE_TAG: "baseline", SYSTEM_TAG: system, KEY_TAG: f"{dataset.digest}-{digest}"}
         tags = run_tags(params, handle.root or ".", dataset.digest, SOURCE, dataset.name)
-        tags.update({"model.arch": system, ROLE_TAG: "baseline"})
+        tags.update({ARCH_TAG: system, ROLE_TAG: "baseline"})
         tags[NOTE_TAG] = (
             f"**{system} baseline** ({'output = flash image' if system == 'identity' else system})"
             f", encoding {params.loss.encoding}, on `{dataset.name}` (fingerprint "
@@ -177,14 +180,14 @@ def ensure_paper_runs(handle: RunHandle) -> dict[str, str]:
         return {}
     out: dict[str, str] = {}
     for arch, table in PAPER_TABLES.items():
-        key = {ROLE_TAG: "paper", "model.arch": arch}
+        key = {ROLE_TAG: "paper", ARCH_TAG: arch}
         tags = {
-            "loss.encoding": "C",
+            ENCODING_TAG: "C",
             SYSTEM_TAG: "paper",
             DATASET_TAG: PAPER_DATASET.name,
             FINGERPRINT_TAG: PAPER_DATASET.digest,
-            "mlflow.source.name": "pipeline/evaluation/report.py",
-            "mlflow.source.type": "LOCAL",
+            SOURCE_TAG: "pipeline/evaluation/report.py",
+            SOURCE_TYPE_TAG: "LOCAL",
             NOTE_TAG: f"The paper's numbers for **{arch}** with encoding C (Capece et al. "
             f"2019, Sec. 5, {table}"
             + (", and Table 1 loss and accuracy" if arch == "deepflash" else "")
@@ -205,7 +208,7 @@ def view_state() -> dict[str, Any]:
     """The saved runs-table view: the columns people compare on, best validation SSIM first
     (widths apply to the columns named in ``columnOrder``, as the UI saves a resized table)."""
     metrics = [f"metrics.`{m}`" for m in VAL_COLUMNS]
-    tags = [f"tags.`{t}`" for t in ("model.arch", "loss.encoding", "role")]
+    tags = [f"tags.`{t}`" for t in (ARCH_TAG, ENCODING_TAG, ROLE_TAG)]
     widths = {"attributes.`Run Name`": 240, "runDateAndNestInfo": 125, "attributes.`Dataset`": 265}
     widths.update({"duration": 75, "attributes.`Models`": 140})
     widths.update({c: 100 for c in tags})
@@ -256,10 +259,6 @@ def log_comparison(
 
 __all__ = [
     "PAPER_DATASET",
-    "ROLE_TAG",
-    "SYSTEM_TAG",
-    "VIEW_KEY",
-    "VIEW_TAG",
     "charts_url",
     "ensure_paper_runs",
     "ensure_view",

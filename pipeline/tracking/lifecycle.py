@@ -1,17 +1,16 @@
-"""MLflow runs of the pipeline (README, "Experiments and MLflow").
+"""The run lifecycle in MLflow (README, "Experiments and MLflow"): start, reopen, continue
+or fork a run, and the run file that hands it from stage to stage.
 
 One DVC experiment = one MLflow run: the train stage starts it, evaluate and report log
 into the same run (they find it through ``models/mlflow_run.json``); evaluating a trained
 model again forks a new run. Every MLflow call is retried on SQLite's "database is locked"
 (``dvc queue start -j 2``: two writers of one file).
 
-Siblings: :mod:`pipeline.tracking_store` (tracking URI, the model-training experiment,
+Siblings: :mod:`pipeline.tracking.store` (tracking URI, the model-training experiment,
 artifact locations that survive moving the repository, run files, search),
-:mod:`pipeline.tracking_meta` (run name, MLflow's source/commit/description tags, the
-dataset input), :mod:`pipeline.tracking_models` (the logged model, the registry and the
-champion alias), :mod:`pipeline.tracking_compare` (baseline and paper runs, the saved
-comparison view). Set ``DEEPFLASH_MLFLOW=0`` to switch tracking off: every call then returns
-a no-op handle and MLflow is not even imported.
+:mod:`pipeline.tracking.meta` (run name, MLflow's source/commit/description tags, the
+dataset input), :mod:`pipeline.tracking.tags` (every tag name). Set ``DEEPFLASH_MLFLOW=0`` to
+switch tracking off: every call then returns a no-op handle and MLflow is not even imported.
 """
 
 from __future__ import annotations
@@ -19,14 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params, flatten
-from pipeline.tracking_meta import (
-    NOTE_TAG,
+from pipeline.tracking.meta import (
     DatasetInfo,
     data_fingerprint,
     dataset_info,
@@ -34,33 +32,27 @@ from pipeline.tracking_meta import (
     run_name,
     run_tags,
 )
-from pipeline.tracking_store import (
-    ARTIFACTS_DIR,
-    ENV_SWITCH,
-    KIND,
-    KIND_TAG,
-    TrackingStoreError,
+from pipeline.tracking.store import (
     artifact_repository,
     call_with_retry,
     client_for,
     enabled,
     get_experiment_id,
     is_lock_error,
-    portable_uri,
     read_run_file,
     repo_root,
-    search_runs,
-    store_lock,
     tracking_uri,
-    write_run_file,
+)
+from pipeline.tracking.tags import (
+    EVALUATED_TAG,
+    FINGERPRINT_TAG,
+    MLFLOW_PREFIX,
+    NOTE_TAG,
+    TRAIN_RUN_TAG,
 )
 
 log = logging.getLogger(__name__)
 
-# Set by evaluate when it has logged its metrics: a later evaluation of the same trained
-# model (say, other evaluate params) then gets a run of its own instead of overwriting.
-EVALUATED_TAG = "deepflash.evaluated"
-TRAIN_RUN_TAG = "deepflash.train_run_id"
 _PARAM_VALUE_MAX = 6000  # MLflow's limit on a param value's length
 _BATCH = 100  # MLflow's limit on params per log_batch call
 
@@ -209,28 +201,28 @@ def preflight(params: Params, root: str | os.PathLike = ".") -> None:
 
 def start_run(
     params: Params,
-    repo_root: str | os.PathLike = ".",
-    run_name: str | None = None,
+    root: str | os.PathLike = ".",
+    name: str | None = None,
     run_id: str | None = None,
     *,
     extra_tags: Mapping[str, Any] | None = None,
 ) -> RunHandle:
     """Start the pipeline's MLflow run, or reopen ``run_id`` (a training resumed after a crash).
 
-    ``repo_root`` is the working copy the stage runs in (where data/ lies: the data
+    ``root`` is the working copy the stage runs in (where data/ lies: the data
     fingerprint is computed there); the tracking URI uses ``$DVC_ROOT`` first. A new run gets
     its name, tags, description, dataset input and the flattened params; a reopened one only
     its status back to RUNNING. Returns a no-op handle when not :func:`enabled`.
     """
     if not enabled():
         return RunHandle()
-    client, uri, experiment_id = open_store(params, repo_root)
+    client, uri, experiment_id = open_store(params, root)
     if run_id:
-        handle = _reopen(client, uri, run_id, repo_root)
+        handle = _reopen(client, uri, run_id, root)
         if handle is not None:
             return handle
         log.warning("MLflow run %s not found at %s: starting a new run", run_id, uri)
-    return _create(client, uri, experiment_id, params, repo_root, run_name, extra_tags or {})
+    return _create(client, uri, experiment_id, params, root, name, extra_tags or {})
 
 
 def _create(
@@ -255,18 +247,13 @@ def _create(
     run = call_with_retry(
         client.create_run,
         experiment_id,
-        run_name=name or run_name_for(params, data),
+        run_name=name or run_name(params, data.name),
         tags=tags,
     )
     handle = _handle(client, uri, run, root)
     handle.log_params(flatten(params))
     handle.log_dataset(data, context)
     return handle
-
-
-def run_name_for(params: Params, data: DatasetInfo) -> str:
-    """The default run name (:func:`pipeline.tracking_meta.run_name`)."""
-    return run_name(params, data.name)
 
 
 def _reopen(client: Any, uri: str, run_id: str, root: str | os.PathLike) -> RunHandle | None:
@@ -285,8 +272,8 @@ def _reopen(client: Any, uri: str, run_id: str, root: str | os.PathLike) -> RunH
 def continue_run(
     run_file: str | os.PathLike,
     params: Params,
-    repo_root: str | os.PathLike = ".",
-    run_name: str | None = None,
+    root: str | os.PathLike = ".",
+    name: str | None = None,
 ) -> RunHandle:
     """The run to log an evaluation into: the training run of ``run_file`` when it has not
     been evaluated yet (train + evaluate = one run), otherwise a new run that copies the
@@ -298,19 +285,19 @@ def continue_run(
         return RunHandle()
     info = read_run_file(run_file)
     if not info.get("run_id"):
-        return start_run(params, repo_root, run_name)
-    client, uri, _ = open_store(params, repo_root)
+        return start_run(params, root, name)
+    client, uri, _ = open_store(params, root)
     try:
         run = call_with_retry(client.get_run, info["run_id"])
     except Exception as error:
         if is_lock_error(error):
             raise
         log.warning("training run %s not in %s: starting a new run", info["run_id"], uri)
-        return start_run(params, repo_root, run_name)
+        return start_run(params, root, name)
     if run.data.tags.get(EVALUATED_TAG) != "true" and run.info.lifecycle_stage == "active":
         call_with_retry(client.update_run, run.info.run_id, status="RUNNING")
-        return _handle(client, uri, run, repo_root)
-    return _fork(client, uri, run, params, repo_root, run_name)
+        return _handle(client, uri, run, root)
+    return _fork(client, uri, run, params, root, name)
 
 
 def _fork(
@@ -324,9 +311,9 @@ def _fork(
     keep = {
         k: v
         for k, v in source.data.tags.items()
-        if not k.startswith("mlflow.") and k != EVALUATED_TAG
+        if not k.startswith(MLFLOW_PREFIX) and k != EVALUATED_TAG
     }
-    fingerprint = source.data.tags.get("data.fingerprint") or data_fingerprint(root)
+    fingerprint = source.data.tags.get(FINGERPRINT_TAG) or data_fingerprint(root)
     data = dataset_info(params, root, fingerprint)
     handle = _create(
         client,
@@ -334,7 +321,7 @@ def _fork(
         source.info.experiment_id,
         params,
         root,
-        name or f"{run_name_for(params, data)} re-evaluated",
+        name or f"{run_name(params, data.name)} re-evaluated",
         {TRAIN_RUN_TAG: source.info.run_id},
         base_tags=keep,
         fingerprint=fingerprint,
@@ -366,45 +353,3 @@ def _copy_artifacts(source: Any, handle: RunHandle) -> None:
             local = call_with_retry(source.download_artifacts, item.path, tmp)
             parent = str(Path(item.path).parent)
             handle.log_artifact(local, None if parent == "." else parent)
-
-
-def log_files(
-    handle: RunHandle, paths: Iterable[str | os.PathLike], artifact_path: str | None = None
-) -> None:
-    """Log each existing path of ``paths`` as an artifact (missing ones are skipped quietly)."""
-    for path in paths:
-        if Path(path).exists():
-            handle.log_artifact(path, artifact_path)
-
-
-__all__ = [
-    "ARTIFACTS_DIR",
-    "ENV_SWITCH",
-    "EVALUATED_TAG",
-    "KIND",
-    "KIND_TAG",
-    "RunHandle",
-    "TRAIN_RUN_TAG",
-    "TrackingStoreError",
-    "artifact_repository",
-    "call_with_retry",
-    "client_for",
-    "continue_run",
-    "data_fingerprint",
-    "enabled",
-    "get_experiment_id",
-    "is_lock_error",
-    "is_lock_error",
-    "log_files",
-    "open_store",
-    "preflight",
-    "portable_uri",
-    "read_run_file",
-    "repo_root",
-    "run_name_for",
-    "search_runs",
-    "start_run",
-    "store_lock",
-    "tracking_uri",
-    "write_run_file",
-]

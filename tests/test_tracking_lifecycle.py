@@ -1,4 +1,4 @@
-"""Tests of pipeline/tracking.py: runs, their names, tags and dataset input, resume and fork."""
+"""Tests of pipeline/tracking/lifecycle.py: runs, names, tags, dataset input, resume and fork."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from mlflowstore import empty_store
 
-from pipeline import tracking
 from pipeline.config import Params, flatten, validate_params
+from pipeline.tracking.lifecycle import _param_value, continue_run, preflight, start_run
+from pipeline.tracking.meta import data_fingerprint
+from pipeline.tracking.store import client_for, enabled, read_run_file, search_runs, write_run_file
+from pipeline.tracking.tags import EVALUATED_TAG, TRAIN_RUN_TAG
 
 
 @pytest.fixture
@@ -32,16 +35,16 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_disabled_is_noop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, params: Params) -> None:
     monkeypatch.setenv("DEEPFLASH_MLFLOW", "off")
-    assert not tracking.enabled()
-    tracking.preflight(params, tmp_path)
-    handle = tracking.start_run(params, tmp_path)
+    assert not enabled()
+    preflight(params, tmp_path)
+    handle = start_run(params, tmp_path)
     assert handle.run_id is None and not handle.active
     handle.log_metrics({"a": 1.0}, step=1)
     handle.log_artifact(tmp_path / "missing")
     handle.log_text("x", "a/b.txt")
     handle.end()
-    tracking.write_run_file(tmp_path / "run.json", handle)
-    assert tracking.read_run_file(tmp_path / "run.json")["run_id"] is None
+    write_run_file(tmp_path / "run.json", handle)
+    assert read_run_file(tmp_path / "run.json")["run_id"] is None
     assert not (tmp_path / "mlflow.db").exists()
 
 
@@ -54,7 +57,7 @@ def test_run_lifecycle(store: Path, tmp_path: Path, params: Params, monkeypatch)
         "split,pair_id,subject,variant,flash,studio\ntrain,a,s1,v0,f,s\nval,b,s2,v0,f,s\n"
     )
     (work / "metrics.json").write_text('{"a": 1}')
-    handle = tracking.start_run(params, work)
+    handle = start_run(params, work)
     assert handle.tracking_uri == f"sqlite:///{store.resolve()}/mlflow.db"
     for epoch in (1, 2):
         handle.log_metrics({"train_loss": 1.0 / epoch, "skipped": None}, step=epoch)
@@ -63,7 +66,7 @@ def test_run_lifecycle(store: Path, tmp_path: Path, params: Params, monkeypatch)
     handle.log_artifact(work / "train.csv")
     handle.log_text("hello", "notes/hello.txt")
     handle.end()
-    tracking.write_run_file(work / "models" / "mlflow_run.json", handle)
+    write_run_file(work / "models" / "mlflow_run.json", handle)
     # No machine path in the run file (it is a DVC output committed to git).
     assert json.loads((work / "models" / "mlflow_run.json").read_text()) == {
         "run_id": handle.run_id,
@@ -71,7 +74,7 @@ def test_run_lifecycle(store: Path, tmp_path: Path, params: Params, monkeypatch)
         "tracking_uri": "sqlite:///mlflow.db",
     }
 
-    client = tracking.client_for(handle.tracking_uri)
+    client = client_for(handle.tracking_uri)
     run = client.get_run(handle.run_id)
     assert run.info.run_name == "hdrnet-B on demo (bushy-oryx)"
     assert run.info.status == "FINISHED"
@@ -79,10 +82,10 @@ def test_run_lifecycle(store: Path, tmp_path: Path, params: Params, monkeypatch)
     assert tags["model.arch"] == "hdrnet" and tags["loss.encoding"] == "B"
     assert tags["dvc.exp_name"] == "bushy-oryx" and tags["dvc.baseline_rev"] == "abc123"
     assert tags["role"] == "candidate" and tags["data.name"] == "demo"
-    assert tags["data.fingerprint"] == tracking.data_fingerprint(work)
+    assert tags["data.fingerprint"] == data_fingerprint(work)
     assert tags["mlflow.source.name"] == "stages/train.py"
     assert "1 train, 1 val images" in tags["mlflow.note.content"]
-    assert run.data.params == {k: tracking._param_value(v) for k, v in flatten(params).items()}
+    assert run.data.params == {k: _param_value(v) for k, v in flatten(params).items()}
     [dataset] = run.inputs.dataset_inputs
     assert (dataset.dataset.name, dataset.dataset.digest) == ("demo", tags["data.fingerprint"])
     assert json.loads(dataset.dataset.profile)["train_images"] == 1
@@ -98,39 +101,39 @@ def test_run_lifecycle(store: Path, tmp_path: Path, params: Params, monkeypatch)
     assert not (work / "mlartifacts").exists()
 
     # Evaluate continues the training run: train + evaluate = one run.
-    resumed = tracking.continue_run(work / "models" / "mlflow_run.json", params, work)
+    resumed = continue_run(work / "models" / "mlflow_run.json", params, work)
     assert resumed.run_id == handle.run_id
     assert client.get_run(handle.run_id).info.status == "RUNNING"
     resumed.log_metrics({"eval.val.ssim": 0.8})
-    resumed.set_tags({tracking.EVALUATED_TAG: "true"})
+    resumed.set_tags({EVALUATED_TAG: "true"})
     resumed.end()
 
     # Evaluating the same trained model again forks: history copied, the old run untouched.
     monkeypatch.setenv("DVC_EXP_NAME", "again")
-    forked = tracking.continue_run(work / "models" / "mlflow_run.json", params, work)
+    forked = continue_run(work / "models" / "mlflow_run.json", params, work)
     assert forked.run_id != handle.run_id
     forked.end()
     fork = client.get_run(forked.run_id)
     assert fork.info.run_name == "hdrnet-B on demo (again) re-evaluated"
-    assert fork.data.tags[tracking.TRAIN_RUN_TAG] == handle.run_id
+    assert fork.data.tags[TRAIN_RUN_TAG] == handle.run_id
     assert fork.data.tags["dvc.exp_name"] == "again"  # fresh tags win over copied ones
     assert fork.data.tags["data.fingerprint"] == tags["data.fingerprint"]
     assert [m.value for m in client.get_metric_history(forked.run_id, "train_loss")] == [1.0, 0.5]
-    assert tracking.EVALUATED_TAG not in fork.data.tags
+    assert EVALUATED_TAG not in fork.data.tags
     assert [i.tags[0].value for i in fork.inputs.dataset_inputs] == ["evaluation"]
     # The training run's own artifacts come along; evaluate's are written again.
     assert {a.path for a in forked.artifacts().list_artifacts()} == {"train.csv", "notes"}
 
     # A crashed training reopens its run instead of creating another one.
-    again = tracking.start_run(params, work, run_id=handle.run_id)
+    again = start_run(params, work, run_id=handle.run_id)
     assert again.run_id == handle.run_id
     again.end("FAILED")
-    runs = tracking.search_runs("t", "tags.`model.arch` = 'hdrnet'")
+    runs = search_runs("t", "tags.`model.arch` = 'hdrnet'")
     assert sorted(r.info.run_id for r in runs) == sorted([handle.run_id, forked.run_id])
 
 
 def test_reopening_a_missing_run_starts_a_new_one(store: Path, params: Params) -> None:
-    handle = tracking.start_run(params, store, run_id="0" * 32, run_name="explicit")
+    handle = start_run(params, store, run_id="0" * 32, name="explicit")
     handle.end()
-    run = tracking.client_for(handle.tracking_uri).get_run(handle.run_id)
+    run = client_for(handle.tracking_uri).get_run(handle.run_id)
     assert handle.run_id != "0" * 32 and run.info.run_name == "explicit"

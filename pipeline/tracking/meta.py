@@ -22,18 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import SPLITS, Params, flatten
+from pipeline.tracking.tags import (
+    ARCH_TAG,
+    BASELINE_REV_TAG,
+    COMMIT_TAG,
+    CONTEXT_TAG,
+    DATASET_TAG,
+    ENCODING_TAG,
+    EXP_NAME_TAG,
+    FINGERPRINT_TAG,
+    ROLE_TAG,
+    SOURCE_TAG,
+    SOURCE_TYPE_TAG,
+)
 
 MANIFEST = "data/interim/manifest.csv"
 INDEX = "data/processed/index.csv"
-SOURCE_TAG = "mlflow.source.name"
-SOURCE_TYPE_TAG = "mlflow.source.type"
-COMMIT_TAG = "mlflow.source.git.commit"
-NOTE_TAG = "mlflow.note.content"
-DATASET_TAG = "data.name"
-FINGERPRINT_TAG = "data.fingerprint"
-# MLflow's dataset input context tag (``mlflow.data.context``) and the value MLflow's own
-# autologgers use for the data a model was fitted on.
-CONTEXT_TAG = "mlflow.data.context"
 _MAX_CHANGED = 40  # params listed in a description before "... and N more"
 
 
@@ -164,13 +168,13 @@ def run_tags(
     """The tags of a run started in the working copy ``root`` by the script ``source``."""
     commit = git_commit(root)
     tags = {
-        "dvc.exp_name": exp_name(),
-        "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", commit),
+        EXP_NAME_TAG: exp_name(),
+        BASELINE_REV_TAG: os.environ.get("DVC_EXP_BASELINE_REV", commit),
         FINGERPRINT_TAG: fingerprint or data_fingerprint(root),
         DATASET_TAG: dataset or dataset_name(params),
-        "model.arch": params.model.arch,
-        "loss.encoding": params.loss.encoding,
-        "role": params.mlflow.role,
+        ARCH_TAG: params.model.arch,
+        ENCODING_TAG: params.loss.encoding,
+        ROLE_TAG: params.mlflow.role,
         SOURCE_TAG: source,
         SOURCE_TYPE_TAG: "LOCAL",
     }
@@ -237,11 +241,6 @@ def alias_token(text: str) -> str:
 
 
 __all__ = [
-    "COMMIT_TAG",
-    "DATASET_TAG",
-    "FINGERPRINT_TAG",
-    "NOTE_TAG",
-    "SOURCE_TAG",
     "DatasetInfo",
     "alias_token",
     "changed_params",
