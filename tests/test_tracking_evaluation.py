@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlflowstore import empty_store
+from mlflowstore import repo_with_store
 from trackingdata import results
 
 from pipeline.config import validate_params
@@ -15,12 +15,7 @@ from pipeline.tracking.lifecycle import RunHandle, start_run
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "DEEPFLASH_MLFLOW"):
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "repo"
-    empty_store(root)
-    monkeypatch.setenv("DVC_ROOT", str(root))
-    return root
+    return repo_with_store(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("log_model", [True, False])

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mlflowstore import empty_store
+from mlflowstore import repo_with_store
 
 from pipeline.config import Params, flatten, validate_params
 from pipeline.tracking.lifecycle import _param_value, continue_run, preflight, start_run
@@ -25,12 +25,7 @@ def params() -> Params:
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh sqlite store via DVC_ROOT (the way DVC tells stages the repo root)."""
-    for name in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DEEPFLASH_MLFLOW"):
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "repo"
-    empty_store(root)
-    monkeypatch.setenv("DVC_ROOT", str(root))
-    return root
+    return repo_with_store(tmp_path, monkeypatch)
 
 
 def test_disabled_is_noop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, params: Params) -> None:

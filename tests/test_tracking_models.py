@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from mlflowstore import empty_store
+from mlflowstore import repo_with_store
 from trackingdata import results
 
 from pipeline.config import validate_params
@@ -19,11 +19,7 @@ from pipeline.tracking.store import artifact_repository
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "DEEPFLASH_MLFLOW"):
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "repo"
-    empty_store(root)
-    monkeypatch.setenv("DVC_ROOT", str(root))
+    root = repo_with_store(tmp_path, monkeypatch)
     (root / "models").mkdir()
     return root
 

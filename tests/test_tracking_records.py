@@ -7,7 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from mlflowstore import empty_store
+from mlflowstore import repo_with_store
 
 from pipeline.config import Params, validate_params
 from pipeline.evaluation.report import best_runs
@@ -24,12 +24,7 @@ def params() -> Params:
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "DEEPFLASH_MLFLOW"):
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "repo"
-    empty_store(root)
-    monkeypatch.setenv("DVC_ROOT", str(root))
-    return root
+    return repo_with_store(tmp_path, monkeypatch)
 
 
 def test_run_record_from_mlflow_run() -> None:
