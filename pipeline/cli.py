@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from pipeline.config import DemoParams
 from pipeline.grid import grid_group
 
 
@@ -35,21 +36,36 @@ def params_overrides(path: str) -> None:
 # --- subcommands added by their modules' owners below (keep one section each) ---
 
 
-# --- demo (owner: pipeline/demo.py) ---
+# --- demo (owner: pipeline/datasets/demo/) ---
+# The defaults are the demo params group's (one source); --help stays fast: config.py needs
+# pydantic only, no torch.
+_DEMO = DemoParams()
+
+
 @main.command("demo")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--subjects", "n_subjects", default=6, show_default=True, help="Number of subjects.")
-@click.option("--poses", default=2, show_default=True, help="Flash/studio pairs per subject.")
-@click.option("--width", default=768, show_default=True, help="Photo width, px.")
-@click.option("--height", default=1024, show_default=True, help="Photo height, px.")
-@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+@click.option(
+    "--subjects",
+    "n_subjects",
+    default=_DEMO.n_subjects,
+    show_default=True,
+    help="Number of subjects.",
+)
+@click.option(
+    "--poses", default=_DEMO.poses, show_default=True, help="Flash/studio pairs per subject."
+)
+@click.option("--width", default=_DEMO.width, show_default=True, help="Photo width, px.")
+@click.option("--height", default=_DEMO.height, show_default=True, help="Photo height, px.")
+@click.option("--seed", default=_DEMO.seed, show_default=True, help="Seed of every random choice.")
 @click.option(
     "--portraits-dir",
     type=click.Path(exists=True, file_okay=False),
-    default=None,
+    default=_DEMO.portraits_dir,
     help="Folder of portraits, one subject per file (default: astronaut + grace_hopper).",
 )
-@click.option("--noise-sigma", default=0.01, show_default=True, help="Flash sensor noise std.")
+@click.option(
+    "--noise-sigma", default=_DEMO.noise_sigma, show_default=True, help="Flash sensor noise std."
+)
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it holds a previous demo.")
 def demo(
     out_dir: str,
@@ -65,18 +81,21 @@ def demo(
     """Generate synthetic flash/studio portrait pairs with known misalignments into OUT_DIR."""
     from pipeline.datasets.demo import generate_demo
 
+    # Not re-validated: the command may render fewer subjects or smaller photos than the
+    # pipeline's split and crop need (the group's bounds are for the DVC stages).
+    settings = _DEMO.model_copy(
+        update={
+            "n_subjects": n_subjects,
+            "poses": poses,
+            "width": width,
+            "height": height,
+            "seed": seed,
+            "portraits_dir": portraits_dir,
+            "noise_sigma": noise_sigma,
+        }
+    )
     try:
-        summary = generate_demo(
-            out_dir,
-            n_subjects=n_subjects,
-            poses=poses,
-            width=width,
-            height=height,
-            seed=seed,
-            portraits_dir=portraits_dir,
-            noise_sigma=noise_sigma,
-            overwrite=force,
-        )
+        summary = generate_demo(out_dir, settings, overwrite=force)
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         click.echo(f"deepflash demo: {error}", err=True)
         sys.exit(2)

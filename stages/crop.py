@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_params
-from pipeline.faces.dataset import crop_dataset, crop_options
+from pipeline.faces.dataset import crop_dataset
 from pipeline.io import write_json, write_rejected
 
 MANIFEST = Path("data/interim/manifest.csv")
@@ -42,10 +42,10 @@ def main() -> None:
         manifest,
         REGISTERED,
         OUT,
+        crop,
         size=params.data.size,
-        workers=crop.workers,
+        rotations=params.augment.rotations,
         progress=True,
-        **crop_options(crop, params.augment.rotations),
     )
     run.index.to_csv(OUT / "index.csv", index=False)
     write_rejected(OUT / "rejected.csv", run.rejected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from pipeline.config import load_params
@@ -12,25 +13,14 @@ OUT_DIR = Path("data/raw/demo")
 METRICS = Path("metrics/demo.json")
 
 
-def main() -> None:
+def main() -> int:
     """Load params.yaml, render the demo pairs, write metrics/demo.json."""
-    p = load_params(exit_on_error=True).demo
-    summary = generate_demo(
-        OUT_DIR,
-        n_subjects=p.n_subjects,
-        poses=p.poses,
-        width=p.width,
-        height=p.height,
-        seed=p.seed,
-        portraits_dir=p.portraits_dir,
-        max_rotation_deg=p.max_rotation_deg,
-        max_scale=p.max_scale,
-        max_shift_frac=p.max_shift_frac,
-        max_shear=p.max_shear,
-        noise_sigma=p.noise_sigma,
-        overwrite=True,
-        progress=True,
-    )
+    demo = load_params(exit_on_error=True).demo
+    try:
+        summary = generate_demo(OUT_DIR, demo, overwrite=True, progress=True)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 1
     write_json(METRICS, summary.metrics())
     for name in summary.faces_not_found:
         print(f"demo: no face found in portrait {name}; framed on the image centre")
@@ -40,7 +30,8 @@ def main() -> None:
         f"demo: {len(summary.pairs)} pairs of {len(summary.subjects)} subjects "
         f"from {len(summary.sources)} portraits -> {OUT_DIR}"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageCms
 
 from pipeline.cli import main
-from pipeline.config import validate_params
+from pipeline.config import DemoParams, validate_params
 from pipeline.datasets.demo import generate_demo
 from pipeline.enhance.apply import (
     DEFAULT_FEATHER,
@@ -79,7 +79,9 @@ class ConstantModel(torch.nn.Module):
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DeepFlash model (width 0.0625, 64 px, encoding C) trained 1 epoch on demo pairs."""
     root = tmp_path_factory.mktemp("tiny_model")
-    demo = generate_demo(root / "raw", n_subjects=3, poses=1, width=192, height=256, seed=0)
+    demo = generate_demo(
+        root / "raw", DemoParams(n_subjects=3, poses=1, width=192, height=256, seed=0)
+    )
     rows = []
     for pair in demo.pairs:
         cropped = crop_faces(read_image(pair.flash), read_image(pair.studio), IDENTITY, size=64)

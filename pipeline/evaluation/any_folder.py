@@ -10,6 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from pipeline.config import Params
 from pipeline.evaluation.evaluate import evaluate_model
 
 
@@ -22,14 +23,14 @@ def evaluate_raw(
     raw_dir: str | os.PathLike,
     layout: str,
     work_dir: str | os.PathLike,
-    params: Any,
+    params: Params,
     device: str = "auto",
     samples_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model file on a raw dataset: read ``raw_dir`` in ``layout``, register and
     crop every pair into ``work_dir`` (no augmentation: one image per pair, split ``all``),
-    then :func:`evaluate_model`. ``params``: a :class:`pipeline.config.Params` whose ingest,
-    register, crop and evaluate groups are used (the crop side is the model's own size).
+    then :func:`evaluate_model`. ``params``: the ingest, register, crop, augment (rotations)
+    and evaluate groups are used (the crop side is the model's own size).
 
     Returns ``{"model", "raw_dir", "layout", "pairs", "metrics": {"all": ...},
     "rejected": [{file, reason}], "pair_details": [...]}``; raises :class:`EvaluateError`
