@@ -60,7 +60,7 @@ from pipeline.enhance.files import (
     source_metadata,
     write_output,
 )
-from pipeline.enhance.network import PRECISIONS, make_blur, run_model
+from pipeline.enhance.network import PRECISIONS, run_model
 from pipeline.enhance.placement import Placement, face_crops, place_face
 from pipeline.faces.detect import Face as Detection
 from pipeline.faces.detect import find_faces
@@ -373,7 +373,6 @@ __all__ = [
     "enhance_paths",
     "face_crops",
     "load_enhancer",
-    "make_blur",
     "parse_meta",
     "place_face",
     "resolve_device",
