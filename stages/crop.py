@@ -16,25 +16,23 @@ import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.config import load_params
 from pipeline.faces.dataset import crop_dataset
-from pipeline.io import write_json, write_rejected
+from pipeline.io import MANIFEST_PATH, read_stage_table, write_csv, write_json, write_rejected
 
-MANIFEST = Path("data/interim/manifest.csv")
 REGISTERED = Path("data/interim/registered")
 OUT = Path("data/interim/faces")
 METRICS = Path("metrics/crop.json")
 
 
-def main() -> None:
+def main() -> int:
     """Run the stage from the repository root."""
     params = load_params(exit_on_error=True)
-    crop = params.crop
-    if not MANIFEST.is_file():
-        sys.exit(f"{MANIFEST}: not found (run the ingest stage first)")
-    manifest = pd.read_csv(MANIFEST, dtype=str, keep_default_na=False)
+    try:
+        manifest = read_stage_table(MANIFEST_PATH, "ingest")
+    except FileNotFoundError as error:
+        print(f"crop: {error}", file=sys.stderr)
+        return 1
     if OUT.exists():
         shutil.rmtree(OUT)  # the stage's own output: no stale crops from an earlier run
     OUT.mkdir(parents=True)
@@ -42,12 +40,12 @@ def main() -> None:
         manifest,
         REGISTERED,
         OUT,
-        crop,
+        params.crop,
         size=params.data.size,
         rotations=params.augment.rotations,
         progress=True,
     )
-    run.index.to_csv(OUT / "index.csv", index=False)
+    write_csv(OUT / "index.csv", run.index)
     write_rejected(OUT / "rejected.csv", run.rejected)
     write_json(METRICS, run.metrics)
     m = run.metrics
@@ -57,8 +55,10 @@ def main() -> None:
         f"{m['rejected']} rejected -> {OUT}"
     )
     if not m["cropped"]:
-        sys.exit(f"crop: no pair could be cropped; reasons in {OUT / 'rejected.csv'}")
+        print(f"crop: no pair could be cropped; reasons in {OUT / 'rejected.csv'}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

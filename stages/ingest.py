@@ -14,9 +14,8 @@ from pipeline.datasets.ingest import (
     read_dataset,
     reject_problem,
 )
-from pipeline.io import write_json, write_rejected
+from pipeline.io import MANIFEST_PATH, write_csv, write_json, write_rejected
 
-MANIFEST = Path("data/interim/manifest.csv")
 DERIVED = Path("data/interim/derived")
 REJECTED = Path("reports/rejected.csv")
 METRICS = Path("metrics/ingest.json")
@@ -50,8 +49,7 @@ def main() -> int:
     if problem:
         print(f"ingest: {data.raw_dir} ({data.layout}): {problem} ({REJECTED})", file=sys.stderr)
         return 1
-    MANIFEST.parent.mkdir(parents=True, exist_ok=True)
-    manifest.to_csv(MANIFEST, index=False)
+    write_csv(MANIFEST_PATH, manifest)
     splits = ", ".join(f"{s} {metrics[s]}" for s in ("train", "val", "test"))
     print(
         f"ingest: {metrics['pairs']} pairs of {metrics['subjects']} subjects ({splits}); "

@@ -26,27 +26,27 @@ from pipeline.align.dataset import (
     rejected_rows,
 )
 from pipeline.config import load_params
-from pipeline.io import write_json, write_rejected
+from pipeline.io import MANIFEST_PATH, read_stage_table, write_csv, write_json, write_rejected
 
-MANIFEST = Path("data/interim/manifest.csv")
 OUT = Path("data/interim/registered")
 REJECTED = Path("reports/rejected_register.csv")
 METRICS = Path("metrics/register.json")
 
 
-def main() -> None:
+def main() -> int:
     """Load params, register every manifest pair, write the per-pair files, lists and metrics."""
     params = load_params(exit_on_error=True)
     group = params.register
-    if not MANIFEST.is_file():
-        sys.exit(f"register: {MANIFEST} not found (run the ingest stage first)")
-    manifest = pd.read_csv(MANIFEST, dtype={"pair_id": str, "subject": str, "pose": str})
+    try:
+        manifest = read_stage_table(MANIFEST_PATH, "ingest")
+    except FileNotFoundError as error:
+        print(f"register: {error}", file=sys.stderr)
+        return 1
     if OUT.exists():
         shutil.rmtree(OUT)  # DVC output: stale pairs from an older manifest must not survive
     (OUT / "previews").mkdir(parents=True)
     records = register_dataset(manifest, OUT, group, progress=True)
-    index = pd.DataFrame(records, columns=["pair_id", "status", "reason"])
-    index.to_csv(OUT / "index.csv", index=False)
+    write_csv(OUT / "index.csv", pd.DataFrame(records, columns=["pair_id", "status", "reason"]))
     write_rejected(REJECTED, rejected_rows(records, manifest))
     metrics = registration_metrics(
         records, manifest, read_truth_matrices(params.data.raw_dir), group
@@ -63,7 +63,8 @@ def main() -> None:
         + (f", residual {residual:.2f} px" if residual is not None else "")
         + (f"; rejected pairs listed in {REJECTED}" if metrics["rejected"] else "")
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -52,7 +52,6 @@ from pipeline.enhance.blend import (
     relit_change,
 )
 from pipeline.enhance.files import (
-    IMAGE_EXTENSIONS,
     EnhanceError,
     expand_inputs,
     keeps_alpha,
@@ -358,7 +357,6 @@ def enhance_paths(
 
 __all__ = [
     "DEFAULT_FEATHER",
-    "IMAGE_EXTENSIONS",
     "MASK_AXES",
     "PRECISIONS",
     "STAGES",

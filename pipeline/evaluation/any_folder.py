@@ -36,8 +36,6 @@ def evaluate_raw(
     "rejected": [{file, reason}], "pair_details": [...]}``; raises :class:`EvaluateError`
     when no pair is usable.
     """
-    import csv
-
     import numpy as np
     import pandas as pd
 
@@ -45,7 +43,7 @@ def evaluate_raw(
     from pipeline.datasets.ingest import DatasetError, read_dataset
     from pipeline.faces.crop import NoFaceError, crop_pair_files
     from pipeline.faces.dataset import crop_options
-    from pipeline.io import ImageReadError
+    from pipeline.io import ImageReadError, write_csv
     from pipeline.models import read_model_meta
 
     work = Path(work_dir)
@@ -121,11 +119,7 @@ def evaluate_raw(
     if not rows:
         reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in rejected[:5]) or "no pairs found"
         raise EvaluateError(f"{raw_dir}: no usable pair in layout {layout!r} ({reasons})")
-    index = work / "index.csv"
-    with index.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    index = write_csv(work / "index.csv", pd.DataFrame(rows))
     cfg = params.evaluate
     metrics = evaluate_model(
         model_path,

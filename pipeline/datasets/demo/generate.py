@@ -23,7 +23,7 @@ from pipeline.datasets.demo.specs import (
     make_subject_specs,
 )
 from pipeline.datasets.truth import TRUTH_COLUMNS
-from pipeline.io import write_image
+from pipeline.io import write_csv, write_image
 
 
 @dataclass
@@ -150,9 +150,8 @@ def generate_demo(
         )
         thumbs.append((f"{subject.name} {pose.name}", rendered.flash, rendered.studio))
 
-    pd.DataFrame(rows, columns=list(TRUTH_COLUMNS)).to_csv(
-        out_dir / "truth.csv", index=False, float_format="%.12g"
-    )
+    truth = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
+    write_csv(out_dir / "truth.csv", truth, float_format="%.12g")
     write_image(out_dir / "contact_sheet.png", contact_sheet(thumbs, columns=2 * poses))
     return DemoSummary(
         out_dir=out_dir,
