@@ -8,6 +8,7 @@ import sys
 import click
 
 from pipeline.config import DemoParams
+from pipeline.enhance import DEFAULT_FEATHER
 from pipeline.grid import grid_group
 
 
@@ -131,7 +132,7 @@ def demo(
 @click.option(
     "--feather",
     type=click.FloatRange(0.01, 1.0),
-    default=0.35,  # = pipeline.enhance.apply.DEFAULT_FEATHER (not imported: keeps --help fast)
+    default=DEFAULT_FEATHER,
     show_default=True,
     help="Soft edge of the blend mask, as a fraction of its radius.",
 )

@@ -8,6 +8,7 @@ blending tests use models whose output is known (a constant), so their answers a
 from __future__ import annotations
 
 import csv
+import inspect
 import logging
 from pathlib import Path
 
@@ -499,10 +500,18 @@ def test_cli_model_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "o.png").exists()
 
 
-def test_cli_feather_default_matches_library() -> None:
-    """The CLI's --feather default is the library's DEFAULT_FEATHER."""
-    option = next(p for p in main.commands["enhance"].params if p.name == "feather")
-    assert option.default == DEFAULT_FEATHER
+def test_cli_feather_default_is_the_library_default(monkeypatch, tmp_path: Path) -> None:
+    """`deepflash enhance` without --feather blends with the library's own default."""
+    seen: dict = {}
+
+    def record(inputs, **kwargs):
+        seen.update(kwargs)
+        return []
+
+    monkeypatch.setattr("pipeline.enhance.apply.enhance_paths", record)
+    result = CliRunner().invoke(main, ["enhance", "x.jpg", "-o", str(tmp_path / "o.jpg")])
+    assert result.exit_code == 0, result.output
+    assert seen["feather"] == inspect.signature(enhance_image).parameters["feather"].default
 
 
 def test_cuda_request_without_cuda_is_a_clear_error(tiny_model_path: Path) -> None:
