@@ -56,6 +56,23 @@ BORDER_MODES = {
 _VALID_TOLERANCE = 1e-3
 
 
+def _warp(
+    array: np.ndarray,
+    matrix: np.ndarray,
+    output_shape: tuple[int, int],
+    interpolation: int,
+    border_mode: int,
+) -> np.ndarray:
+    return fgeometric.warp_affine(
+        array,
+        matrix,
+        interpolation=interpolation,
+        fill=0,
+        border_mode=border_mode,
+        output_shape=output_shape,
+    )
+
+
 class FixedAffine(A.DualTransform):
     """Albumentations transform applying one fixed 2x3 forward matrix (source -> output).
 
@@ -91,27 +108,13 @@ class FixedAffine(A.DualTransform):
         self, img: np.ndarray, matrix: np.ndarray, output_shape: tuple[int, int], **params: Any
     ) -> np.ndarray:
         """Warp an image (flash or studio) with the fixed matrix."""
-        return fgeometric.warp_affine(
-            img,
-            matrix,
-            interpolation=self.interpolation,
-            fill=0,
-            border_mode=self.border_mode,
-            output_shape=output_shape,
-        )
+        return _warp(img, matrix, output_shape, self.interpolation, self.border_mode)
 
     def apply_to_mask(
         self, mask: np.ndarray, matrix: np.ndarray, output_shape: tuple[int, int], **params: Any
     ) -> np.ndarray:
         """Warp a float validity mask: bilinear, zero outside (padding is never valid)."""
-        return fgeometric.warp_affine(
-            mask,
-            matrix,
-            interpolation=cv2.INTER_LINEAR,
-            fill=0,
-            border_mode=cv2.BORDER_CONSTANT,
-            output_shape=output_shape,
-        )
+        return _warp(mask, matrix, output_shape, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
 
 
 def variant_name(rotation: float, mode: str, flip: str) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shlex
 import sys
+from typing import get_args
 
 import click
 
-from pipeline.config import DemoParams
+from pipeline.config import CropParams, DataParams, DemoParams, Device
 from pipeline.enhance import DEFAULT_FEATHER
 from pipeline.grid import grid_group
 
@@ -35,6 +36,8 @@ def params_overrides(path: str) -> None:
 
 
 # --- subcommands added by their modules' owners below (keep one section each) ---
+
+DEVICES = get_args(Device)  # the choices of params' train.device and evaluate.device
 
 
 # --- demo (owner: pipeline/datasets/demo/) ---
@@ -106,7 +109,7 @@ def demo(
     )
 
 
-# --- enhance (owner: pipeline/enhance.py) ---
+# --- enhance (owner: pipeline/enhance/) ---
 
 
 @main.command("enhance")
@@ -123,9 +126,7 @@ def demo(
     type=click.Path(),
     help="Model file written by the train stage (it holds arch, encoding, size, filter).",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option(
     "--skip-no-face", is_flag=True, help="Skip photos without a face instead of copying them."
 )
@@ -138,7 +139,7 @@ def demo(
 )
 @click.option(
     "--detector",
-    type=click.Choice(["auto", "hog", "cnn"]),
+    type=click.Choice(get_args(CropParams.model_fields["detector"].annotation)),
     default=None,
     help="Face detector (default: the model's; auto finds tilted faces too).",
 )
@@ -169,7 +170,7 @@ def enhance_command(
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from pipeline.enhance.apply import EnhanceError, enhance_paths
+    from pipeline.enhance.apply import EnhanceError, EnhanceOptions, enhance_paths
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
@@ -180,10 +181,7 @@ def enhance_command(
                 output=output,
                 out_dir=out_dir,
                 device=device,
-                feather=feather,
-                skip_no_face=skip_no_face,
-                detector=detector,
-                precision=precision,
+                options=EnhanceOptions(feather, skip_no_face, detector, precision),
             )
     except EnhanceError as error:
         click.echo(f"error: {error}", err=True)
@@ -198,7 +196,7 @@ def enhance_command(
         sys.exit(1)
 
 
-# --- export (owner: pipeline/export.py) ---
+# --- export (owner: pipeline/enhance/export.py) ---
 
 
 @main.command("export")
@@ -241,7 +239,7 @@ def export_command(
         click.echo(f"{name}: {entry['path']} ({parity})")
 
 
-# --- evaluate and grid (owner: pipeline/evaluate.py, pipeline/report.py) ---
+# --- evaluate and grid (owner: pipeline/evaluation/, pipeline/grid.py) ---
 
 
 @main.command("evaluate")
@@ -259,7 +257,10 @@ def export_command(
     help="Raw flash/studio pairs.",
 )
 @click.option(
-    "--layout", type=click.Choice(["pairs", "faid", "yaleb"]), default="pairs", show_default=True
+    "--layout",
+    type=click.Choice(get_args(DataParams.model_fields["layout"].annotation)),
+    default=DataParams().layout,
+    show_default=True,
 )
 @click.option(
     "--out",
@@ -290,7 +291,7 @@ def export_command(
 )
 @click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=click.Choice(DEVICES),
     default=None,
     help="Default: evaluate.device.",
 )

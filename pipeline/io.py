@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
@@ -237,6 +238,16 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def empty_dir(path: str | os.PathLike) -> Path:
+    """Remove ``path`` (a stage's own output folder) and create it empty: no stale file of an
+    earlier run survives beside the new ones."""
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Load a JSON file."""
     return json.loads(Path(path).read_text())
@@ -391,6 +402,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MANIFEST_PATH",
     "ImageReadError",
+    "empty_dir",
     "image_size",
     "is_image_name",
     "read_csv",

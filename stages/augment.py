@@ -9,37 +9,34 @@ metrics/augment.json. No bilateral-filtered copies: the filter runs on the devic
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 from pipeline.augment import augment_dataset
-from pipeline.config import load_params
-from pipeline.io import read_stage_table, write_csv, write_json
+from pipeline.config import Params
+from pipeline.io import empty_dir, read_stage_table, write_csv, write_json
+from pipeline.stage import StageError, run_stage
 
 FACES_INDEX = Path("data/interim/faces/index.csv")
 OUT = Path("data/processed")
 METRICS = Path("metrics/augment.json")
 
 
-def main() -> int:
-    """Run the stage from the repository root."""
-    augment = load_params(exit_on_error=True).augment
-    try:
-        faces = read_stage_table(FACES_INDEX, "crop")
-    except FileNotFoundError as error:
-        print(f"augment: {error}", file=sys.stderr)
-        return 1
+def augment(params: Params) -> None:
+    """Write every variant of the face crops; write the index and metrics."""
+    faces = read_stage_table(FACES_INDEX, "crop")
     if faces.empty:
-        print(f"augment: {FACES_INDEX}: no cropped pairs to augment", file=sys.stderr)
-        return 1
-    if OUT.exists():
-        shutil.rmtree(OUT)  # the stage's own output: no stale variants from an earlier run
-    run = augment_dataset(faces, OUT, augment, progress=True)
+        raise StageError(f"{FACES_INDEX}: no cropped pairs to augment")
+    empty_dir(OUT)  # the stage's own output: no stale variants from an earlier run
+    run = augment_dataset(faces, OUT, params.augment, progress=True)
     write_csv(OUT / "index.csv", run.index)
     write_json(METRICS, run.metrics)
     print(f"augment: {len(faces)} pair(s) -> {len(run.index)} image pair(s) in {OUT}")
-    return 0
+
+
+def main() -> int:
+    """Run the stage from the repository root."""
+    return run_stage("augment", augment)
 
 
 if __name__ == "__main__":

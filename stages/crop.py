@@ -12,30 +12,30 @@ without a face are skipped and listed in rejected.csv with the reason.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
-from pipeline.config import load_params
+from pipeline.config import Params
 from pipeline.faces.dataset import crop_dataset
-from pipeline.io import MANIFEST_PATH, read_stage_table, write_csv, write_json, write_rejected
+from pipeline.io import (
+    MANIFEST_PATH,
+    empty_dir,
+    read_stage_table,
+    write_csv,
+    write_json,
+    write_rejected,
+)
+from pipeline.stage import StageError, run_stage
 
 REGISTERED = Path("data/interim/registered")
 OUT = Path("data/interim/faces")
 METRICS = Path("metrics/crop.json")
 
 
-def main() -> int:
-    """Run the stage from the repository root."""
-    params = load_params(exit_on_error=True)
-    try:
-        manifest = read_stage_table(MANIFEST_PATH, "ingest")
-    except FileNotFoundError as error:
-        print(f"crop: {error}", file=sys.stderr)
-        return 1
-    if OUT.exists():
-        shutil.rmtree(OUT)  # the stage's own output: no stale crops from an earlier run
-    OUT.mkdir(parents=True)
+def crop(params: Params) -> None:
+    """Crop every registered manifest pair; write the crops, index, rejected list, metrics."""
+    manifest = read_stage_table(MANIFEST_PATH, "ingest")
+    empty_dir(OUT)  # the stage's own output: no stale crops from an earlier run
     run = crop_dataset(
         manifest,
         REGISTERED,
@@ -55,9 +55,12 @@ def main() -> int:
         f"{m['rejected']} rejected -> {OUT}"
     )
     if not m["cropped"]:
-        print(f"crop: no pair could be cropped; reasons in {OUT / 'rejected.csv'}", file=sys.stderr)
-        return 1
-    return 0
+        raise StageError(f"no pair could be cropped; reasons in {OUT / 'rejected.csv'}")
+
+
+def main() -> int:
+    """Run the stage from the repository root."""
+    return run_stage("crop", crop)
 
 
 if __name__ == "__main__":

@@ -5,22 +5,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline.config import load_params
+from pipeline.config import Params
 from pipeline.datasets.demo import generate_demo
 from pipeline.io import write_json
+from pipeline.stage import run_stage
 
 OUT_DIR = Path("data/raw/demo")
 METRICS = Path("metrics/demo.json")
 
 
-def main() -> int:
-    """Load params.yaml, render the demo pairs, write metrics/demo.json."""
-    demo = load_params(exit_on_error=True).demo
-    try:
-        summary = generate_demo(OUT_DIR, demo, overwrite=True, progress=True)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        print(f"demo: {error}", file=sys.stderr)
-        return 1
+def demo(params: Params) -> None:
+    """Render the demo pairs, write metrics/demo.json."""
+    summary = generate_demo(OUT_DIR, params.demo, overwrite=True, progress=True)
     write_json(METRICS, summary.metrics())
     for name in summary.faces_not_found:
         print(f"demo: no face found in portrait {name}; framed on the image centre")
@@ -30,7 +26,12 @@ def main() -> int:
         f"demo: {len(summary.pairs)} pairs of {len(summary.subjects)} subjects "
         f"from {len(summary.sources)} portraits -> {OUT_DIR}"
     )
-    return 0
+
+
+def main() -> int:
+    """Run the stage from the repository root."""
+    # A folder in the way (not a previous demo), an unusable portraits_dir.
+    return run_stage("demo", demo, (FileExistsError, ValueError))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Tests of pipeline/evaluate.py: known answers for the oracle and identity outputs, the
-protocol sample, the sample grids, the whole evaluation of a processed index and of a raw
-folder (library and `deepflash evaluate`)."""
+"""Tests of pipeline/evaluation/evaluate.py: known answers for the oracle and identity
+outputs, the protocol sample, the sample grids, the whole evaluation of a processed index and
+of a raw folder (library and `deepflash evaluate`)."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from pipeline.enhance.apply import (
     DEFAULT_FEATHER,
     STAGES,
     EnhanceError,
+    EnhanceOptions,
     enhance_file,
     enhance_image,
     enhance_paths,
@@ -436,7 +437,7 @@ def test_cli_folder_no_face_and_bad_image(
         [str(plain)],
         model_path=tiny_model_path,
         out_dir=tmp_path / "skip",
-        skip_no_face=True,
+        options=EnhanceOptions(skip_no_face=True),
         progress=False,
     )
     assert [r.status for r in results] == ["skipped_no_face"]
@@ -511,7 +512,7 @@ def test_cli_feather_default_is_the_library_default(monkeypatch, tmp_path: Path)
     monkeypatch.setattr("pipeline.enhance.apply.enhance_paths", record)
     result = CliRunner().invoke(main, ["enhance", "x.jpg", "-o", str(tmp_path / "o.jpg")])
     assert result.exit_code == 0, result.output
-    assert seen["feather"] == inspect.signature(enhance_image).parameters["feather"].default
+    assert seen["options"].feather == inspect.signature(enhance_image).parameters["feather"].default
 
 
 def test_cuda_request_without_cuda_is_a_clear_error(tiny_model_path: Path) -> None:

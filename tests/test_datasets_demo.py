@@ -1,4 +1,4 @@
-"""Tests of the synthetic flash/studio generator (pipeline/demo.py)."""
+"""Tests of the synthetic flash/studio generator (pipeline/datasets/demo/)."""
 
 from __future__ import annotations
 
