@@ -38,7 +38,14 @@ import numpy as np
 import torch
 
 from pipeline.core.encodings import reconstruct
-from pipeline.enhance.apply import STAGES, enhance_file, face_crops, load_enhancer, run_model
+from pipeline.enhance.apply import (
+    STAGES,
+    EnhanceOptions,
+    enhance_file,
+    face_crops,
+    load_enhancer,
+    run_model,
+)
 from pipeline.enhance.blend import DEFAULT_FEATHER, MASK_AXES
 from pipeline.enhance.files import source_metadata, write_output
 from pipeline.faces.detect import detect_faces
@@ -157,7 +164,7 @@ def main() -> None:
         methods = {
             "ours fp32": lambda: enhance_file(photo, tmp / "a.jpg", model, meta, device=device),
             "ours bf16": lambda: enhance_file(
-                photo, tmp / "b.jpg", model, meta, device=device, precision="bf16"
+                photo, tmp / "b.jpg", model, meta, EnhanceOptions(precision="bf16"), device=device
             ),
             "full-frame fp32": lambda: baseline_full_frame(
                 photo, tmp / "c.jpg", model, meta, device

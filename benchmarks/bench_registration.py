@@ -75,12 +75,12 @@ def one_core() -> str:
 
 def demo_pairs(count: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """(name, flash, studio, true matrix) of rendered demo pairs at 384x512."""
+    from pipeline.config import DemoParams
     from pipeline.datasets.demo import generate_demo
     from pipeline.datasets.truth import read_truth
 
     with tempfile.TemporaryDirectory() as tmp:
-        generate_demo(
-            Path(tmp) / "demo",
+        demo = DemoParams(
             n_subjects=max(3, math.ceil(count / 2)),
             poses=2,
             width=384,
@@ -91,6 +91,7 @@ def demo_pairs(count: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray
             max_shift_frac=0.03,
             max_shear=0.03,
         )
+        generate_demo(Path(tmp) / "demo", demo)
         truth = read_truth(Path(tmp) / "demo" / "truth.csv")
         pairs = []
         for row in list(truth.itertuples())[:count]:

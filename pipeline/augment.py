@@ -36,11 +36,13 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 from albumentations.augmentations.geometric import functional as fgeometric  # noqa: E402
 
+from pipeline.config import AugmentParams
 from pipeline.faces.geometry import Box
 from pipeline.io import read_image, read_mask, write_image, write_mask
 from pipeline.parallel import parallel_map
 
-DEFAULT_ROTATIONS = (-20.0, -10.0, 0.0, 10.0, 20.0)
+_AUGMENT = AugmentParams()  # the group's defaults: the paper's rotations and border
+DEFAULT_ROTATIONS = tuple(_AUGMENT.rotations)
 MODES = ("full", "face")
 FLIPS = ("orig", "flip")
 IDENTITY_VARIANT = "rot+0_full_orig"
@@ -52,6 +54,23 @@ BORDER_MODES = {
 }
 # A warped mask pixel is valid when invalid source pixels weigh less than this in it.
 _VALID_TOLERANCE = 1e-3
+
+
+def _warp(
+    array: np.ndarray,
+    matrix: np.ndarray,
+    output_shape: tuple[int, int],
+    interpolation: int,
+    border_mode: int,
+) -> np.ndarray:
+    return fgeometric.warp_affine(
+        array,
+        matrix,
+        interpolation=interpolation,
+        fill=0,
+        border_mode=border_mode,
+        output_shape=output_shape,
+    )
 
 
 class FixedAffine(A.DualTransform):
@@ -89,27 +108,13 @@ class FixedAffine(A.DualTransform):
         self, img: np.ndarray, matrix: np.ndarray, output_shape: tuple[int, int], **params: Any
     ) -> np.ndarray:
         """Warp an image (flash or studio) with the fixed matrix."""
-        return fgeometric.warp_affine(
-            img,
-            matrix,
-            interpolation=self.interpolation,
-            fill=0,
-            border_mode=self.border_mode,
-            output_shape=output_shape,
-        )
+        return _warp(img, matrix, output_shape, self.interpolation, self.border_mode)
 
     def apply_to_mask(
         self, mask: np.ndarray, matrix: np.ndarray, output_shape: tuple[int, int], **params: Any
     ) -> np.ndarray:
         """Warp a float validity mask: bilinear, zero outside (padding is never valid)."""
-        return fgeometric.warp_affine(
-            mask,
-            matrix,
-            interpolation=cv2.INTER_LINEAR,
-            fill=0,
-            border_mode=cv2.BORDER_CONSTANT,
-            output_shape=output_shape,
-        )
+        return _warp(mask, matrix, output_shape, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
 
 
 def variant_name(rotation: float, mode: str, flip: str) -> str:
@@ -180,7 +185,7 @@ def augment_pair(
     studio: np.ndarray,
     box: Box,
     rotations: Sequence[float] = DEFAULT_ROTATIONS,
-    border_mode: str = "constant",
+    border_mode: str = _AUGMENT.border_mode,
     valid: np.ndarray | None = None,
 ) -> list[Variant]:
     """All variants of a flash/studio crop pair: ``[(name, flash, studio, valid), ...]``.
@@ -237,7 +242,7 @@ def augment_pair_files(
     mask_path: str | os.PathLike | None = None,
     augment: bool = True,
     rotations: Sequence[float] = DEFAULT_ROTATIONS,
-    border_mode: str = "constant",
+    border_mode: str = _AUGMENT.border_mode,
 ) -> list[tuple[str, str, str, str]]:
     """Read a cropped pair (and its validity mask, when given), write its variants as
     ``<pair_id>__<variant>_{flash,studio,mask}.png``.
@@ -288,21 +293,20 @@ def _augment_job(job: tuple[Any, ...]) -> list[tuple[str, str, str, str]]:
 def augment_dataset(
     faces: pd.DataFrame,
     out_dir: str | os.PathLike,
+    augment: AugmentParams,
     *,
-    splits: Sequence[str],
-    rotations: Sequence[float] = DEFAULT_ROTATIONS,
-    border_mode: str = "constant",
-    workers: int = 1,
     progress: bool = False,
 ) -> AugmentRun:
     """Write every pair of the crop stage's index into ``out_dir/<split>/`` (augment contract).
 
     ``faces`` has the crop index's columns (pair_id, subject, split, flash, studio,
     face_top, face_right, face_bottom, face_left, and ``mask``: the validity mask PNG; an
-    index without it counts every pixel valid). Pairs of ``splits`` get every variant,
-    the others only the identity. Pairs run in ``workers`` processes; output paths are
-    ``out_dir`` joined as given (relative stays relative).
+    index without it counts every pixel valid). Pairs of ``augment.splits`` get every
+    variant (``augment.rotations``, ``augment.border_mode``), the others only the identity.
+    Pairs run in ``augment.workers`` processes; output paths are ``out_dir`` joined as given
+    (relative stays relative).
     """
+    splits, rotations = augment.splits, augment.rotations
     jobs = [
         (
             row.pair_id,
@@ -314,13 +318,15 @@ def augment_dataset(
                 "mask_path": _mask_path(row),
                 "augment": row.split in splits,
                 "rotations": tuple(rotations),
-                "border_mode": border_mode,
+                "border_mode": augment.border_mode,
             },
         )
         for row in faces.itertuples(index=False)
     ]
     results = zip(
-        faces.itertuples(index=False), parallel_map(_augment_job, jobs, workers), strict=True
+        faces.itertuples(index=False),
+        parallel_map(_augment_job, jobs, augment.workers),
+        strict=True,
     )
     rows = []
     for row, written in tqdm(

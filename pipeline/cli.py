@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shlex
 import sys
+from typing import get_args
 
 import click
 
+from pipeline.config import CropParams, DataParams, DemoParams, Device
+from pipeline.enhance import DEFAULT_FEATHER
 from pipeline.grid import grid_group
 
 
@@ -34,22 +37,39 @@ def params_overrides(path: str) -> None:
 
 # --- subcommands added by their modules' owners below (keep one section each) ---
 
+DEVICES = get_args(Device)  # the choices of params' train.device and evaluate.device
 
-# --- demo (owner: pipeline/demo.py) ---
+
+# --- demo (owner: pipeline/datasets/demo/) ---
+# The defaults are the demo params group's (one source); --help stays fast: config.py needs
+# pydantic only, no torch.
+_DEMO = DemoParams()
+
+
 @main.command("demo")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--subjects", "n_subjects", default=6, show_default=True, help="Number of subjects.")
-@click.option("--poses", default=2, show_default=True, help="Flash/studio pairs per subject.")
-@click.option("--width", default=768, show_default=True, help="Photo width, px.")
-@click.option("--height", default=1024, show_default=True, help="Photo height, px.")
-@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+@click.option(
+    "--subjects",
+    "n_subjects",
+    default=_DEMO.n_subjects,
+    show_default=True,
+    help="Number of subjects.",
+)
+@click.option(
+    "--poses", default=_DEMO.poses, show_default=True, help="Flash/studio pairs per subject."
+)
+@click.option("--width", default=_DEMO.width, show_default=True, help="Photo width, px.")
+@click.option("--height", default=_DEMO.height, show_default=True, help="Photo height, px.")
+@click.option("--seed", default=_DEMO.seed, show_default=True, help="Seed of every random choice.")
 @click.option(
     "--portraits-dir",
     type=click.Path(exists=True, file_okay=False),
-    default=None,
+    default=_DEMO.portraits_dir,
     help="Folder of portraits, one subject per file (default: astronaut + grace_hopper).",
 )
-@click.option("--noise-sigma", default=0.01, show_default=True, help="Flash sensor noise std.")
+@click.option(
+    "--noise-sigma", default=_DEMO.noise_sigma, show_default=True, help="Flash sensor noise std."
+)
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it holds a previous demo.")
 def demo(
     out_dir: str,
@@ -65,18 +85,21 @@ def demo(
     """Generate synthetic flash/studio portrait pairs with known misalignments into OUT_DIR."""
     from pipeline.datasets.demo import generate_demo
 
+    # Not re-validated: the command may render fewer subjects or smaller photos than the
+    # pipeline's split and crop need (the group's bounds are for the DVC stages).
+    settings = _DEMO.model_copy(
+        update={
+            "n_subjects": n_subjects,
+            "poses": poses,
+            "width": width,
+            "height": height,
+            "seed": seed,
+            "portraits_dir": portraits_dir,
+            "noise_sigma": noise_sigma,
+        }
+    )
     try:
-        summary = generate_demo(
-            out_dir,
-            n_subjects=n_subjects,
-            poses=poses,
-            width=width,
-            height=height,
-            seed=seed,
-            portraits_dir=portraits_dir,
-            noise_sigma=noise_sigma,
-            overwrite=force,
-        )
+        summary = generate_demo(out_dir, settings, overwrite=force)
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         click.echo(f"deepflash demo: {error}", err=True)
         sys.exit(2)
@@ -86,7 +109,7 @@ def demo(
     )
 
 
-# --- enhance (owner: pipeline/enhance.py) ---
+# --- enhance (owner: pipeline/enhance/) ---
 
 
 @main.command("enhance")
@@ -103,22 +126,20 @@ def demo(
     type=click.Path(),
     help="Model file written by the train stage (it holds arch, encoding, size, filter).",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option(
     "--skip-no-face", is_flag=True, help="Skip photos without a face instead of copying them."
 )
 @click.option(
     "--feather",
     type=click.FloatRange(0.01, 1.0),
-    default=0.35,  # = pipeline.enhance.apply.DEFAULT_FEATHER (not imported: keeps --help fast)
+    default=DEFAULT_FEATHER,
     show_default=True,
     help="Soft edge of the blend mask, as a fraction of its radius.",
 )
 @click.option(
     "--detector",
-    type=click.Choice(["auto", "hog", "cnn"]),
+    type=click.Choice(get_args(CropParams.model_fields["detector"].annotation)),
     default=None,
     help="Face detector (default: the model's; auto finds tilted faces too).",
 )
@@ -149,7 +170,7 @@ def enhance_command(
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from pipeline.enhance.apply import EnhanceError, enhance_paths
+    from pipeline.enhance.apply import EnhanceError, EnhanceOptions, enhance_paths
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
@@ -160,10 +181,7 @@ def enhance_command(
                 output=output,
                 out_dir=out_dir,
                 device=device,
-                feather=feather,
-                skip_no_face=skip_no_face,
-                detector=detector,
-                precision=precision,
+                options=EnhanceOptions(feather, skip_no_face, detector, precision),
             )
     except EnhanceError as error:
         click.echo(f"error: {error}", err=True)
@@ -178,7 +196,7 @@ def enhance_command(
         sys.exit(1)
 
 
-# --- export (owner: pipeline/export.py) ---
+# --- export (owner: pipeline/enhance/export.py) ---
 
 
 @main.command("export")
@@ -221,7 +239,7 @@ def export_command(
         click.echo(f"{name}: {entry['path']} ({parity})")
 
 
-# --- evaluate and grid (owner: pipeline/evaluate.py, pipeline/report.py) ---
+# --- evaluate and grid (owner: pipeline/evaluation/, pipeline/grid.py) ---
 
 
 @main.command("evaluate")
@@ -239,7 +257,10 @@ def export_command(
     help="Raw flash/studio pairs.",
 )
 @click.option(
-    "--layout", type=click.Choice(["pairs", "faid", "yaleb"]), default="pairs", show_default=True
+    "--layout",
+    type=click.Choice(get_args(DataParams.model_fields["layout"].annotation)),
+    default=DataParams().layout,
+    show_default=True,
 )
 @click.option(
     "--out",
@@ -270,7 +291,7 @@ def export_command(
 )
 @click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=click.Choice(DEVICES),
     default=None,
     help="Default: evaluate.device.",
 )

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ENCODINGS = ("A", "B", "C")
 SPLITS = ("train", "val", "test")
+Device = Literal["auto", "cpu", "cuda"]
 
 
 class ParamsError(ValueError):
@@ -45,7 +46,7 @@ class DataParams(_Group):
 
 
 class DemoParams(_Group):
-    """Synthetic flash/studio generator (pipeline/demo.py)."""
+    """Synthetic flash/studio generator (pipeline/datasets/demo/)."""
 
     seed: int = 0
     n_subjects: int = Field(6, ge=3)
@@ -152,7 +153,7 @@ class AugmentParams(_Group):
 
 
 class BilateralParams(_Group):
-    """The bilateral filter BL of the encodings (pipeline/bilateral.py)."""
+    """The bilateral filter BL of the encodings (pipeline/core/bilateral.py)."""
 
     sigma_s_fraction: float = Field(0.03, gt=0, le=0.5)
     sigma_r: float = Field(0.4, gt=0)
@@ -172,7 +173,7 @@ class ModelParams(_Group):
 
 
 class LossParams(_Group):
-    """Problem encoding and loss (pipeline/encoding.py, pipeline/losses.py)."""
+    """Problem encoding and loss (pipeline/core/encodings.py, pipeline/core/losses.py)."""
 
     encoding: Literal["A", "B", "C"] = "C"
     centred: bool = True
@@ -192,19 +193,19 @@ class AdamParams(_Group):
 
 
 class TrainParams(_Group):
-    """Training loop (pipeline/train.py)."""
+    """Training loop (pipeline/training/)."""
 
     seed: int = 0
     epochs: int = Field(62, ge=1)
     batch_size: int = Field(4, ge=1)
     num_workers: int = Field(0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
     target_val_loss: float = Field(0.0, ge=0)
     patience: int = Field(0, ge=0)
     max_images_per_epoch: int = Field(0, ge=0)
-    # Decoded images are kept in memory (pipeline/data.py) when they fit in this many MiB.
+    # Decoded images are kept in memory (pipeline/training/data.py) when they fit in this many MiB.
     cache_mb: int = Field(2048, ge=0)
     # Learning rate per epoch: constant (the paper) or cosine decay from the Adam lr to ~0 at
     # the last epoch (less noisy final weights on small data sets).
@@ -223,14 +224,14 @@ class TrainParams(_Group):
 
 
 class EvaluateParams(_Group):
-    """Evaluation protocol (pipeline/evaluate.py)."""
+    """Evaluation protocol (pipeline/evaluation/evaluate.py)."""
 
     seed: int = 0
     protocol_images: int = Field(30, ge=1)
     samples: int = Field(4, ge=0)
     batch_size: int = Field(8, ge=1)
     # Evaluation runs in float32 (no autocast) so the metrics do not depend on the device.
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
 
 
 class MlflowParams(_Group):

@@ -1,36 +1,45 @@
-"""Image and JSON input/output: the one image reader and writer of the project.
+"""Image, CSV and JSON input/output: the one reader and writer of each, every write atomic.
 
 Every image enters the pipeline as float32 RGB in [0, 1], HxWx3, upright (EXIF orientation
 applied), whatever it was on disk: 8- or 16-bit, grey, grey+alpha, RGBA, palette, CMYK.
+Every CSV table is read with one dtype rule (:func:`read_csv`: every cell is text).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Pillow's own bomb check only warns below 2x its limit; we check sizes ourselves.
 Image.MAX_IMAGE_PIXELS = None
 
 _EXIF_ORIENTATION = 0x0112
 DEFAULT_MAX_PIXELS = 100_000_000
+# Every type :func:`read_image` decodes (Pillow, 16-bit PNG/TIFF through OpenCV): the dataset
+# layouts, the demo's portraits folder and enhance's folders and globs all take the same list,
+# so a photo one of them reads is never skipped by another (Yale B ships .pgm; GIF: first frame).
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm", ".pnm", ".gif"}
 )
 """File extensions (lower case) of the image files the project reads."""
+MANIFEST_PATH = Path("data/interim/manifest.csv")
+"""The ingest stage's manifest (one row per pair, its subject split), read by the later stages."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -89,27 +98,52 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, bits: int = 8) -> Path:
-    """Write float [0, 1] (or uint8/uint16) RGB or grey to PNG/JPEG/TIFF; parents created."""
+    """Write float [0, 1] (or uint8/uint16) RGB or grey to PNG/JPEG/TIFF; parents created.
+
+    Atomic (:func:`write_pixels`).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     array = np.asarray(image)
     if array.dtype.kind == "f":
         scale = 65535 if bits == 16 else 255
         array = np.clip(np.rint(np.nan_to_num(array) * scale), 0, scale)
         array = array.astype(np.uint16 if bits == 16 else np.uint8)
     if array.dtype == np.uint16:
-        # Pillow cannot write 16-bit RGB; OpenCV can (BGR order).
-        out = array[..., ::-1] if array.ndim == 3 else array
-        if not cv2.imwrite(str(path), np.ascontiguousarray(out)):
-            raise OSError(f"{path}: could not write image")
-        return path
+        return write_pixels(path, array)
     suffix = path.suffix.lower()
     # PNG level 1: ~2.4x faster than Pillow's default for ~10% larger files (augment writes
     # 40 PNGs per pair, so writing dominated that stage).
-    options = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+    options: dict[str, Any] = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
     if suffix == ".png":
         options = {"compress_level": 1}
-    Image.fromarray(array).save(path, **options)
+    return write_pixels(path, array, **options)
+
+
+def write_pixels(path: str | os.PathLike, pixels: np.ndarray, **options: Any) -> Path:
+    """Write uint8 or uint16 pixels (HxW grey, HxWx3 RGB, HxWx4 RGBA) atomically, the type
+    from the extension; parents created.
+
+    uint8 goes through Pillow with ``options`` (its ``save`` keywords: quality, exif,
+    icc_profile...); uint16 through OpenCV (Pillow cannot write 16-bit colour), without
+    options. The one image encoder of the project: :func:`write_image` and the enhance writer.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    array = np.asarray(pixels)
+    with atomic_output(path) as tmp:
+        if array.dtype == np.uint16:
+            # OpenCV's channel order is BGR(A).
+            colour = array.ndim == 3 and array.shape[2] in (3, 4)
+            out = array[..., [2, 1, 0, 3][: array.shape[2]]] if colour else array
+            ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(out))
+            if not ok:
+                raise OSError(f"{path}: could not write image")
+            tmp.write_bytes(encoded.tobytes())
+        else:
+            image_format = Image.registered_extensions().get(suffix)
+            if image_format is None:
+                raise ValueError(f"unknown file extension: {path.suffix}")
+            Image.fromarray(array).save(tmp, format=image_format, **options)
     return path
 
 
@@ -170,12 +204,47 @@ def safe_name(text: str) -> str:
 
 def write_rejected(path: str | os.PathLike, rows: Iterable[tuple[str, str]]) -> Path:
     """A rejected-inputs CSV with columns file, reason (header written even when empty)."""
+    import pandas as pd
+
+    return write_csv(path, pd.DataFrame(list(rows), columns=["file", "reason"], dtype=object))
+
+
+def write_csv(
+    path: str | os.PathLike, table: pd.DataFrame, float_format: str | None = None
+) -> Path:
+    """Write a table as CSV (header, no index column, ``\n`` line ends), atomically."""
+    with atomic_output(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n", float_format=float_format)
+    return Path(path)
+
+
+def read_stage_table(path: str | os.PathLike, made_by: str) -> pd.DataFrame:
+    """:func:`read_csv` of a table another DVC stage writes; a missing one raises
+    FileNotFoundError "<path>: not found (run the <made_by> stage first)"."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: not found (run the {made_by} stage first)")
+    return read_csv(path)
+
+
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """A CSV table with every cell as text (the one dtype rule of the project's tables).
+
+    Identifiers stay what was written ("007", "NA" and "null" are names, not numbers or
+    missing values) and an empty cell is ""; a reader converts the numbers it uses
+    (``int(row.width)``).
+    """
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def empty_dir(path: str | os.PathLike) -> Path:
+    """Remove ``path`` (a stage's own output folder) and create it empty: no stale file of an
+    earlier run survives beside the new ones."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["file", "reason"])
-        writer.writerows(rows)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
     return path
 
 
@@ -331,13 +400,19 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
+    "MANIFEST_PATH",
     "ImageReadError",
+    "empty_dir",
     "image_size",
     "is_image_name",
+    "read_csv",
     "read_image",
     "read_json",
+    "read_stage_table",
     "safe_name",
+    "write_csv",
     "write_image",
     "write_json",
+    "write_pixels",
     "write_rejected",
 ]

@@ -9,45 +9,35 @@ metrics/augment.json. No bilateral-filtered copies: the filter runs on the devic
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.augment import augment_dataset
-from pipeline.config import load_params
-from pipeline.io import write_json
+from pipeline.config import Params
+from pipeline.io import empty_dir, read_stage_table, write_csv, write_json
+from pipeline.stage import StageError, run_stage
 
 FACES_INDEX = Path("data/interim/faces/index.csv")
 OUT = Path("data/processed")
 METRICS = Path("metrics/augment.json")
 
 
-def main() -> None:
-    """Run the stage from the repository root."""
-    params = load_params(exit_on_error=True).augment
-    if not FACES_INDEX.is_file():
-        sys.exit(f"{FACES_INDEX}: not found (run the crop stage first)")
-    faces = pd.read_csv(FACES_INDEX, dtype={"pair_id": str, "subject": str, "split": str})
+def augment(params: Params) -> None:
+    """Write every variant of the face crops; write the index and metrics."""
+    faces = read_stage_table(FACES_INDEX, "crop")
     if faces.empty:
-        sys.exit(f"{FACES_INDEX}: no cropped pairs to augment")
-    if OUT.exists():
-        shutil.rmtree(OUT)  # the stage's own output: no stale variants from an earlier run
-    run = augment_dataset(
-        faces,
-        OUT,
-        splits=params.splits,
-        rotations=params.rotations,
-        border_mode=params.border_mode,
-        workers=params.workers,
-        progress=True,
-    )
-    OUT.mkdir(parents=True, exist_ok=True)
-    run.index.to_csv(OUT / "index.csv", index=False)
+        raise StageError(f"{FACES_INDEX}: no cropped pairs to augment")
+    empty_dir(OUT)  # the stage's own output: no stale variants from an earlier run
+    run = augment_dataset(faces, OUT, params.augment, progress=True)
+    write_csv(OUT / "index.csv", run.index)
     write_json(METRICS, run.metrics)
     print(f"augment: {len(faces)} pair(s) -> {len(run.index)} image pair(s) in {OUT}")
 
 
+def main() -> int:
+    """Run the stage from the repository root."""
+    return run_stage("augment", augment)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

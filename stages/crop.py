@@ -12,42 +12,40 @@ without a face are skipped and listed in rejected.csv with the reason.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
+from pipeline.config import Params
+from pipeline.faces.dataset import crop_dataset
+from pipeline.io import (
+    MANIFEST_PATH,
+    empty_dir,
+    read_stage_table,
+    write_csv,
+    write_json,
+    write_rejected,
+)
+from pipeline.stage import StageError, run_stage
 
-from pipeline.config import load_params
-from pipeline.faces.dataset import crop_dataset, crop_options
-from pipeline.io import write_json, write_rejected
-
-MANIFEST = Path("data/interim/manifest.csv")
 REGISTERED = Path("data/interim/registered")
 OUT = Path("data/interim/faces")
 METRICS = Path("metrics/crop.json")
 
 
-def main() -> None:
-    """Run the stage from the repository root."""
-    params = load_params(exit_on_error=True)
-    crop = params.crop
-    if not MANIFEST.is_file():
-        sys.exit(f"{MANIFEST}: not found (run the ingest stage first)")
-    manifest = pd.read_csv(MANIFEST, dtype=str, keep_default_na=False)
-    if OUT.exists():
-        shutil.rmtree(OUT)  # the stage's own output: no stale crops from an earlier run
-    OUT.mkdir(parents=True)
+def crop(params: Params) -> None:
+    """Crop every registered manifest pair; write the crops, index, rejected list, metrics."""
+    manifest = read_stage_table(MANIFEST_PATH, "ingest")
+    empty_dir(OUT)  # the stage's own output: no stale crops from an earlier run
     run = crop_dataset(
         manifest,
         REGISTERED,
         OUT,
+        params.crop,
         size=params.data.size,
-        workers=crop.workers,
+        rotations=params.augment.rotations,
         progress=True,
-        **crop_options(crop, params.augment.rotations),
     )
-    run.index.to_csv(OUT / "index.csv", index=False)
+    write_csv(OUT / "index.csv", run.index)
     write_rejected(OUT / "rejected.csv", run.rejected)
     write_json(METRICS, run.metrics)
     m = run.metrics
@@ -57,8 +55,13 @@ def main() -> None:
         f"{m['rejected']} rejected -> {OUT}"
     )
     if not m["cropped"]:
-        sys.exit(f"crop: no pair could be cropped; reasons in {OUT / 'rejected.csv'}")
+        raise StageError(f"no pair could be cropped; reasons in {OUT / 'rejected.csv'}")
+
+
+def main() -> int:
+    """Run the stage from the repository root."""
+    return run_stage("crop", crop)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

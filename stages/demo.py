@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from pipeline.config import load_params
+from pipeline.config import Params
 from pipeline.datasets.demo import generate_demo
 from pipeline.io import write_json
+from pipeline.stage import run_stage
 
 OUT_DIR = Path("data/raw/demo")
 METRICS = Path("metrics/demo.json")
 
 
-def main() -> None:
-    """Load params.yaml, render the demo pairs, write metrics/demo.json."""
-    p = load_params(exit_on_error=True).demo
-    summary = generate_demo(
-        OUT_DIR,
-        n_subjects=p.n_subjects,
-        poses=p.poses,
-        width=p.width,
-        height=p.height,
-        seed=p.seed,
-        portraits_dir=p.portraits_dir,
-        max_rotation_deg=p.max_rotation_deg,
-        max_scale=p.max_scale,
-        max_shift_frac=p.max_shift_frac,
-        max_shear=p.max_shear,
-        noise_sigma=p.noise_sigma,
-        overwrite=True,
-        progress=True,
-    )
+def demo(params: Params) -> None:
+    """Render the demo pairs, write metrics/demo.json."""
+    summary = generate_demo(OUT_DIR, params.demo, overwrite=True, progress=True)
     write_json(METRICS, summary.metrics())
     for name in summary.faces_not_found:
         print(f"demo: no face found in portrait {name}; framed on the image centre")
@@ -42,5 +28,11 @@ def main() -> None:
     )
 
 
+def main() -> int:
+    """Run the stage from the repository root."""
+    # A folder in the way (not a previous demo), an unusable portraits_dir.
+    return run_stage("demo", demo, (FileExistsError, ValueError))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

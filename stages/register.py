@@ -13,7 +13,6 @@ reports/rejected.csv, and one file cannot be the output of two DVC stages.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -25,28 +24,30 @@ from pipeline.align.dataset import (
     registration_metrics,
     rejected_rows,
 )
-from pipeline.config import load_params
-from pipeline.io import write_json, write_rejected
+from pipeline.config import Params
+from pipeline.io import (
+    MANIFEST_PATH,
+    empty_dir,
+    read_stage_table,
+    write_csv,
+    write_json,
+    write_rejected,
+)
+from pipeline.stage import run_stage
 
-MANIFEST = Path("data/interim/manifest.csv")
 OUT = Path("data/interim/registered")
 REJECTED = Path("reports/rejected_register.csv")
 METRICS = Path("metrics/register.json")
 
 
-def main() -> None:
-    """Load params, register every manifest pair, write the per-pair files, lists and metrics."""
-    params = load_params(exit_on_error=True)
+def register(params: Params) -> None:
+    """Register every manifest pair, write the per-pair files, lists and metrics."""
     group = params.register
-    if not MANIFEST.is_file():
-        sys.exit(f"register: {MANIFEST} not found (run the ingest stage first)")
-    manifest = pd.read_csv(MANIFEST, dtype={"pair_id": str, "subject": str, "pose": str})
-    if OUT.exists():
-        shutil.rmtree(OUT)  # DVC output: stale pairs from an older manifest must not survive
-    (OUT / "previews").mkdir(parents=True)
+    manifest = read_stage_table(MANIFEST_PATH, "ingest")
+    # DVC output: stale pairs from an older manifest must not survive.
+    (empty_dir(OUT) / "previews").mkdir()
     records = register_dataset(manifest, OUT, group, progress=True)
-    index = pd.DataFrame(records, columns=["pair_id", "status", "reason"])
-    index.to_csv(OUT / "index.csv", index=False)
+    write_csv(OUT / "index.csv", pd.DataFrame(records, columns=["pair_id", "status", "reason"]))
     write_rejected(REJECTED, rejected_rows(records, manifest))
     metrics = registration_metrics(
         records, manifest, read_truth_matrices(params.data.raw_dir), group
@@ -65,5 +66,10 @@ def main() -> None:
     )
 
 
+def main() -> int:
+    """Run the stage from the repository root."""
+    return run_stage("register", register)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

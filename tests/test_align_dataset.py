@@ -22,7 +22,7 @@ from pipeline.align.dataset import (
 )
 from pipeline.align.geometry import grid_error
 from pipeline.align.synthetic import pair_rng, synthetic_pair
-from pipeline.config import RegisterParams
+from pipeline.config import DemoParams, RegisterParams
 from pipeline.datasets.ingest import DEFAULT_YALEB_LIGHTS
 from pipeline.faces.dataset import registration_matrix
 from pipeline.io import read_image, write_image
@@ -166,7 +166,8 @@ def test_demo_pairs_are_kept_with_the_tiny_e2e_settings(tmp_path: Path) -> None:
     """The e2e profile's demo (3 subjects, 256x320) and register settings: nothing rejected."""
     from pipeline.datasets.demo.generate import generate_demo
 
-    summary = generate_demo(tmp_path / "demo", n_subjects=3, poses=2, width=256, height=320)
+    demo = DemoParams(n_subjects=3, poses=2, width=256, height=320)
+    summary = generate_demo(tmp_path / "demo", demo)
     truth = pd.read_csv(tmp_path / "demo" / "truth.csv", dtype=str)
     rows = [
         (f"{t.subject}__{t.pose}", tmp_path / "demo" / t.flash, tmp_path / "demo" / t.studio)

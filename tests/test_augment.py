@@ -7,7 +7,6 @@ import json
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
 from skimage import data as skdata
 from stagetools import file_hashes, run_stage
@@ -22,7 +21,8 @@ from pipeline.augment import (
     variant_matrix,
     variant_name,
 )
-from pipeline.io import read_image, read_mask, write_image, write_mask
+from pipeline.config import AugmentParams
+from pipeline.io import read_csv, read_image, read_mask, write_image, write_mask
 
 SIZE = 96
 BOX = (30, 70, 66, 34)  # (top, right, bottom, left): 36 px face box centred at (51.5, 47.5)
@@ -265,8 +265,9 @@ def test_augment_stage_end_to_end(tmp_path):
         "images_test": 1,
     }
     # A rerun, in this process and without worker processes, writes the very same bytes.
-    faces_index = pd.read_csv(faces / "index.csv", dtype={"pair_id": str, "split": str})
-    again = augment_dataset(faces_index, tmp_path / "again", splits=["train", "val"], workers=1)
+    faces_index = read_csv(faces / "index.csv")
+    augment = AugmentParams(splits=["train", "val"], workers=1)
+    again = augment_dataset(faces_index, tmp_path / "again", augment)
     assert again.metrics == metrics
     written = {name: h for name, h in file_hashes(processed).items() if name.endswith(".png")}
     assert file_hashes(tmp_path / "again") == written and len(written) == 3 * 41

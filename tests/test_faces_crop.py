@@ -209,7 +209,7 @@ def test_every_single_person_portrait_gives_one_face_and_a_512_crop_holding_it(s
     assert len(paths) == 111
     for path in paths:
         image = _reduced(path, 400)
-        result = crop_faces(image, image, IDENTITY, size=512, max_side=400)
+        result = crop_faces(image, image, IDENTITY, size=512, detect_max_side=400)
         assert result.method == "detected" and len(result.faces) == 1, (path.name, result.faces)
         assert result.flash.shape == (512, 512, 3)
         top, right, bottom, left = result.face_box

@@ -13,7 +13,7 @@ import pytest
 from skimage import data as skdata
 from stagetools import file_hashes, run_stage
 
-from pipeline.config import CropParams
+from pipeline.config import AugmentParams, CropParams
 from pipeline.faces.dataset import INDEX_COLUMNS, crop_dataset, crop_options, registration_matrix
 from pipeline.faces.geometry import IDENTITY, place_crop
 from pipeline.io import read_image, read_mask, write_image
@@ -57,7 +57,7 @@ def test_crop_options_map_the_params_group_and_the_rotations_range():
     options = crop_options(CropParams(), [-20.0, -10.0, 0.0, 10.0, 20.0])
     assert options == {
         "detector": "auto",
-        "max_side": 800,
+        "detect_max_side": 800,
         "upsample": 1,
         "cnn_max_side": 400,
         "margin": 0.4,
@@ -153,7 +153,12 @@ def test_crop_stage_end_to_end(tmp_path, monkeypatch):
     manifest = pd.read_csv(root / "data/interim/manifest.csv", dtype=str)
     monkeypatch.chdir(root)
     again = crop_dataset(
-        manifest, "data/interim/registered", tmp_path / "again", size=64, workers=1
+        manifest,
+        "data/interim/registered",
+        tmp_path / "again",
+        CropParams(workers=1),
+        size=64,
+        rotations=AugmentParams().rotations,
     )
     assert again.metrics == metrics
     written = {name: digest for name, digest in file_hashes(faces).items() if name.startswith("s")}

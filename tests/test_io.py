@@ -14,9 +14,12 @@ from pipeline.io import (
     ImageReadError,
     image_size,
     is_image_name,
+    read_csv,
     read_image,
     read_json,
+    read_stage_table,
     safe_name,
+    write_csv,
     write_image,
     write_json,
     write_rejected,
@@ -204,3 +207,43 @@ def test_names_and_rejected_list(tmp_path: Path):
     path = write_rejected(tmp_path / "r" / "rejected.csv", [("a,b.jpg", "zero bytes")])
     assert path.read_text() == 'file,reason\n"a,b.jpg",zero bytes\n'
     assert write_rejected(tmp_path / "empty.csv", []).read_text() == "file,reason\n"
+
+
+def test_write_image_is_atomic(tmp_path: Path, monkeypatch):
+    """A failing encoder leaves the old file as it was and no temporary file beside it."""
+    old = write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.float32))
+    before = old.read_bytes()
+
+    def broken_save(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        write_image(old, np.ones((4, 4, 3), np.float32))
+    monkeypatch.undo()
+    assert old.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    for bits in (8, 16):  # Pillow and OpenCV paths: the new bytes replace the old ones
+        write_image(old, np.ones((4, 4, 3), np.float32), bits=bits)
+        assert read_image(old).min() == 1.0
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    with pytest.raises(ValueError, match="unknown file extension"):
+        write_image(tmp_path / "a.xyz", np.zeros((4, 4, 3), np.float32))
+
+
+def test_csv_tables_keep_every_cell_as_text(tmp_path: Path):
+    """read_csv's one dtype rule: ids such as "007" and "NA" stay themselves, empty is ""."""
+    import pandas as pd
+
+    table = pd.DataFrame({"pair_id": ["007", "NA"], "width": [768, 1024], "reason": ["", "x"]})
+    path = write_csv(tmp_path / "t" / "index.csv", table)
+    assert path.read_text() == "pair_id,width,reason\n007,768,\nNA,1024,x\n"
+    back = read_csv(path)
+    assert back.to_dict("list") == {
+        "pair_id": ["007", "NA"],
+        "width": ["768", "1024"],
+        "reason": ["", "x"],
+    }
+    with pytest.raises(FileNotFoundError, match=r"absent.csv: not found \(run the ingest stage"):
+        read_stage_table(tmp_path / "absent.csv", "ingest")
+    assert read_stage_table(path, "ingest").equals(back)

@@ -201,11 +201,6 @@ def check_faces(
     return FaceAgreement(full_flash_box, studio_full, overlap, error, reason, "", distance)
 
 
-def load_face_models() -> None:
-    """Load face_recognition's models now (before forking workers that share them)."""
-    _api()
-
-
 __all__ = [
     "FACE_SIDE",
     "IDENTITY_CHECK_ABOVE",
@@ -214,5 +209,4 @@ __all__ = [
     "MIN_IOU",
     "FaceAgreement",
     "check_faces",
-    "load_face_models",
 ]

@@ -22,11 +22,14 @@ guide; joint mode uses the colour distance over all channels as the range term (
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal, overload
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from pipeline.config import BilateralParams
 
 Mode = Literal["per_channel", "joint"]
 MODES: tuple[str, ...] = ("per_channel", "joint")
@@ -49,6 +52,17 @@ def sigma_s_for(side: int, fraction: float = 0.03) -> float:
             f"side and fraction must be positive (got side={side}, fraction={fraction})"
         )
     return float(side) * float(fraction)
+
+
+def make_blur(settings: BilateralParams, side: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The BL of the encodings for ``side``-pixel images (the one builder of BL: evaluation,
+    enhance), from the ``bilateral`` params group or a model file's copy of it."""
+    sigma_s = sigma_s_for(side, settings.sigma_s_fraction)
+
+    def blur(image: torch.Tensor) -> torch.Tensor:
+        return bilateral_filter(image, sigma_s, settings.sigma_r, settings.mode)
+
+    return blur
 
 
 @overload

@@ -2,7 +2,7 @@
 
 Eq. 5 (Capece et al. 2019): ``L = 4/(3N) * sum_i ((t_i - y_i) + E[y_i - t_i])^2`` over the N
 pixels and 3 channels of an image, the expectation taken per image and channel. It is the
-mean-centred MSE between the decoded difference images (eq. 3, see tests/test_losses.py):
+mean-centred MSE between the decoded difference images (eq. 3, see tests/test_core_losses.py):
 with ``y_d = BL(x) - 2y + 1`` and ``t_d = BL(x) - 2t + 1``, ``t_d - y_d = 2 (y - t)``, so
 
     1/(3N) sum ((t_d - y_d) - E[t_d - y_d])^2 = 1/(3N) sum (2 (y - t) - 2 E[y - t])^2

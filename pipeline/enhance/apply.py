@@ -52,7 +52,6 @@ from pipeline.enhance.blend import (
     relit_change,
 )
 from pipeline.enhance.files import (
-    IMAGE_EXTENSIONS,
     EnhanceError,
     expand_inputs,
     keeps_alpha,
@@ -60,7 +59,7 @@ from pipeline.enhance.files import (
     source_metadata,
     write_output,
 )
-from pipeline.enhance.network import PRECISIONS, make_blur, run_model
+from pipeline.enhance.network import PRECISIONS, run_model
 from pipeline.enhance.placement import Placement, face_crops, place_face
 from pipeline.faces.detect import Face as Detection
 from pipeline.faces.detect import find_faces
@@ -89,6 +88,18 @@ class Face:
     roll: float = 0.0
     path: str = "given"
     centre: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class EnhanceOptions:
+    """How ``deepflash enhance`` treats each photo: the blend mask's ``feather``, whether a
+    photo without a face is skipped (else copied), the face ``detector`` (None: the model's)
+    and the network ``precision`` (see :func:`run_model`)."""
+
+    feather: float = DEFAULT_FEATHER
+    skip_no_face: bool = False
+    detector: str | None = None
+    precision: str = "fp32"
 
 
 @dataclass
@@ -247,16 +258,14 @@ def enhance_file(
     target: str | os.PathLike,
     model: torch.nn.Module,
     meta: dict[str, Any],
+    options: EnhanceOptions = EnhanceOptions(),
     *,
-    feather: float = DEFAULT_FEATHER,
-    skip_no_face: bool = False,
-    detector: str | None = None,
     device: torch.device | None = None,
-    precision: str = "fp32",
 ) -> EnhanceResult:
     """Enhance one photo file into ``target``; never raises for a bad image (status failed).
 
-    A photo without a face is copied unchanged (warning) or skipped with ``skip_no_face``.
+    A photo without a face is copied unchanged (warning) or skipped with
+    ``options.skip_no_face``.
     An alpha channel is kept as it is (only colour is relit) when ``target``'s type holds
     one; a JPEG or BMP target drops it, with a warning saying so.
     """
@@ -273,14 +282,14 @@ def enhance_file(
         image,
         model,
         meta,
-        feather=feather,
-        detector=detector,
+        feather=options.feather,
+        detector=options.detector,
         device=device,
-        precision=precision,
+        precision=options.precision,
         inplace=True,
         timings=timings,
     )
-    if not found and skip_no_face:
+    if not found and options.skip_no_face:
         log.warning("%s: no face found; skipped (--skip-no-face)", source)
         return EnhanceResult(source, None, "skipped_no_face", reason="no face", timings=timings)
     copy = not found and source.suffix.lower() == target.suffix.lower()
@@ -314,10 +323,7 @@ def enhance_paths(
     output: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
     device: str = "auto",
-    feather: float = DEFAULT_FEATHER,
-    skip_no_face: bool = False,
-    detector: str | None = None,
-    precision: str = "fp32",
+    options: EnhanceOptions = EnhanceOptions(),
     progress: bool = True,
 ) -> list[EnhanceResult]:
     """The ``deepflash enhance`` command: inputs (files, folders, globs) -> enhanced photos.
@@ -327,10 +333,12 @@ def enhance_paths(
     """
     from tqdm.auto import tqdm
 
-    if not 0 < feather <= 1:
-        raise EnhanceError(f"--feather must be in (0, 1], got {feather}")
-    if precision not in PRECISIONS:
-        raise EnhanceError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if not 0 < options.feather <= 1:
+        raise EnhanceError(f"--feather must be in (0, 1], got {options.feather}")
+    if options.precision not in PRECISIONS:
+        raise EnhanceError(
+            f"--precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
+        )
     sources = expand_inputs(inputs)
     targets = plan_outputs(sources, output, out_dir)
     model, meta, torch_device = load_enhancer(model_path, device)
@@ -340,29 +348,17 @@ def enhance_paths(
     )
     for source, target in bar:
         bar.set_postfix_str(source.name, refresh=False)
-        results.append(
-            enhance_file(
-                source,
-                target,
-                model,
-                meta,
-                feather=feather,
-                skip_no_face=skip_no_face,
-                detector=detector,
-                device=torch_device,
-                precision=precision,
-            )
-        )
+        results.append(enhance_file(source, target, model, meta, options, device=torch_device))
     return results
 
 
 __all__ = [
     "DEFAULT_FEATHER",
-    "IMAGE_EXTENSIONS",
     "MASK_AXES",
     "PRECISIONS",
     "STAGES",
     "EnhanceError",
+    "EnhanceOptions",
     "EnhanceResult",
     "Face",
     "Placement",
@@ -373,7 +369,6 @@ __all__ = [
     "enhance_paths",
     "face_crops",
     "load_enhancer",
-    "make_blur",
     "parse_meta",
     "place_face",
     "resolve_device",

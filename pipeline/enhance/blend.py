@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 
 from pipeline.core.encodings import reconstruct
+from pipeline.enhance import DEFAULT_FEATHER
 from pipeline.faces.geometry import crop_matrix, invert
 
 #: Default width of the mask's soft edge, as a fraction of the ellipse radius.
-DEFAULT_FEATHER = 0.35
 #: Half-axes of the blend ellipse as fractions of half the crop side (x, y): the face and hair
 #: are taller than wide; both stay inside the crop so the mask is exactly 0 at its border.
 MASK_AXES = (0.86, 0.98)

@@ -14,12 +14,13 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.io import atomic_output, write_image
+from pipeline.io import IMAGE_SUFFIXES, is_image_name, write_image, write_pixels
 
 log = logging.getLogger(__name__)
 
-#: Extensions taken from folders and globs, and accepted as outputs.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+#: Output types :func:`write_output` writes (with EXIF and ICC where the type holds them).
+#: Inputs from folders and globs are every type the reader decodes (:func:`is_image_name`).
+OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 #: Output types that hold an alpha channel.
 ALPHA_EXTENSIONS = (".png", ".tif", ".tiff", ".webp")
 _EXIF_ORIENTATION = 0x0112
@@ -28,11 +29,6 @@ _JPEG_QUALITY = 95
 
 class EnhanceError(RuntimeError):
     """A user-facing problem (missing or wrong model file, bad arguments); message says why."""
-
-
-def is_image_name(path: Path) -> bool:
-    """Whether ``path`` has one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def expand_inputs(items: Iterable[str | os.PathLike]) -> list[Path]:
@@ -51,7 +47,7 @@ def expand_inputs(items: Iterable[str | os.PathLike]) -> list[Path]:
             images = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
             if not images:
                 raise EnhanceError(
-                    f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+                    f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
                 )
             found.extend(images)
         elif glob.has_magic(text):
@@ -89,9 +85,9 @@ def plan_outputs(
         outputs = [Path(out_dir) / path.name for path in inputs]
     seen: dict[Path, Path] = {}
     for source, target in zip(inputs, outputs, strict=True):
-        if not is_image_name(target):
+        if target.suffix.lower() not in OUTPUT_EXTENSIONS:
             raise EnhanceError(
-                f"{target}: unsupported output type (use {', '.join(IMAGE_EXTENSIONS)})"
+                f"{target}: unsupported output type (use {', '.join(OUTPUT_EXTENSIONS)})"
             )
         key = target.resolve()
         if key == source.resolve():
@@ -173,35 +169,26 @@ def write_output(
         if alpha is None:
             return write_image(path, image, bits=16)
         pixels = np.clip(np.rint(np.dstack([image, alpha]) * 65535), 0, 65535).astype(np.uint16)
-        with atomic_output(path) as tmp:
-            # OpenCV writes 16-bit colour, in BGRA order; the type comes from the extension.
-            ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(pixels[..., [2, 1, 0, 3]]))
-            if not ok:
-                raise OSError(f"{path}: could not encode a 16-bit image")
-            tmp.write_bytes(encoded.tobytes())
-        return path
+        return write_pixels(path, pixels)
     # One saturating, rounding pass (OpenCV, multi-threaded): the exact inverse of /255 on 8-bit.
     pixels = cv2.convertScaleAbs(image, alpha=255.0)
     if alpha is not None:
         pixels = np.dstack([pixels, cv2.convertScaleAbs(alpha, alpha=255.0)])
-    options: dict[str, Any] = {"format": Image.registered_extensions()[suffix]}
+    options: dict[str, Any] = {}
     if suffix in (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"):
         options.update({key: metadata[key] for key in ("exif", "icc_profile") if key in metadata})
     if suffix in (".jpg", ".jpeg"):
         options["quality"] = _JPEG_QUALITY
     if suffix == ".webp" and alpha is not None:
         options["lossless"] = True  # lossy WebP would blur the alpha edge
-    with atomic_output(path) as tmp:
-        Image.fromarray(pixels).save(tmp, **options)
-    return path
+    return write_pixels(path, pixels, **options)
 
 
 __all__ = [
     "ALPHA_EXTENSIONS",
-    "IMAGE_EXTENSIONS",
+    "OUTPUT_EXTENSIONS",
     "EnhanceError",
     "expand_inputs",
-    "is_image_name",
     "keeps_alpha",
     "plan_outputs",
     "source_metadata",

@@ -3,13 +3,12 @@ BL of Sec. 3), batched, in float32 or bfloat16 autocast."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from pipeline.core.bilateral import bilateral_filter, sigma_s_for
+from pipeline.core.bilateral import make_blur
 from pipeline.core.encodings import network_input
 from pipeline.models.format import ModelMeta
 
@@ -17,14 +16,6 @@ from pipeline.models.format import ModelMeta
 PRECISIONS = ("fp32", "bf16")
 #: Crops sent through the network at once (bounds memory for group photos at width 1.0).
 MAX_BATCH = 4
-
-
-def make_blur(meta: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The bilateral filter BL the model was trained with, at its input size (from ``meta``)."""
-    parsed = ModelMeta.parse(meta)
-    settings = parsed.bilateral
-    sigma_s = sigma_s_for(parsed.size, settings.sigma_s_fraction)
-    return lambda image: bilateral_filter(image, sigma_s, settings.sigma_r, settings.mode)
 
 
 @torch.inference_mode()
@@ -47,7 +38,8 @@ def run_model(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if device is None:
         device = next(model.parameters()).device
-    blur = make_blur(meta)
+    parsed = ModelMeta.parse(meta)
+    blur = make_blur(parsed.bilateral, parsed.size)
     outputs = []
     for start in range(0, len(crops), MAX_BATCH):
         batch = torch.from_numpy(np.ascontiguousarray(crops[start : start + MAX_BATCH]))
@@ -61,4 +53,4 @@ def run_model(
     return np.concatenate(outputs).astype(np.float32, copy=False)
 
 
-__all__ = ["MAX_BATCH", "PRECISIONS", "make_blur", "run_model"]
+__all__ = ["MAX_BATCH", "PRECISIONS", "run_model"]

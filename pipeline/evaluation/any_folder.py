@@ -10,6 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from pipeline.config import Params
 from pipeline.evaluation.evaluate import evaluate_model
 
 
@@ -22,21 +23,19 @@ def evaluate_raw(
     raw_dir: str | os.PathLike,
     layout: str,
     work_dir: str | os.PathLike,
-    params: Any,
+    params: Params,
     device: str = "auto",
     samples_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model file on a raw dataset: read ``raw_dir`` in ``layout``, register and
     crop every pair into ``work_dir`` (no augmentation: one image per pair, split ``all``),
-    then :func:`evaluate_model`. ``params``: a :class:`pipeline.config.Params` whose ingest,
-    register, crop and evaluate groups are used (the crop side is the model's own size).
+    then :func:`evaluate_model`. ``params``: the ingest, register, crop, augment (rotations)
+    and evaluate groups are used (the crop side is the model's own size).
 
     Returns ``{"model", "raw_dir", "layout", "pairs", "metrics": {"all": ...},
     "rejected": [{file, reason}], "pair_details": [...]}``; raises :class:`EvaluateError`
     when no pair is usable.
     """
-    import csv
-
     import numpy as np
     import pandas as pd
 
@@ -44,7 +43,7 @@ def evaluate_raw(
     from pipeline.datasets.ingest import DatasetError, read_dataset
     from pipeline.faces.crop import NoFaceError, crop_pair_files
     from pipeline.faces.dataset import crop_options
-    from pipeline.io import ImageReadError
+    from pipeline.io import ImageReadError, write_csv
     from pipeline.models import read_model_meta
 
     work = Path(work_dir)
@@ -120,11 +119,7 @@ def evaluate_raw(
     if not rows:
         reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in rejected[:5]) or "no pairs found"
         raise EvaluateError(f"{raw_dir}: no usable pair in layout {layout!r} ({reasons})")
-    index = work / "index.csv"
-    with index.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    index = write_csv(work / "index.csv", pd.DataFrame(rows))
     cfg = params.evaluate
     metrics = evaluate_model(
         model_path,

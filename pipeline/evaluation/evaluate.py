@@ -50,20 +50,6 @@ TILE_LABELS = ("input", "BL(input)", "output", "precond. gt", "gt")
 _MIN_TILE = 128  # sample tiles are upscaled to at least this side so the labels fit
 
 
-def make_blur(bilateral: Mapping[str, Any], side: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The BL of the encodings for ``side``-pixel images, from a model file's bilateral settings."""
-    from pipeline.core.bilateral import bilateral_filter, sigma_s_for
-
-    sigma_s = sigma_s_for(side, float(bilateral["sigma_s_fraction"]))
-    sigma_r = float(bilateral["sigma_r"])
-    mode = bilateral.get("mode", "per_channel")
-
-    def blur(image: torch.Tensor) -> torch.Tensor:
-        return bilateral_filter(image, sigma_s, sigma_r, mode)
-
-    return blur
-
-
 def identity_output(
     x: torch.Tensor, encoding: str, blur: Callable[[torch.Tensor], torch.Tensor]
 ) -> torch.Tensor:
@@ -296,6 +282,7 @@ def evaluate_model(
     The model's own settings (encoding, bilateral filter, centred loss, size) come from its
     model file, so a model is always evaluated the way it was trained.
     """
+    from pipeline.core.bilateral import make_blur
     from pipeline.core.losses import make_loss
     from pipeline.io import write_image
     from pipeline.models import load_for_inference
@@ -305,7 +292,7 @@ def evaluate_model(
     model, meta, dev = load_for_inference(model_path, device)
     encoding = meta.encoding
     size = meta.size
-    blur = make_blur(meta.bilateral.model_dump(), size)
+    blur = make_blur(meta.bilateral, size)
     loss_fn = make_loss(meta.centred)
     results: dict[str, Any] = {}
     if samples_dir is not None:
@@ -355,7 +342,6 @@ __all__ = [
     "evaluate_split",
     "gap_closed",
     "identity_output",
-    "make_blur",
     "oracle_output",
     "protocol_indices",
     "sample_grid",

@@ -16,12 +16,14 @@ the crop: False where either image's crop drew on padding; there both images hol
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.config import AugmentParams, CropParams
 from pipeline.faces.detect import Face, find_faces
 from pipeline.faces.geometry import (
     IDENTITY,
@@ -39,6 +41,13 @@ from pipeline.faces.resample import PAD_MODES, resample, valid_mask
 from pipeline.io import read_image, write_image, write_json, write_mask
 
 ON_MISSING = ("center", "reject")
+_CROP = CropParams()
+
+
+def rotations_range(rotations: Sequence[float]) -> tuple[float, float]:
+    """(min, max) of ``augment.rotations``: the roll the network sees in training; a face
+    tilted beyond it is cropped turned upright."""
+    return float(min(rotations)), float(max(rotations))
 
 
 class NoFaceError(ValueError):
@@ -97,17 +106,20 @@ def crop_faces(
     registration: np.ndarray,
     *,
     size: int,
-    detector: str = "auto",
-    max_side: int = 800,
-    upsample: int = 1,
-    cnn_max_side: int = 400,
-    margin: float = 0.4,
-    min_margin: float = 0.0,
-    pad_mode: str = "constant",
-    on_missing: str = "center",
-    upright_range: tuple[float, float] = (-20.0, 20.0),
+    detector: str = _CROP.detector,
+    detect_max_side: int = _CROP.detect_max_side,
+    upsample: int = _CROP.upsample,
+    cnn_max_side: int = _CROP.cnn_max_side,
+    margin: float = _CROP.margin,
+    min_margin: float = _CROP.min_margin,
+    pad_mode: str = _CROP.pad_mode,
+    on_missing: str = _CROP.on_missing,
+    upright_range: tuple[float, float] = rotations_range(AugmentParams().rotations),
 ) -> FaceCrop:
     """Detect the face on the flash image and crop both images of the pair around it.
+
+    The detection and crop settings are the ``crop`` params group's fields, of the same names
+    and defaults (:func:`pipeline.faces.dataset.crop_options` maps the group).
 
     The largest face wins; its crop turns upright when its roll is outside
     ``upright_range`` (the range of ``augment.rotations``). Without a face,
@@ -118,7 +130,7 @@ def crop_faces(
         raise ValueError(f"unknown on_missing {on_missing!r}; use one of {ON_MISSING}")
     if pad_mode not in PAD_MODES:
         raise ValueError(f"unknown pad mode {pad_mode!r}; use one of {PAD_MODES}")
-    faces = find_faces(flash, detector, max_side, upsample, cnn_max_side)
+    faces = find_faces(flash, detector, detect_max_side, upsample, cnn_max_side)
     height, width = flash.shape[:2]
     if faces:
         angle = crop_angle(faces[0].roll, upright_range)
@@ -192,4 +204,5 @@ __all__ = [
     "crop_faces",
     "crop_pair",
     "crop_pair_files",
+    "rotations_range",
 ]

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.faces.crop import NoFaceError, crop_pair_files
+from pipeline.config import CropParams
+from pipeline.faces.crop import NoFaceError, crop_pair_files, rotations_range
 from pipeline.faces.detect import load_detector
 from pipeline.io import ImageReadError, read_json
 from pipeline.parallel import parallel_map
@@ -61,23 +62,24 @@ def registration_matrix(path: str | os.PathLike) -> tuple[np.ndarray | None, str
     return matrix, ""
 
 
-def crop_options(group: Any, rotations: Sequence[float]) -> dict[str, Any]:
-    """:func:`pipeline.faces.crop.crop_faces` keyword arguments from the ``crop`` params group
-    and ``augment.rotations`` (one mapping for the crop stage and ``deepflash evaluate``).
+def crop_options(crop: CropParams, rotations: Sequence[float]) -> dict[str, Any]:
+    """:func:`pipeline.faces.crop.crop_faces` keyword arguments (the group's own field names)
+    from the ``crop`` params group and ``augment.rotations`` (one mapping for the crop stage
+    and ``deepflash evaluate``).
 
     The rotations' range is the roll the network sees in training: a face tilted beyond it
     is cropped turned upright.
     """
     return {
-        "detector": group.detector,
-        "max_side": group.detect_max_side,
-        "upsample": group.upsample,
-        "cnn_max_side": group.cnn_max_side,
-        "margin": group.margin,
-        "min_margin": group.min_margin,
-        "pad_mode": group.pad_mode,
-        "on_missing": group.on_missing,
-        "upright_range": (float(min(rotations)), float(max(rotations))),
+        "detector": crop.detector,
+        "detect_max_side": crop.detect_max_side,
+        "upsample": crop.upsample,
+        "cnn_max_side": crop.cnn_max_side,
+        "margin": crop.margin,
+        "min_margin": crop.min_margin,
+        "pad_mode": crop.pad_mode,
+        "on_missing": crop.on_missing,
+        "upright_range": rotations_range(rotations),
     }
 
 
@@ -107,21 +109,22 @@ def crop_dataset(
     manifest: pd.DataFrame,
     registered_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
+    crop: CropParams,
     *,
     size: int,
-    workers: int = 1,
+    rotations: Sequence[float],
     progress: bool = False,
-    **options: Any,
 ) -> CropRun:
     """Crop every manifest pair with its registration into ``out_dir`` (crop stage contract).
 
     ``manifest`` needs columns pair_id, subject, split, flash_path, studio_path;
-    ``registered_dir`` holds the register stage's ``<pair_id>.json``. ``options`` are
-    :func:`pipeline.faces.crop.crop_faces`'s keyword arguments. Pairs without a usable
-    registration, with an unreadable image or (``on_missing="reject"``) without a face are
-    rejected with the file and the reason; nothing raises for one bad pair. Pairs run in
-    ``workers`` processes.
+    ``registered_dir`` holds the register stage's ``<pair_id>.json``; ``crop`` is the params
+    group and ``rotations`` is ``augment.rotations`` (see :func:`crop_options`). Pairs
+    without a usable registration, with an unreadable image or (``on_missing="reject"``)
+    without a face are rejected with the file and the reason; nothing raises for one bad
+    pair. Pairs run in ``crop.workers`` processes.
     """
+    options = crop_options(crop, rotations)
     rejected: list[tuple[str, str]] = []
     rows, jobs = {}, []
     for row in manifest.sort_values("pair_id").itertuples(index=False):
@@ -137,7 +140,7 @@ def crop_dataset(
     index = []
     counts = {"detected": 0, "center": 0, "multiple_faces": 0, "rotated": 0, "padded": 0}
     paths = {"hog": 0, "hog_rotated": 0, "cnn": 0}
-    results = parallel_map(_crop_job, jobs, workers)
+    results = parallel_map(_crop_job, jobs, crop.workers)
     for result in tqdm(results, total=len(jobs), desc="crop", unit="pair", disable=not progress):
         if "reason" in result:
             rejected.append((result["file"], result["reason"]))

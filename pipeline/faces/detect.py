@@ -28,10 +28,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.config import CropParams
 from pipeline.faces.geometry import Box, box_area
 from pipeline.faces.nms import suppress
 
 DETECTORS = ("auto", "hog", "cnn")
+# The detector's defaults are the crop params group's (one source for the crop stage, the
+# register stage's face check, the demo sources and enhance).
+_CROP = CropParams()
 PATHS = ("hog", "hog_rotated", "cnn")
 ROTATED_ANGLES = (25.0, -25.0, 50.0, -50.0)
 """Turns of the detection copy tried when upright HOG finds nothing (degrees). Upright HOG
@@ -223,10 +227,10 @@ def _largest_first(faces: list[Face]) -> list[Face]:
 
 def find_faces(
     image: np.ndarray,
-    detector: str = "auto",
-    max_side: int = 800,
-    upsample: int = 1,
-    cnn_max_side: int = 400,
+    detector: str = _CROP.detector,
+    max_side: int = _CROP.detect_max_side,
+    upsample: int = _CROP.upsample,
+    cnn_max_side: int = _CROP.cnn_max_side,
     angles: tuple[float, ...] = ROTATED_ANGLES,
 ) -> list[Face]:
     """Every face in ``image`` (HxW(x3) float in [0, 1] or uint8), largest first.
@@ -268,10 +272,10 @@ def find_faces(
 
 def detect_faces(
     image: np.ndarray,
-    detector: str = "auto",
-    max_side: int = 800,
-    upsample: int = 1,
-    cnn_max_side: int = 400,
+    detector: str = _CROP.detector,
+    max_side: int = _CROP.detect_max_side,
+    upsample: int = _CROP.upsample,
+    cnn_max_side: int = _CROP.cnn_max_side,
 ) -> list[Box]:
     """The boxes of :func:`find_faces` (top, right, bottom, left), largest first."""
     found = find_faces(image, detector, max_side, upsample, cnn_max_side)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from pipeline.config import DemoParams
 from pipeline.datasets.demo.render import render_pair
 from pipeline.datasets.demo.sources import default_prepared_sources, folder_sources, prepare_source
 from pipeline.datasets.demo.specs import (
@@ -22,7 +23,7 @@ from pipeline.datasets.demo.specs import (
     make_subject_specs,
 )
 from pipeline.datasets.truth import TRUTH_COLUMNS
-from pipeline.io import write_image
+from pipeline.io import write_csv, write_image
 
 
 @dataclass
@@ -62,39 +63,21 @@ class DemoSummary:
         }
 
 
-# ----------------------------------------------------------------------------------- sources
-
-
-# ------------------------------------------------------------------------------------- specs
-
-
-# ----------------------------------------------------------------------------------- render
-
-
-# --------------------------------------------------------------------------------- generate
 def generate_demo(
     out_dir: str | Path,
+    demo: DemoParams,
     *,
-    n_subjects: int = 6,
-    poses: int = 2,
-    width: int = 768,
-    height: int = 1024,
-    seed: int = 0,
-    portraits_dir: str | Path | None = None,
-    max_rotation_deg: float = 3.0,
-    max_scale: float = 0.03,
-    max_shift_frac: float = 0.02,
-    max_shear: float = 0.02,
-    noise_sigma: float = 0.01,
     flash: bool = True,
     overwrite: bool = False,
     progress: bool = False,
 ) -> DemoSummary:
     """Write ``<subject>/<pose>_flash.jpg``, ``<pose>_studio.jpg``, truth.csv, contact_sheet.png.
 
-    ``out_dir`` must be empty or absent; with ``overwrite`` a previous demo folder (one holding
-    truth.csv) is replaced. ``flash=False`` lights the flash shot like the studio one (tests);
-    ``progress`` shows a progress bar. Returns what was written, with each pair's matrix.
+    ``demo`` is the ``demo`` params group (subjects, poses, size, seed, portraits, the
+    misalignment limits, the flash noise). ``out_dir`` must be empty or absent; with
+    ``overwrite`` a previous demo folder (one holding truth.csv) is replaced. ``flash=False``
+    lights the flash shot like the studio one (tests); ``progress`` shows a progress bar.
+    Returns what was written, with each pair's matrix.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -105,14 +88,16 @@ def generate_demo(
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    if portraits_dir is None:
+    n_subjects, poses, seed = demo.n_subjects, demo.poses, demo.seed
+    width, height = demo.width, demo.height
+    if demo.portraits_dir is None:
         sources, skipped = list(default_prepared_sources())[:n_subjects], []
     else:
-        raw_sources, skipped = folder_sources(portraits_dir, limit=n_subjects)
+        raw_sources, skipped = folder_sources(demo.portraits_dir, limit=n_subjects)
         sources = [prepare_source(name, image) for name, image in raw_sources]
     subjects = make_subject_specs([s.name for s in sources], n_subjects, seed)
 
-    limits = (max_rotation_deg, max_scale, max_shift_frac, max_shear)
+    limits = (demo.max_rotation_deg, demo.max_scale, demo.max_shift_frac, demo.max_shear)
     work = [
         (subject, pose)
         for subject in subjects
@@ -121,7 +106,14 @@ def generate_demo(
     pairs, rows, thumbs = [], [], []
     for subject, pose in tqdm(work, desc="demo", unit="pair", disable=not progress):
         rendered = render_pair(
-            sources[subject.source], subject, pose, width, height, noise_sigma, seed, flash=flash
+            sources[subject.source],
+            subject,
+            pose,
+            width,
+            height,
+            demo.noise_sigma,
+            seed,
+            flash=flash,
         )
         folder = out_dir / subject.name
         flash_path = write_image(folder / f"{pose.name}_flash.jpg", rendered.flash)
@@ -158,9 +150,8 @@ def generate_demo(
         )
         thumbs.append((f"{subject.name} {pose.name}", rendered.flash, rendered.studio))
 
-    pd.DataFrame(rows, columns=list(TRUTH_COLUMNS)).to_csv(
-        out_dir / "truth.csv", index=False, float_format="%.12g"
-    )
+    truth = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
+    write_csv(out_dir / "truth.csv", truth, float_format="%.12g")
     write_image(out_dir / "contact_sheet.png", contact_sheet(thumbs, columns=2 * poses))
     return DemoSummary(
         out_dir=out_dir,

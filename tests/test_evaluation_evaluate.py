@@ -1,6 +1,6 @@
-"""Tests of pipeline/evaluate.py: known answers for the oracle and identity outputs, the
-protocol sample, the sample grids, the whole evaluation of a processed index and of a raw
-folder (library and `deepflash evaluate`)."""
+"""Tests of pipeline/evaluation/evaluate.py: known answers for the oracle and identity
+outputs, the protocol sample, the sample grids, the whole evaluation of a processed index and
+of a raw folder (library and `deepflash evaluate`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from pipeline.config import BilateralParams
 from pipeline.core import metrics as M
+from pipeline.core.bilateral import make_blur
 from pipeline.core.encodings import make_target, preconditioned_ground_truth, reconstruct
 from pipeline.core.losses import make_loss
 from pipeline.evaluation.evaluate import (
@@ -21,7 +23,6 @@ from pipeline.evaluation.evaluate import (
     evaluate_batch,
     evaluate_model,
     identity_output,
-    make_blur,
     oracle_output,
     protocol_indices,
     sample_grid,
@@ -55,7 +56,7 @@ def _pair(n: int = 2, side: int = 32, seed: int = 0) -> tuple[torch.Tensor, torc
 @pytest.mark.parametrize("encoding", ["A", "B", "C"])
 def test_oracle_and_identity_known_answers(encoding: str) -> None:
     flash, studio = _pair()
-    blur = make_blur(BILATERAL, 32)
+    blur = make_blur(BilateralParams(**BILATERAL), 32)
     loss_fn = make_loss(True)
     target = make_target(flash, studio, encoding, blur)
     oracle = evaluate_batch(Constant(target), flash, studio, encoding, blur, loss_fn).metrics
@@ -83,7 +84,7 @@ def test_oracle_and_identity_known_answers(encoding: str) -> None:
 @pytest.mark.parametrize("encoding", ["A", "B", "C"])
 def test_oracle_is_the_preconditioned_ground_truth(encoding: str) -> None:
     flash, studio = _pair(seed=5)
-    blur = make_blur(BILATERAL, 32)
+    blur = make_blur(BilateralParams(**BILATERAL), 32)
     target = make_target(flash, studio, encoding, blur)
     oracle = reconstruct(flash, oracle_output(flash, studio, encoding, blur), encoding)
     # Eq. 8: the oracle's reconstruction is exactly what preconditioned_ground_truth gives.
@@ -310,7 +311,7 @@ def test_metrics_skip_the_padded_area_of_a_crop() -> None:
     studio[..., 20:] = torch.rand(1, 3, 32, 12, generator=torch.Generator().manual_seed(1))
     mask = torch.ones(1, 1, 32, 32)
     mask[..., 20:] = 0.0
-    blur = make_blur(BILATERAL, 32)
+    blur = make_blur(BilateralParams(**BILATERAL), 32)
     out = evaluate_batch(Constant(flash), flash, studio, "A", blur, make_loss(False), mask)
     assert out.metrics["identity"]["psnr_gt"] == pytest.approx([20.0], abs=1e-4)
     assert out.metrics["identity"]["loss"] == pytest.approx([0.01], rel=1e-4)  # plain MSE

@@ -8,6 +8,7 @@ blending tests use models whose output is known (a constant), so their answers a
 from __future__ import annotations
 
 import csv
+import inspect
 import logging
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from click.testing import CliRunner
 from PIL import Image, ImageCms
 
 from pipeline.cli import main
-from pipeline.config import validate_params
+from pipeline.config import DemoParams, validate_params
 from pipeline.datasets.demo import generate_demo
 from pipeline.enhance.apply import (
     DEFAULT_FEATHER,
     STAGES,
     EnhanceError,
+    EnhanceOptions,
     enhance_file,
     enhance_image,
     enhance_paths,
@@ -79,7 +81,9 @@ class ConstantModel(torch.nn.Module):
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DeepFlash model (width 0.0625, 64 px, encoding C) trained 1 epoch on demo pairs."""
     root = tmp_path_factory.mktemp("tiny_model")
-    demo = generate_demo(root / "raw", n_subjects=3, poses=1, width=192, height=256, seed=0)
+    demo = generate_demo(
+        root / "raw", DemoParams(n_subjects=3, poses=1, width=192, height=256, seed=0)
+    )
     rows = []
     for pair in demo.pairs:
         cropped = crop_faces(read_image(pair.flash), read_image(pair.studio), IDENTITY, size=64)
@@ -433,7 +437,7 @@ def test_cli_folder_no_face_and_bad_image(
         [str(plain)],
         model_path=tiny_model_path,
         out_dir=tmp_path / "skip",
-        skip_no_face=True,
+        options=EnhanceOptions(skip_no_face=True),
         progress=False,
     )
     assert [r.status for r in results] == ["skipped_no_face"]
@@ -497,10 +501,18 @@ def test_cli_model_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "o.png").exists()
 
 
-def test_cli_feather_default_matches_library() -> None:
-    """The CLI's --feather default is the library's DEFAULT_FEATHER."""
-    option = next(p for p in main.commands["enhance"].params if p.name == "feather")
-    assert option.default == DEFAULT_FEATHER
+def test_cli_feather_default_is_the_library_default(monkeypatch, tmp_path: Path) -> None:
+    """`deepflash enhance` without --feather blends with the library's own default."""
+    seen: dict = {}
+
+    def record(inputs, **kwargs):
+        seen.update(kwargs)
+        return []
+
+    monkeypatch.setattr("pipeline.enhance.apply.enhance_paths", record)
+    result = CliRunner().invoke(main, ["enhance", "x.jpg", "-o", str(tmp_path / "o.jpg")])
+    assert result.exit_code == 0, result.output
+    assert seen["options"].feather == inspect.signature(enhance_image).parameters["feather"].default
 
 
 def test_cuda_request_without_cuda_is_a_clear_error(tiny_model_path: Path) -> None:

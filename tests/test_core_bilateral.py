@@ -10,7 +10,13 @@ import pytest
 import torch
 from skimage import data
 
-from pipeline.core.bilateral import bilateral_filter, reference_bilateral_filter, sigma_s_for
+from pipeline.config import BilateralParams
+from pipeline.core.bilateral import (
+    bilateral_filter,
+    make_blur,
+    reference_bilateral_filter,
+    sigma_s_for,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -39,6 +45,15 @@ def test_sigma_s_for_is_three_percent_of_the_side():
     assert sigma_s_for(1000, fraction=0.1) == pytest.approx(100.0)
     with pytest.raises(ValueError):
         sigma_s_for(0)
+
+
+def test_make_blur_is_the_filter_of_the_params_group(photo: np.ndarray):
+    """BL for a side: sigma_s = sigma_s_fraction x side, the group's sigma_r and mode."""
+    tensor = torch.from_numpy(photo).permute(2, 0, 1)[None]
+    settings = BilateralParams(sigma_s_fraction=0.05, sigma_r=0.2, mode="joint")
+    expected = bilateral_filter(tensor, 0.05 * 96, 0.2, "joint")
+    torch.testing.assert_close(make_blur(settings, 96)(tensor), expected, rtol=0, atol=0)
+    assert not torch.equal(make_blur(BilateralParams(), 96)(tensor), expected)
 
 
 def test_reference_matches_the_definition_pixel_by_pixel():

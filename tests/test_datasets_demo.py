@@ -1,4 +1,4 @@
-"""Tests of the synthetic flash/studio generator (pipeline/demo.py)."""
+"""Tests of the synthetic flash/studio generator (pipeline/datasets/demo/)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main as cli
+from pipeline.config import DemoParams
 from pipeline.datasets.demo import (
     Misalignment,
     PoseSpec,
@@ -29,6 +30,12 @@ from pipeline.io import read_image, write_image
 
 SMALL = {"width": 192, "height": 256}
 LIMITS = {"max_rotation_deg": 3.0, "max_scale": 0.03, "max_shift_frac": 0.02, "max_shear": 0.02}
+
+
+def settings(**changes) -> DemoParams:
+    """The demo group with ``changes``, not re-validated: fewer subjects than the pipeline's
+    split needs keep these tests fast (the generator itself takes any count)."""
+    return DemoParams().model_copy(update=changes)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +77,8 @@ def test_misalignment_matrix_convention():
 def test_generator_is_deterministic(tmp_path: Path):
     """Two runs with one seed are byte-identical; another seed changes the images."""
     options = {"n_subjects": 2, "poses": 2, "seed": 3, **SMALL}
-    generate_demo(tmp_path / "a", **options)
-    generate_demo(tmp_path / "b", **options)
+    generate_demo(tmp_path / "a", settings(**options))
+    generate_demo(tmp_path / "b", settings(**options))
     files_a = sorted(
         p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
     )
@@ -82,7 +89,7 @@ def test_generator_is_deterministic(tmp_path: Path):
     assert len(files_a) == 2 * 2 * 2 + 2  # 4 pairs + truth.csv + contact_sheet.png
     for rel in files_a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
-    generate_demo(tmp_path / "c", **{**options, "seed": 4})
+    generate_demo(tmp_path / "c", settings(**{**options, "seed": 4}))
     assert (tmp_path / "c" / "truth.csv").read_bytes() != (
         tmp_path / "a" / "truth.csv"
     ).read_bytes()
@@ -93,7 +100,9 @@ def test_generator_is_deterministic(tmp_path: Path):
 def test_truth_csv_matches_the_written_warps(tmp_path: Path):
     """With the flash and noise off, truth.csv's matrix warps the studio file onto the flash file."""
     summary = generate_demo(
-        tmp_path, n_subjects=2, poses=2, seed=1, flash=False, noise_sigma=0.0, **SMALL, **LIMITS
+        tmp_path,
+        settings(n_subjects=2, poses=2, seed=1, noise_sigma=0.0, **SMALL, **LIMITS),
+        flash=False,
     )
     truth = read_truth(tmp_path / "truth.csv")
     assert len(truth) == 4
@@ -242,7 +251,7 @@ def test_default_demo_faces_are_detectable(tmp_path: Path):
     """The default demo (6 subjects x 2 poses, 768x1024): the crop stage's detector (HOG on an
     800 px copy) finds the face in every image, where truth.csv puts it (the flash) and where
     the misalignment moves it (the studio)."""
-    summary = generate_demo(tmp_path)
+    summary = generate_demo(tmp_path, DemoParams())
     assert summary.metrics()["pairs"] == 12 and summary.metrics()["subjects"] == 6
     assert summary.faces_not_found == []
     assert len({s.name for s in summary.subjects}) == 6
@@ -267,7 +276,8 @@ def test_portraits_dir_and_variants(tmp_path: Path):
     (folder / "notes.txt").write_text("not an image")
     (folder / "broken.jpg").write_bytes(b"")
     summary = generate_demo(
-        tmp_path / "out", n_subjects=2, poses=1, portraits_dir=folder, width=128, height=160
+        tmp_path / "out",
+        settings(n_subjects=2, poses=1, portraits_dir=str(folder), width=128, height=160),
     )
     assert summary.sources == ["Ms-Collins"]
     assert summary.skipped_portraits == [(str(folder / "broken.jpg"), "zero bytes")]
@@ -284,10 +294,19 @@ def test_refuses_to_overwrite_a_foreign_folder(tmp_path: Path):
     """A non-empty folder that is not a demo is never replaced."""
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty"):
-        generate_demo(tmp_path, n_subjects=1, poses=1, width=128, height=160)
+        generate_demo(tmp_path, settings(n_subjects=1, poses=1, width=128, height=160))
     with pytest.raises(FileExistsError, match="not a demo folder"):
-        generate_demo(tmp_path, n_subjects=1, poses=1, width=128, height=160, overwrite=True)
+        generate_demo(
+            tmp_path, settings(n_subjects=1, poses=1, width=128, height=160), overwrite=True
+        )
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_cli_demo_defaults_are_the_params_group():
+    """`deepflash demo` without options renders what params.yaml's defaults would."""
+    options = {p.name: p.default for p in cli.commands["demo"].params if p.name != "out_dir"}
+    options.pop("force")
+    assert options == {name: getattr(DemoParams(), name) for name in options}
 
 
 def test_cli_demo(tmp_path: Path):
