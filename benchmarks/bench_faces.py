@@ -14,7 +14,7 @@ astronaut), median of ``--repeats`` runs, wall and process CPU seconds:
 - the crop of a flash/studio pair at 512 px, upright and turned (one warp per image).
 
 ``--table``: the detection rate per condition (roll x occluder, over portraits and face sizes)
-for each detector setting (``hog``, ``auto``, ``cnn``) on the scenes of tests/facescenes.py:
+for each detector setting (``hog``, ``auto``, ``cnn``) on the scenes of tests/helpers/facescenes.py:
 CelebA-HQ portraits with the face 10-20 % of a cluttered 600x800 canvas's height, rolled by
 -45..45 degrees, some with a hand over the chin or a cheek. A detection counts when one face
 matches (centre within 0.35 face heights, size within 2x); "extra" counts detections that
@@ -183,7 +183,7 @@ def timing(repeats: int) -> None:
 def table(portraits: int, fractions: tuple[float, ...]) -> None:
     """Detection rate per condition and detector setting on the made-up scenes."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from facescenes import make_scene, matches
+    from helpers.facescenes import make_scene, matches
 
     paths = sorted((SHARED / "portraits").glob("celebahq_*"))
     paths = paths[:: max(1, len(paths) // portraits)][:portraits]

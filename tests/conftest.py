@@ -23,3 +23,15 @@ def shared_path(*parts: str) -> Path:
 def shared_data() -> Path:
     """Root of ../shared/data (read-only real images); skips the test when absent."""
     return shared_path()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny tensors: as fast as several, and OpenMP threads
+    crawl on a busy shared machine. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch  # here, not at the top: most test modules never need torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

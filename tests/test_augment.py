@@ -8,8 +8,8 @@ import json
 import cv2
 import numpy as np
 import pytest
+from helpers.stagetools import file_hashes, run_stage
 from skimage import data as skdata
-from stagetools import file_hashes, run_stage
 
 from pipeline.augment import (
     IDENTITY_VARIANT,

@@ -18,14 +18,7 @@ from pipeline.core.bilateral import (
     sigma_s_for,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny tensors: one thread is as fast, and OpenMP threads crawl on a busy shared machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

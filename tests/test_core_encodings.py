@@ -15,14 +15,7 @@ from pipeline.core.encodings import (
     reconstruct,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny tensors: one thread is as fast, and OpenMP threads crawl on a busy shared machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _blur_np(image: np.ndarray) -> np.ndarray:

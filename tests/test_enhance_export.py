@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from damage import flip_byte, weight_offsets
+from helpers.damage import flip_byte, weight_offsets
 
 from pipeline.cli import main
 from pipeline.enhance.export import (

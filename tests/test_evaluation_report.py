@@ -4,7 +4,7 @@ identity and the paper."""
 from __future__ import annotations
 
 import pytest
-from reportdata import eval_results as _results
+from helpers.reportdata import eval_results as _results
 
 from pipeline.evaluation.report import (
     PAPER_C,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reportdata import eval_results as _results
+from helpers.reportdata import eval_results as _results
 
 from pipeline.evaluation.report import build_comparison, this_record
 from pipeline.evaluation.report_page import render_markdown

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from facescenes import make_scene
+from helpers.facescenes import make_scene
 from PIL import Image, ImageOps
 from skimage import data as skdata
 

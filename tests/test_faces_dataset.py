@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.stagetools import file_hashes, run_stage
 from skimage import data as skdata
-from stagetools import file_hashes, run_stage
 
 from pipeline.config import AugmentParams, CropParams
 from pipeline.faces.dataset import INDEX_COLUMNS, crop_dataset, crop_options, registration_matrix

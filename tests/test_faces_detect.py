@@ -1,6 +1,6 @@
 """Face detection (pipeline/faces/detect.py): tilted faces found once, no false faces.
 
-The scenes are the shared portraits made harder the way real selfies are (tests/facescenes.py):
+The scenes are the shared portraits made harder the way real selfies are (tests/helpers/facescenes.py):
 the face 10 to 20 % of a cluttered canvas's height, rotated, some with a hand over the chin or a
 cheek. A handful of conditions run here; benchmarks/bench_faces.py --table runs the full grid
 (every condition, each detector setting) and prints the detection-rate table.
@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from facescenes import make_scene, matches
+from helpers.facescenes import make_scene, matches
 
 from pipeline.faces import detect
 from pipeline.faces.detect import find_faces

@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from damage import flip_byte, weight_offsets
+from helpers.damage import flip_byte, weight_offsets
 from torch import nn
 
 from pipeline.cli import main
@@ -47,12 +47,7 @@ META = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model() -> nn.Module:

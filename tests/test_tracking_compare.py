@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from mlflowstore import empty_store
-from trackingdata import results, system
+from helpers.mlflowstore import empty_store
+from helpers.trackingdata import results, system
 
 from pipeline.config import validate_params
 from pipeline.tracking import compare as tracking_compare

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlflowstore import repo_with_store
-from trackingdata import results
+from helpers.mlflowstore import repo_with_store
+from helpers.trackingdata import results
 
 from pipeline.config import validate_params
 from pipeline.tracking.evaluation import LoggedEvaluation, log_evaluation

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mlflowstore import repo_with_store
+from helpers.mlflowstore import repo_with_store
 
 from pipeline.config import Params, flatten, validate_params
 from pipeline.tracking.lifecycle import _param_value, continue_run, preflight, start_run

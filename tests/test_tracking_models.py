@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from mlflowstore import repo_with_store
-from trackingdata import results
+from helpers.mlflowstore import repo_with_store
+from helpers.trackingdata import results
 
 from pipeline.config import validate_params
 from pipeline.tracking import models as tracking_models

@@ -7,7 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from mlflowstore import repo_with_store
+from helpers.mlflowstore import repo_with_store
 
 from pipeline.config import Params, validate_params
 from pipeline.evaluation.report import best_runs

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from mlflowstore import empty_store
+from helpers.mlflowstore import empty_store
 
 from pipeline.config import validate_params
 from pipeline.tracking import store

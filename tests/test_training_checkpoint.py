@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from damage import flip_byte, weight_offsets
+from helpers.damage import flip_byte, weight_offsets
 
 from pipeline.config import Params, validate_params
 from pipeline.io import write_image
@@ -40,12 +40,7 @@ from pipeline.training.paths import TrainPaths
 SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _state(epoch: int = 3) -> dict[str, Any]:

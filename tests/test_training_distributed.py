@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 import torch
+from helpers.trainingdata import losses, mini_repo, out_paths, raw_params, state_of, torchrun
 from torch import nn
-from trainingdata import losses, mini_repo, out_paths, raw_params, state_of, torchrun
 
 from pipeline.config import validate_params
 from pipeline.training.checkpoint import CHECKPOINT_NAME

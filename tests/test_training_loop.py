@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import torch
-from trainingdata import (
+from helpers.trainingdata import (
     SIZE,
     losses,
     make_processed,

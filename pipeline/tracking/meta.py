@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import SPLITS, Params, flatten
+from pipeline.io import MANIFEST_PATH
 from pipeline.tracking.tags import (
     ARCH_TAG,
     BASELINE_REV_TAG,
@@ -36,7 +37,7 @@ from pipeline.tracking.tags import (
     SOURCE_TYPE_TAG,
 )
 
-MANIFEST = "data/interim/manifest.csv"
+MANIFEST = MANIFEST_PATH.as_posix()
 INDEX = "data/processed/index.csv"
 _MAX_CHANGED = 40  # params listed in a description before "... and N more"
 

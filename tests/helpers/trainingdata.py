@@ -23,7 +23,7 @@ from pipeline.io import write_image
 from pipeline.models import load_model_file
 from pipeline.training.loop import TrainPaths
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SIZE = 64
 # threads: 1, as OMP_NUM_THREADS=1 in the subprocesses: identical float reduction order, so
 # runs in this process and in subprocesses give bit-identical weights.
