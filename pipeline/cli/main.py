@@ -8,9 +8,9 @@ from typing import get_args
 
 import click
 
+from pipeline.cli.grid import grid_group
 from pipeline.config import CropParams, DataParams, DemoParams, Device
 from pipeline.enhance import DEFAULT_FEATHER
-from pipeline.grid import grid_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -239,7 +239,7 @@ def export_command(
         click.echo(f"{name}: {entry['path']} ({parity})")
 
 
-# --- evaluate and grid (owner: pipeline/evaluation/, pipeline/grid.py) ---
+# --- evaluate and grid (owner: pipeline/evaluation/, pipeline/cli/grid.py) ---
 
 
 @main.command("evaluate")
@@ -355,7 +355,3 @@ def evaluate_command(
 
 
 main.add_command(grid_group)
-
-
-if __name__ == "__main__":
-    main()
