@@ -30,7 +30,6 @@ SAMPLES = "plots/samples"
 def main() -> int:
     """Evaluate, write the outputs, log them to MLflow."""
     params = load_params(exit_on_error=True)
-    cfg = params.evaluate
     try:
         handle = tracking.continue_run(TRAIN_RUN_FILE, params, Path.cwd())
     except tracking.TrackingStoreError as error:
@@ -40,13 +39,9 @@ def main() -> int:
         results = evaluate_model(
             MODEL,
             "data/processed/index.csv",
+            params.evaluate,
             root=".",
             splits=SPLITS,
-            protocol_images=cfg.protocol_images,
-            seed=cfg.seed,
-            samples=cfg.samples,
-            batch_size=cfg.batch_size,
-            device=cfg.device,
             samples_dir=SAMPLES,
         )
         write_json(METRICS, results)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline.config import BilateralParams
+from pipeline.config import BilateralParams, EvaluateParams
 from pipeline.core import metrics as M
 from pipeline.core.bilateral import make_blur
 from pipeline.core.encodings import make_target, preconditioned_ground_truth, reconstruct
@@ -221,12 +221,8 @@ def test_evaluate_model_on_a_processed_index(tmp_path: Path) -> None:
     results = evaluate_model(
         model_path,
         index,
+        EvaluateParams(protocol_images=2, seed=0, samples=1, batch_size=2, device="cpu"),
         root=tmp_path,
-        protocol_images=2,
-        seed=0,
-        samples=1,
-        batch_size=2,
-        device="cpu",
         samples_dir=tmp_path / "samples",
     )
     assert results["test"] == {"images": 0}

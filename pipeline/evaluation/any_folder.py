@@ -120,16 +120,12 @@ def evaluate_raw(
         reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in rejected[:5]) or "no pairs found"
         raise EvaluateError(f"{raw_dir}: no usable pair in layout {layout!r} ({reasons})")
     index = write_csv(work / "index.csv", pd.DataFrame(rows))
-    cfg = params.evaluate
     metrics = evaluate_model(
         model_path,
         index,
+        params.evaluate,
         root=work,
         splits=("all",),
-        protocol_images=cfg.protocol_images,
-        seed=cfg.seed,
-        samples=cfg.samples,
-        batch_size=cfg.batch_size,
         device=device,
         samples_dir=samples_dir,
     )

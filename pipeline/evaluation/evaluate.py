@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pipeline.config import EvaluateParams
 from pipeline.evaluation.results import GAP_METRICS, METRICS, PSNR_CAP, SYSTEMS, gap_closed
 
 log = logging.getLogger(__name__)
@@ -265,13 +266,11 @@ def summarise(
 def evaluate_model(
     model_path: str | os.PathLike,
     index_csv: str | os.PathLike,
+    evaluate: EvaluateParams = EvaluateParams(),  # noqa: B008 (frozen, validated defaults)
+    *,
     root: str | os.PathLike = ".",
     splits: Sequence[str] = ("train", "val", "test"),
-    protocol_images: int = 30,
-    seed: int = 0,
-    samples: int = 4,
-    batch_size: int = 8,
-    device: str = "auto",
+    device: str | None = None,
     samples_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Evaluate the model file on every split of a processed index.
@@ -289,7 +288,7 @@ def evaluate_model(
     from pipeline.training.data import PairDataset
 
     # Verified (checksum, zip CRCs) and complete meta; raises on a damaged or foreign file.
-    model, meta, dev = load_for_inference(model_path, device)
+    model, meta, dev = load_for_inference(model_path, device or evaluate.device)
     encoding = meta.encoding
     size = meta.size
     blur = make_blur(meta.bilateral, size)
@@ -307,8 +306,8 @@ def evaluate_model(
             log.warning("split %s has no images in %s: skipped", split, index_csv)
             results[split] = {"images": 0}
             continue
-        chosen = protocol_indices(n, protocol_images, seed, split)
-        shown = [int(i) for i in chosen[:samples]]
+        chosen = protocol_indices(n, evaluate.protocol_images, evaluate.seed, split)
+        shown = [int(i) for i in chosen[: evaluate.samples]]
         per_image, kept = evaluate_split(
             model,
             dataset,
@@ -316,7 +315,7 @@ def evaluate_model(
             blur,
             loss_fn,
             dev,
-            batch_size,
+            evaluate.batch_size,
             shown,
             desc=f"evaluate {split}",
         )
