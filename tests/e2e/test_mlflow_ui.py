@@ -141,10 +141,15 @@ class Copy:
             shutil.rmtree(self.root / folder, ignore_errors=True)
         make_processed(self.root, DATASETS[dataset])
         # The three stage scripts as DVC runs them, in one interpreter (imports once: CI time).
+        # Each stage ends in sys.exit(main()): a non-zero code stops the chain, as in DVC.
         chain = (
             "import runpy\n"
             "for stage in ('train', 'evaluate', 'report'):\n"
-            "    runpy.run_path(f'stages/{stage}.py', run_name='__main__')\n"
+            "    try:\n"
+            "        runpy.run_path(f'stages/{stage}.py', run_name='__main__')\n"
+            "    except SystemExit as done:\n"
+            "        if done.code:\n"
+            "            raise\n"
         )
         return self.run(sys.executable, "-c", chain, DVC_EXP_NAME=f"exp-{dataset}")
 
