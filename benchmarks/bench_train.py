@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from pipeline.config import load_params
-from pipeline.core.bilateral import sigma_s_for
+from pipeline.core.bilateral import make_blur
 from pipeline.core.losses import make_loss
 from pipeline.io import write_image
 from pipeline.models import adam_settings, build_model
@@ -75,11 +75,11 @@ def measure_step(
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     autocast = make_autocast(device, amp_dtype)
     loss_fn = make_loss(True)
-    sigma_s = sigma_s_for(size, params.bilateral.sigma_s_fraction)
+    bl = make_blur(params.bilateral, size)
     flash, studio = torch.rand(batch, 3, size, size), torch.rand(batch, 3, size, size)
 
     def step() -> None:
-        blur = MemoBlur(sigma_s, params.bilateral.sigma_r, params.bilateral.mode)
+        blur = MemoBlur(bl)
         _, inputs, targets = encode_batch(flash, studio, "C", blur, device, channels_last)
         context = StepContext(model.ddp_parts(), optimizers, loss_fn, autocast, scaler)
         model.training_step(inputs, targets, context)

@@ -85,7 +85,7 @@ def test_strength_zero_is_the_batch_itself_and_negative_is_refused() -> None:
 
 
 def test_training_with_jitter_is_seeded_and_resumes_exactly(tmp_path) -> None:
-    from trainingdata import make_processed, out_paths, same_state, tiny_params
+    from helpers.trainingdata import make_processed, out_paths, same_state, tiny_params
 
     from pipeline.training.loop import train
 

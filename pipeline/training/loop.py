@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 
 from pipeline.config import Params
-from pipeline.core.bilateral import sigma_s_for
+from pipeline.core.bilateral import make_blur
 from pipeline.core.losses import make_loss
 from pipeline.io import write_json
 from pipeline.models import adam_settings, save_model_file
@@ -187,15 +187,14 @@ class _Trainer:
             for name, opt in self.optimizers.items()
         }
         scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        sigma_s = sigma_s_for(params.data.size, params.bilateral.sigma_s_fraction)
-        bl = params.bilateral
+        blur = make_blur(params.bilateral, params.data.size)
         self.ctx = RunContext(
             model=self.model,
             nets=self.model.ddp_parts(),  # wrapped for DDP in fit(), after resume()
             optimizers=self.optimizers,
             loss_fn=make_loss(params.loss.centred),
             encoding=params.loss.encoding,
-            blur_factory=lambda: MemoBlur(sigma_s, bl.sigma_r, bl.mode),
+            blur_factory=lambda: MemoBlur(blur),
             device=device,
             autocast=make_autocast(device, self.amp_dtype),
             scaler=scaler,

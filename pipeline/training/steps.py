@@ -22,7 +22,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pipeline.core.bilateral import bilateral_filter
 from pipeline.core.encodings import make_target, network_input
 from pipeline.core.losses import with_mask, with_ssim
 from pipeline.core.metrics import accuracy
@@ -37,8 +36,8 @@ class MemoBlur:
     """BL with memory: encoding C asks for BL(x) for the input and again for the target (and
     validation for accuracy); the filter is the costly part, so each tensor is filtered once."""
 
-    def __init__(self, sigma_s: float, sigma_r: float, mode: str) -> None:
-        self.sigma_s, self.sigma_r, self.mode = sigma_s, sigma_r, mode
+    def __init__(self, blur: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self._blur = blur  # core.bilateral.make_blur: the one BL builder
         self._memo: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
@@ -46,7 +45,7 @@ class MemoBlur:
         hit = self._memo.get(id(image))
         if hit is not None and hit[0] is image:
             return hit[1]
-        out = bilateral_filter(image, self.sigma_s, self.sigma_r, mode=self.mode)
+        out = self._blur(image)
         # Keeping ``image`` alive keeps its id from being reused by another tensor.
         self._memo[id(image)] = (image, out)
         return out
