@@ -1,7 +1,8 @@
 """DVC stage `evaluate`: metrics of models/model.pt per split beside the identity baseline.
 
-Outputs: metrics/eval.json, plots/samples/<split>_<k>.png (Fig. 5 grids) and
-reports/mlflow_run.json (the MLflow run the evaluation went into, read by `report`).
+Outputs: metrics/eval.json, metrics/per_image.csv (every image's scores with its person, for
+paired comparisons: pipeline/evaluation/stats.py), plots/samples/<split>_<k>.png (Fig. 5
+grids) and reports/mlflow_run.json (the MLflow run the evaluation went into, read by `report`).
 Logs into the training run (models/mlflow_run.json): train + evaluate = one MLflow run. With
 mlflow.log_model the model file becomes an MLflow logged model, registered per arch with the
 alias `champion-<dataset>` on the best version; the identity baseline and the paper's numbers
@@ -24,6 +25,7 @@ MODEL = "models/model.pt"
 TRAIN_RUN_FILE = "models/mlflow_run.json"
 RUN_FILE = "reports/mlflow_run.json"
 METRICS = "metrics/eval.json"
+PER_IMAGE = "metrics/per_image.csv"
 SAMPLES = "plots/samples"
 
 
@@ -43,11 +45,17 @@ def main() -> int:
             root=".",
             splits=SPLITS,
             samples_dir=SAMPLES,
+            per_image_csv=PER_IMAGE,
         )
         write_json(METRICS, results)
         print(format_table(results, "full"))
         print(format_table(results, "protocol"))
-        artifacts = [("params.yaml", None), (METRICS, "metrics"), (SAMPLES, "samples")]
+        artifacts = [
+            ("params.yaml", None),
+            (METRICS, "metrics"),
+            (PER_IMAGE, "metrics"),
+            (SAMPLES, "samples"),
+        ]
         logged = log_evaluation(handle, params, results, MODEL, artifacts)
         if logged.model is not None:
             model = logged.model

@@ -28,8 +28,14 @@ from pipeline.evaluation.evaluate import (
     sample_grid,
     summarise,
 )
-from pipeline.evaluation.results import METRICS, flat_metrics, format_table, gap_closed
-from pipeline.io import write_image
+from pipeline.evaluation.results import (
+    METRICS,
+    PER_IMAGE_COLUMNS,
+    flat_metrics,
+    format_table,
+    gap_closed,
+)
+from pipeline.io import read_csv, write_image
 from pipeline.models import build_model, save_model_file
 
 BILATERAL = {"sigma_s_fraction": 0.03, "sigma_r": 0.4, "mode": "per_channel"}
@@ -224,6 +230,7 @@ def test_evaluate_model_on_a_processed_index(tmp_path: Path) -> None:
         EvaluateParams(protocol_images=2, seed=0, samples=1, batch_size=2, device="cpu"),
         root=tmp_path,
         samples_dir=tmp_path / "samples",
+        per_image_csv=tmp_path / "per_image.csv",
     )
     assert results["test"] == {"images": 0}
     assert results["train"]["images"] == 3 and results["train"]["protocol"]["images"] == 2
@@ -258,6 +265,26 @@ def test_evaluate_model_on_a_processed_index(tmp_path: Path) -> None:
     gap = 100 * results["train"]["full"]["gap_closed"]["psnr_gt"]
     assert model_row.split()[-1] == f"{gap:.1f}"
     json.dumps(results, allow_nan=False)  # every value is finite JSON
+    # Every image's scores with its person: the split means are the means of these rows.
+    rows = read_csv(tmp_path / "per_image.csv")
+    assert list(rows.columns) == list(PER_IMAGE_COLUMNS)
+    assert len(rows) == 4 * 3 and set(rows["system"]) == {"model", "identity", "oracle"}
+    train_model = rows[(rows["split"] == "train") & (rows["system"] == "model")]
+    assert list(train_model["subject"]) == ["s0", "s1", "s2"]
+    assert list(train_model["pair_id"]) == ["p0", "p1", "p2"]
+    for metric in METRICS:
+        mean = train_model[metric].astype(float).mean()
+        assert mean == pytest.approx(results["train"]["full"]["model"][metric], rel=1e-6)
+    first = (tmp_path / "per_image.csv").read_bytes()
+    evaluate_model(
+        model_path,
+        index,
+        EvaluateParams(protocol_images=2, seed=0, samples=0, batch_size=3, device="cpu"),
+        root=tmp_path,
+        per_image_csv=tmp_path / "per_image.csv",
+    )
+    # The same model on the same data: the same bytes (no timings, no float noise).
+    assert (tmp_path / "per_image.csv").read_bytes() == first
 
 
 def test_cli_evaluate_real_flash_pairs(

@@ -27,6 +27,11 @@ split means; null where it is undefined (the oracle does not beat the identity, 
 is the 100 dB cap, i.e. exact: encodings A and B). Images are clipped to [0, 1] before
 SSIM/PSNR, as they would be shown; PSNR is capped at 100 dB (identical images) so that every
 value is finite JSON. SSIM values are fractions (0..1), PSNR in dB, accuracy in percent.
+
+The per-image scores (:func:`per_image_table`, one row per image and system with its person
+and source photo) let two runs on the same data be paired person by person
+(:mod:`pipeline.evaluation.stats`): the augmented variants of one photo and the photos of one
+person are not independent samples, the people are.
 """
 
 from __future__ import annotations
@@ -43,7 +48,14 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import EvaluateParams
-from pipeline.evaluation.results import GAP_METRICS, METRICS, PSNR_CAP, SYSTEMS, gap_closed
+from pipeline.evaluation.results import (
+    GAP_METRICS,
+    METRICS,
+    PER_IMAGE_COLUMNS,
+    PSNR_CAP,
+    SYSTEMS,
+    gap_closed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +275,29 @@ def summarise(
     return result
 
 
+def per_image_table(
+    split: str,
+    records: Sequence[Mapping[str, str]],
+    per_image: Mapping[str, Mapping[str, np.ndarray]],
+) -> list[dict[str, Any]]:
+    """Rows of :data:`PER_IMAGE_COLUMNS`: per image of ``split`` (``records``: its index rows,
+    in the order of the scores) and system, the person, the source photo, the variant and every
+    metric."""
+    rows: list[dict[str, Any]] = []
+    for i, record in enumerate(records):
+        for system in SYSTEMS:
+            row: dict[str, Any] = {
+                "split": split,
+                "subject": record["subject"],
+                "pair_id": record["pair_id"],
+                "variant": record["variant"],
+                "system": system,
+            }
+            row.update({m: float(per_image[system][m][i]) for m in METRICS})
+            rows.append(row)
+    return rows
+
+
 def evaluate_model(
     model_path: str | os.PathLike,
     index_csv: str | os.PathLike,
@@ -272,18 +307,21 @@ def evaluate_model(
     splits: Sequence[str] = ("train", "val", "test"),
     device: str | None = None,
     samples_dir: str | os.PathLike | None = None,
+    per_image_csv: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Evaluate the model file on every split of a processed index.
 
     Returns ``{split: {"images": n, "full": {system: {metric: mean}}, "protocol": {"images": k,
     system: {...}}}}`` (a split without images: ``{"images": 0}``). Writes
-    ``<samples_dir>/<split>_<k>.png`` grids for the first ``samples`` protocol images.
+    ``<samples_dir>/<split>_<k>.png`` grids for the first ``samples`` protocol images and
+    ``per_image_csv`` (:func:`per_image_table` of every split; no timings, so the same model
+    on the same data writes the same file).
     The model's own settings (encoding, bilateral filter, centred loss, size) come from its
     model file, so a model is always evaluated the way it was trained.
     """
     from pipeline.core.bilateral import make_blur
     from pipeline.core.losses import make_loss
-    from pipeline.io import write_image
+    from pipeline.io import write_csv, write_image
     from pipeline.models import load_for_inference
     from pipeline.training.data import PairDataset
 
@@ -294,6 +332,7 @@ def evaluate_model(
     blur = make_blur(meta.bilateral, size)
     loss_fn = make_loss(meta.centred)
     results: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
     if samples_dir is not None:
         samples_dir = Path(samples_dir)
         samples_dir.mkdir(parents=True, exist_ok=True)
@@ -324,15 +363,23 @@ def evaluate_model(
             "full": summarise(per_image),
             "protocol": {"images": len(chosen), **summarise(per_image, chosen)},
         }
+        rows += per_image_table(split, dataset.records, per_image)
         if samples_dir is not None:
             for k, index in enumerate(shown):
                 write_image(samples_dir / f"{split}_{k}.png", sample_grid(kept[index]))
+    if per_image_csv is not None:
+        import pandas as pd
+
+        # 8 significant digits: float32 scores written the same on every run (no float noise).
+        table = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
+        write_csv(per_image_csv, table, float_format="%.8g")
     return results
 
 
 __all__ = [
     "GAP_METRICS",
     "METRICS",
+    "PER_IMAGE_COLUMNS",
     "PSNR_CAP",
     "SYSTEMS",
     "BatchOutput",
@@ -342,6 +389,7 @@ __all__ = [
     "gap_closed",
     "identity_output",
     "oracle_output",
+    "per_image_table",
     "protocol_indices",
     "sample_grid",
     "summarise",

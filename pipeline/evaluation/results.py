@@ -16,6 +16,9 @@ METRICS = ("loss", "accuracy", "ssim_pgt", "psnr_pgt", "ssim_gt", "psnr_gt")
 SYSTEMS = ("model", "identity", "oracle")
 # gap_closed is reported against the raw ground truth, the one reference every encoding shares.
 GAP_METRICS = ("ssim_gt", "psnr_gt")
+# metrics/per_image.csv: one row per image and system; subject is the person, pair_id the
+# source photo (pair) and variant its augmented copy, so runs on the same data pair row by row.
+PER_IMAGE_COLUMNS = ("split", "subject", "pair_id", "variant", "system", *METRICS)
 PSNR_CAP = 100.0  # dB; the PSNR of identical images, so that every value is finite JSON
 
 
