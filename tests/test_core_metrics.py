@@ -1,4 +1,5 @@
-"""Metrics: accuracy (eq. 7) by hand, SSIM/PSNR against scikit-image, summaries."""
+"""Metrics: accuracy (eq. 7) by hand, SSIM/PSNR against scikit-image (torchmetrics' SSIM and
+the paper's MATLAB convention), summaries."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from pipeline.core.metrics import accuracy, psnr, ssim, summarise
+from pipeline.core.metrics import accuracy, psnr, ssim, ssim_matlab, ssim_matlab_map, summarise
 
 
 def test_accuracy_eq7_by_hand():
@@ -59,6 +60,49 @@ def test_psnr_and_ssim_match_scikit_image():
     assert math.isinf(psnr(x, x).item())
     # One (C, H, W) image and bf16 inputs work.
     assert psnr(bt[0].bfloat16(), at[0].bfloat16()).shape == (1,)
+
+
+def _matlab_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """MATLAB's SSIM map from scikit-image: pad by the window radius with replicated edges
+    (MATLAB's padding; every axis, an RGB image being a volume to MATLAB), then skimage's
+    Gaussian SSIM (sigma 1.5, 11 taps, population covariance) and crop the padding off: inside
+    it the windows only see the replicated pixels, never skimage's own border rule."""
+    padded_a, padded_b = np.pad(a, 5, mode="edge"), np.pad(b, 5, mode="edge")
+    _, full = sk_ssim(
+        padded_a,
+        padded_b,
+        data_range=1.0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        full=True,
+    )
+    return full[(slice(5, -5),) * a.ndim]
+
+
+def test_ssim_in_matlabs_convention_matches_the_scikit_image_reference():
+    rng = np.random.default_rng(1)
+    gray = rng.random((24, 30))
+    noisy = np.clip(0.7 * gray + 0.1 * rng.standard_normal(gray.shape), 0, 1)
+    assert ssim_matlab_map(noisy, gray) == pytest.approx(_matlab_reference(noisy, gray), abs=1e-9)
+    rgb = rng.random((3, 24, 30))
+    dim = np.clip(0.6 * rgb + 0.05 * rng.standard_normal(rgb.shape), 0, 1)
+    reference = _matlab_reference(dim, rgb)
+    assert reference.shape == (3, 24, 30)
+    assert ssim_matlab_map(dim, rgb) == pytest.approx(reference, abs=1e-9)
+    # On (N, C, H, W) tensors: the map's mean, as MATLAB's ssimval = mean(ssimmap(:)).
+    batch = torch.from_numpy(np.stack([dim, rgb])).float()
+    ref_batch = torch.from_numpy(np.stack([rgb, rgb])).float()
+    values = ssim_matlab(batch, ref_batch)
+    assert values[0].item() == pytest.approx(reference.mean(), abs=1e-5)
+    assert values[1].item() == pytest.approx(1.0, abs=1e-6)
+    # Not the training SSIM: torchmetrics pads by reflection and filters each channel alone.
+    assert abs(values[0].item() - ssim(batch, ref_batch)[0].item()) > 1e-3
+    # An all-valid mask changes nothing; a mask scores the valid windows only.
+    assert ssim_matlab(batch, ref_batch, torch.ones(2, 24, 30)) == pytest.approx(values)
+    half = torch.ones(2, 24, 30)
+    half[:, :, 15:] = 0
+    assert ssim_matlab(batch, ref_batch, half)[1].item() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_bad_shapes():

@@ -81,6 +81,30 @@ def test_comparison_numbers() -> None:
     assert flat["compare.train.vs_paper.ssim"] == pytest.approx(91.0 - 91.55)
 
 
+def test_the_paper_comparison_uses_the_papers_ssim_convention() -> None:
+    results = _results(0.9, 21.0)
+    for split in ("train", "val"):
+        for scope in ("full", "protocol"):
+            for system in ("model", "identity", "oracle"):
+                block = results[split][scope][system]
+                block["ssim_pgt_matlab"] = block["ssim_pgt"] - 0.005
+    this = this_record(results, "deepflash", "C", run_id="me")
+    legacy = _record("hdrnet", "C", 0.5, "old")  # evaluated before the MATLAB SSIM existed
+    compare = build_comparison(results, this, [legacy], fingerprint="fp")
+    # Protocol SSIM 0.91 (torchmetrics) is 0.905 in MATLAB's convention: the paper's.
+    assert compare["vs_paper_tables23"]["val"]["ssim"]["ours"] == pytest.approx(90.5)
+    ssim = compare["tables23"]["pgt"]["ssim"]["val"]
+    assert ssim["deepflash/C"] == pytest.approx(90.5) and ssim["hdrnet/C"] == pytest.approx(51.0)
+    # Against the raw gt the training convention stays (no MATLAB column there).
+    assert compare["tables23"]["gt"]["ssim"]["val"]["deepflash/C"] == pytest.approx(81.0)
+    cell = compare["vs_identity"]["val"]["full"]["ssim_pgt_matlab"]
+    assert cell["delta"] == pytest.approx(0.2)
+    assert (
+        "ssim_pgt_matlab"
+        not in build_comparison(_results(), this, [])["vs_identity"]["val"]["full"]
+    )
+
+
 def test_ceiling_without_an_oracle_and_for_an_exact_one() -> None:
     results = _results()
     legacy = {"val": {**results["val"]}}

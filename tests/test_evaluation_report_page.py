@@ -13,6 +13,9 @@ def test_markdown_layout() -> None:
     compare = build_comparison(results, this_record(results, "hdrnet", "A", "r1"), [], "fp")
     text = render_markdown(compare, results)
     assert "# DeepFlash run report" in text
+    # The SSIM convention of the paper comparison is named (MATLAB's), and ours.
+    assert "SSIM: MATLAB's ssim, the paper's (Gaussian sigma 1.5" in text
+    assert "everywhere else in this report: torchmetrics" in text
     # The first table: model, identity, oracle, gap closed per split, against the raw gt.
     first = text.index("## How good, and how much better it could get")
     assert first < text.index("## This run vs the identity baseline")

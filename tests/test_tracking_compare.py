@@ -36,11 +36,13 @@ def test_paper_metrics_follow_tables_1_to_3() -> None:
     assert deepflash["eval.test.protocol.model.psnr_pgt"] == pytest.approx(21.28)
     assert deepflash["eval.val.full.model.loss"] == pytest.approx(0.0042)  # Table 1
     assert deepflash["eval.test.full.model.accuracy"] == pytest.approx(96.5)
-    assert len(deepflash) == 6 + 4
+    # The paper's SSIM is MATLAB's: charted beside our ssim_pgt_matlab as well.
+    assert deepflash["eval.val.protocol.model.ssim_pgt_matlab"] == pytest.approx(0.8776)
+    assert len(deepflash) == 9 + 4
     pix2pix = tracking_compare.paper_metrics("pix2pix")  # Table 3
     assert pix2pix["eval.train.protocol.model.ssim_pgt"] == pytest.approx(0.71)
     assert pix2pix["eval.val.protocol.model.psnr_pgt"] == pytest.approx(17.64)
-    assert len(pix2pix) == 6
+    assert len(pix2pix) == 9
 
 
 def test_view_and_links() -> None:

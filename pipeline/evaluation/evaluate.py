@@ -9,6 +9,8 @@ Per image of a split (all augmented variants: the "full" numbers) and on the pap
   truth o_bar = x - 2t + 1 (eq. 8, what the paper reports; equal to o for encoding A);
 - ``ssim_gt`` / ``psnr_gt``: the reconstruction against the raw ground truth o (the studio
   photo), the same reference for every encoding;
+- ``ssim_pgt_matlab``: ``ssim_pgt`` in the paper's convention (MATLAB's ``ssim``,
+  :func:`pipeline.core.metrics.ssim_matlab`), the SSIM its Tables 2 and 3 are compared on;
 
 for three systems on the same images:
 
@@ -145,6 +147,7 @@ def evaluate_batch(
             "psnr_pgt": M.psnr(pred, pgt, mask),
             "ssim_gt": M.ssim(pred, gt, mask),
             "psnr_gt": M.psnr(pred, gt, mask),
+            "ssim_pgt_matlab": M.ssim_matlab(pred, pgt, mask),
         }
         out[system] = {k: _finite(k, v) for k, v in values.items()}
     images = {

@@ -30,7 +30,7 @@ from typing import Any
 
 from pipeline.config import Params, flatten
 from pipeline.evaluation.report import PAPER_C, PAPER_TABLE1
-from pipeline.evaluation.results import SYSTEMS
+from pipeline.evaluation.results import PAPER_SSIM, SYSTEMS
 from pipeline.tracking.lifecycle import RunHandle
 from pipeline.tracking.meta import DatasetInfo, exp_name, run_tags
 from pipeline.tracking.store import call_with_retry, store_lock
@@ -104,6 +104,8 @@ def paper_metrics(arch: str) -> dict[str, float]:
         for split, value in per_split.items():
             scale = 0.01 if metric == "ssim" else 1.0
             out[f"eval.{split}.protocol.model.{metric}_pgt"] = scale * value
+            if metric == "ssim":  # computed in MATLAB: our ssim_pgt_matlab is the same convention
+                out[f"eval.{split}.protocol.model.{PAPER_SSIM}"] = scale * value
     if arch == "deepflash":
         for split, values in PAPER_TABLE1.items():
             for metric, value in values.items():
