@@ -16,6 +16,10 @@ def test_markdown_layout() -> None:
     # The SSIM convention of the paper comparison is named (MATLAB's), and ours.
     assert "SSIM: MATLAB's ssim, the paper's (Gaussian sigma 1.5" in text
     assert "everywhere else in this report: torchmetrics" in text
+    # Without per-person scores no noise section; with them, after the first table.
+    assert "beat the noise" not in text
+    noisy = render_markdown({**compare, "noise": []}, results)
+    assert noisy.index("## Which differences beat the noise") < noisy.index("## This run vs")
     # The first table: model, identity, oracle, gap closed per split, against the raw gt.
     first = text.index("## How good, and how much better it could get")
     assert first < text.index("## This run vs the identity baseline")

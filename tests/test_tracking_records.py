@@ -1,5 +1,5 @@
 """Tests of pipeline/tracking/records.py: run records, evaluated runs on the same data, the
-evaluated run of a run file reopened for the report."""
+evaluated run of a run file reopened for the report, the per-image scores of runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from helpers.mlflowstore import repo_with_store
 from pipeline.config import Params, validate_params
 from pipeline.evaluation.report import best_runs
 from pipeline.tracking.lifecycle import start_run
-from pipeline.tracking.records import evaluated_runs, reopen_evaluated, run_record
+from pipeline.tracking.records import (
+    PER_IMAGE_ARTIFACT,
+    evaluated_runs,
+    per_image_tables,
+    reopen_evaluated,
+    run_record,
+)
 from pipeline.tracking.store import write_run_file
 from pipeline.tracking.tags import EVALUATED_TAG
 
@@ -85,3 +91,17 @@ def test_reopen_evaluated_without_tracking(
     assert found.run_id == "abc" and found.record is None and found.others == []
     assert not found.handle.active and len(found.fingerprint) == 16
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_per_image_tables_of_the_runs_that_logged_them(repo: Path, params: Params) -> None:
+    with_scores = _run(params, repo, 0.8, True, "fp1")
+    without = _run(params, repo, 0.7, True, "fp1")  # evaluated before the file existed
+    (repo / "per_image.csv").write_text("split,subject,system,ssim_gt\ntest,007,model,0.5\n")
+    handle = start_run(params, repo, run_id=with_scores)
+    handle.log_artifact(repo / "per_image.csv", PER_IMAGE_ARTIFACT.rsplit("/", 1)[0])
+    handle.end()
+    tables = per_image_tables([with_scores, without, with_scores], repo)
+    assert list(tables) == [with_scores]
+    assert tables[with_scores].to_dict("records") == [
+        {"split": "test", "subject": "007", "system": "model", "ssim_gt": "0.5"}
+    ]

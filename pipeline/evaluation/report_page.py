@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline.evaluation.noise import render_noise
 from pipeline.evaluation.report import (
     fmt_number,
     fmt_signed,
@@ -113,6 +114,8 @@ def render_markdown(compare: Mapping[str, Any], results: Mapping[str, Any]) -> s
         "",
     ]
     lines += render_ceiling(compare.get("ceiling") or {}, results, this.get("encoding"))
+    if "noise" in compare:
+        lines += render_noise(compare["noise"], "Which differences beat the noise (per person)")
     lines += [
         "## This run vs the identity baseline (output = flash image) and the oracle",
         "",

@@ -50,8 +50,11 @@ class Difference:
     verdict: str
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict."""
-        return asdict(self)
+        """The fields as a JSON-ready dict (no estimate: None)."""
+        return {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in asdict(self).items()
+        }
 
 
 def _as_seeds_by_people(values: np.ndarray | Sequence[float]) -> np.ndarray:

@@ -9,13 +9,24 @@ knowing MLflow or its tag names.
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params
 from pipeline.tracking.lifecycle import RunHandle, start_run
 from pipeline.tracking.meta import data_fingerprint
-from pipeline.tracking.store import call_with_retry, enabled, read_run_file, search_runs
+from pipeline.tracking.store import (
+    artifact_repository,
+    call_with_retry,
+    client_for,
+    enabled,
+    read_run_file,
+    search_runs,
+    tracking_uri,
+)
 from pipeline.tracking.tags import (
     ARCH_TAG,
     ENCODING_TAG,
@@ -54,6 +65,35 @@ def evaluated_runs(
     return [run_record(run) for run in search_runs(experiment, query, root)]
 
 
+# Where evaluate logs metrics/per_image.csv in its run (stages/evaluate.py).
+PER_IMAGE_ARTIFACT = "metrics/per_image.csv"
+
+
+def per_image_tables(
+    run_ids: Iterable[str], root: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Run id -> the per-image scores its evaluation logged (``metrics/per_image.csv``, read
+    by :func:`pipeline.io.read_csv`), for the runs that have them (runs evaluated before the
+    file existed, the baseline and paper runs have not); empty when tracking is off."""
+    from pipeline.io import read_csv
+
+    if not enabled():
+        return {}
+    client = client_for(tracking_uri(root))
+    folder = PER_IMAGE_ARTIFACT.rsplit("/", 1)[0]
+    tables: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run_id in dict.fromkeys(run_ids):
+            run = call_with_retry(client.get_run, run_id)
+            repo = artifact_repository(str(run.info.artifact_uri), root)
+            if PER_IMAGE_ARTIFACT not in {f.path for f in repo.list_artifacts(folder)}:
+                continue
+            target = Path(tmp) / run_id
+            target.mkdir()
+            tables[run_id] = read_csv(repo.download_artifacts(PER_IMAGE_ARTIFACT, str(target)))
+    return tables
+
+
 @dataclass
 class EvaluatedRun:
     """The evaluated run of a run file, reopened to log the report into, and the runs it is
@@ -84,4 +124,11 @@ def reopen_evaluated(
     return EvaluatedRun(handle, run_id, fingerprint, run_record(run), others)
 
 
-__all__ = ["EvaluatedRun", "evaluated_runs", "reopen_evaluated", "run_record"]
+__all__ = [
+    "PER_IMAGE_ARTIFACT",
+    "EvaluatedRun",
+    "evaluated_runs",
+    "per_image_tables",
+    "reopen_evaluated",
+    "run_record",
+]
