@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install repro paper yaleb grid test format bench clean-venv
+.PHONY: install repro paper yaleb grid seeds test format bench clean-venv
 
 install: $(STAMP)
 
@@ -25,8 +25,16 @@ repro: $(STAMP)
 	$(RUN) dvc repro
 
 # The grid of the paper's Tables 2 and 3: arch x {end-to-end (A), encoding C}, 2 at a time.
+# SEEDS=3: every cell a seed group of 3 trainings (opt-in; the table then gives the noise).
 grid: $(STAMP)
-	$(RUN) deepflash grid queue --run 2
+	$(RUN) deepflash grid queue --run 2 $(if $(SEEDS),--seeds $(SEEDS))
+	$(RUN) deepflash grid table --out reports/grid.md
+
+# N seeds of one configuration as DVC experiments seeds-<arch>-<enc>-seed<k>, 2 at a time, one
+# MLflow parent run over them: make seeds [SEEDS=3] [ARCH=deepflash] [ENC=C] [SET="-S k=v ..."]
+seeds: $(STAMP)
+	$(RUN) deepflash grid queue --prefix seeds --archs $(or $(ARCH),deepflash) \
+		--encodings $(or $(ENC),C) --seeds $(or $(SEEDS),3) --run 2 $(SET)
 	$(RUN) deepflash grid table --out reports/grid.md
 
 # The paper's full settings (params-paper.yaml) as one DVC experiment.

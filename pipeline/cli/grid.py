@@ -1,7 +1,10 @@
 """`deepflash grid`: the paper's Tables 2 and 3 as DVC experiments (arch x encoding).
 
 Queues each architecture end-to-end (encoding A) and with the paper's encoding C, runs them a
-few at a time through DVC's queue, and prints the tables from the MLflow runs.
+few at a time through DVC's queue, and prints the tables from the MLflow runs. With
+``--seeds N`` every cell is a seed group of N trainings (``<name>-seed<k>``, train.seed = k),
+one MLflow parent run each (pipeline/tracking/seeds.py); the table then says which
+differences beat the noise of seeds and test people (pipeline/evaluation/noise.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ def grid_group() -> None:
     """The grid of the paper's Tables 2 and 3: each arch end-to-end (A) and with encoding C.
 
     deepflash grid queue --run 2   queues arch x encoding as DVC experiments and runs them;
+    deepflash grid queue --seeds 3 the same, 3 seeds per cell (nested under one MLflow run);
+    deepflash grid group           nests finished seeds under their group's parent run;
     deepflash grid table           prints the Tables 2/3 layout from the MLflow runs.
     """
 
@@ -48,6 +53,13 @@ def _venv_env() -> dict[str, str]:
 @click.option(
     "-S", "--set-param", "extra", multiple=True, help="More `-S key=value` for every run."
 )
+@click.option(
+    "--seeds",
+    type=int,
+    default=0,
+    show_default=True,
+    help="N > 0: N trainings per cell (train.seed 0..N-1), named <prefix>-<arch>-<encoding>-seed<k>.",
+)
 @click.option("--dry-run", is_flag=True, help="Only print the commands.")
 @click.option(
     "--run",
@@ -58,18 +70,27 @@ def _venv_env() -> dict[str, str]:
     help="Then run the queue in the foreground with N parallel jobs (0: only queue; start later with `dvc queue start -j N`).",
 )
 def grid_queue(
-    archs: str, encodings: str, prefix: str, extra: tuple[str, ...], dry_run: bool, jobs: int
+    archs: str,
+    encodings: str,
+    prefix: str,
+    extra: tuple[str, ...],
+    seeds: int,
+    dry_run: bool,
+    jobs: int,
 ) -> None:
     """Queue one `dvc exp run` per arch x encoding (and optionally run the queue).
 
     Each experiment is named <prefix>-<arch>-<encoding> (its MLflow run name too). Queued
     experiments run in temporary copies made from git: `git add` code changes first.
-    Example (the paper's Tables 2 and 3): deepflash grid queue --run 2 && deepflash grid table
+    Example (the paper's Tables 2 and 3): deepflash grid queue --run 2 && deepflash grid table.
+    With --seeds N and --run, the finished seeds are nested under their group's MLflow run
+    (`deepflash grid group` does it for a queue run later).
     """
     import subprocess
 
     from pipeline.config import ENCODINGS
     from pipeline.models import available_archs  # the registry: the one list of archs
+    from pipeline.tracking.seeds import seed_exp_name
 
     archs_known = available_archs()
     arch_list = [a.strip() for a in archs.split(",") if a.strip()]
@@ -82,14 +103,23 @@ def grid_queue(
             err=True,
         )
         sys.exit(2)
+    if seeds < 0:
+        click.echo("error: --seeds must be 0 (one run per cell) or more", err=True)
+        sys.exit(2)
     commands = []
     for arch in arch_list:
         for encoding in enc_list:
-            cmd = ["dvc", "exp", "run", "--queue", "-n", f"{prefix}-{arch}-{encoding}"]
-            cmd += ["-S", f"model.arch={arch}", "-S", f"loss.encoding={encoding}"]
-            for item in extra:
-                cmd += ["-S", item]
-            commands.append(cmd)
+            name = f"{prefix}-{arch}-{encoding}"
+            # (name, extra -S) per training: one, or one per seed of the group
+            runs = [(name, [])] if seeds == 0 else [
+                (seed_exp_name(name, k), ["-S", f"train.seed={k}"]) for k in range(seeds)
+            ]  # fmt: skip
+            for exp_name, seed_set in runs:
+                cmd = ["dvc", "exp", "run", "--queue", "-n", exp_name]
+                cmd += ["-S", f"model.arch={arch}", "-S", f"loss.encoding={encoding}"]
+                for item in extra:
+                    cmd += ["-S", item]
+                commands.append(cmd + seed_set)
     if jobs > 0:
         commands.append(["dvc", "exp", "run", "--run-all", "-j", str(jobs)])
     env = _venv_env()
@@ -113,12 +143,43 @@ def grid_queue(
             if done.returncode != 0:
                 click.echo(f"error: `{shlex.join(cmd)}` failed ({done.returncode})", err=True)
                 sys.exit(done.returncode)
+    if seeds > 0 and jobs > 0 and not dry_run:
+        _group_seeds(None)
     if jobs <= 0 and not dry_run:
         click.echo(
             "queued; run them with `dvc queue start -j 2` (PATH with the venv first), "
             "follow with `dvc queue status`, then `deepflash grid table`.",
             err=True,
         )
+
+
+def _group_seeds(experiment: str | None) -> dict[str, str]:
+    """Nest the evaluated seed runs on the workspace's data under their groups' parent runs."""
+    from pathlib import Path
+
+    from pipeline import tracking
+    from pipeline.config import Params, load_params
+    from pipeline.tracking.seeds import log_seed_groups
+
+    params = load_params() if Path("params.yaml").is_file() else Params()
+    experiment = experiment or params.mlflow.experiment
+    records = tracking.evaluated_runs(experiment, tracking.data_fingerprint("."))
+    parents = log_seed_groups(experiment, records)
+    for group, run_id in parents.items():
+        click.echo(f"seed group {group}: MLflow parent run {run_id}")
+    return parents
+
+
+@grid_group.command("group")
+@click.option(
+    "--experiment", default=None, help="MLflow experiment (default: params mlflow.experiment)."
+)
+def grid_group_seeds(experiment: str | None) -> None:
+    """Nest the evaluated runs of each seed group (<name>-seed<k>) under one MLflow parent run
+    whose metrics are the mean, std and 95 % interval over the seeds."""
+    if not _group_seeds(experiment):
+        click.echo("no seed group among the evaluated runs on these data", err=True)
+        sys.exit(1)
 
 
 @grid_group.command("table")
@@ -153,8 +214,11 @@ def grid_table(
 
     from pipeline import tracking
     from pipeline.config import Params, load_params
+    from pipeline.evaluation.noise import grid_noise_rows, render_noise
     from pipeline.evaluation.report import best_runs, render_best_runs, render_tables23, tables23
     from pipeline.io import write_json
+    from pipeline.tracking.records import per_image_tables
+    from pipeline.tracking.seeds import best_groups
 
     params = load_params() if Path("params.yaml").is_file() else Params()
     experiment = experiment or params.mlflow.experiment
@@ -167,6 +231,14 @@ def grid_table(
         "",
     ]
     lines += render_tables23(tables) + ["## Best runs", ""] + render_best_runs(best)
+    groups = best_groups(records)
+    scores = per_image_tables(r["run_id"] for runs in groups.values() for r in runs)
+    configs = {
+        key: [scores[r["run_id"]] for r in runs if r["run_id"] in scores]
+        for key, runs in groups.items()
+    }
+    noise = grid_noise_rows({k: v for k, v in configs.items() if v})
+    lines += render_noise(noise, "Which differences beat the noise (test people, seeds)")
     text = "\n".join(lines)
     click.echo(text)
     if out_path:
@@ -179,6 +251,8 @@ def grid_table(
                 "fingerprint": fingerprint,
                 "runs": len(records),
                 "tables23": tables,
+                "noise": noise,
+                "groups": {k: [r["run_id"] for r in runs] for k, runs in groups.items()},
                 "best_runs": {
                     k: {
                         "run_id": r["run_id"],

@@ -25,6 +25,13 @@ def _splits(tables: Sequence[Any], splits: Sequence[str]) -> list[str]:
     return [s for s in splits if s in present]
 
 
+def _row(
+    split: str, comparison: str, metric: str, a: Sequence[Any], b: Sequence[Any], systems: tuple
+) -> dict[str, Any]:
+    diff = compare_tables(a, b, split, metric, *systems)
+    return {"split": split, "comparison": comparison, "metric": metric, **diff.as_dict()}
+
+
 def noise_rows(
     tables: Sequence[Any],
     others: Mapping[str, Sequence[Any]] | None = None,
@@ -38,20 +45,40 @@ def noise_rows(
     rows: list[dict[str, Any]] = []
     for split in _splits(tables, splits):
         for metric in metrics:
-            pairs = [
-                ("model - identity", tables, "identity"),
-                ("model - oracle", tables, "oracle"),
-            ]
-            pairs += [
-                (f"this - {label}", theirs, "model") for label, theirs in (others or {}).items()
-            ]
-            for comparison, reference, system in pairs:
-                if split not in set(reference[0]["split"]):
-                    continue
-                diff = compare_tables(tables, reference, split, metric, "model", system)
+            for system in ("identity", "oracle"):
                 rows.append(
-                    {"split": split, "comparison": comparison, "metric": metric, **diff.as_dict()}
+                    _row(split, f"model - {system}", metric, tables, tables, ("model", system))
                 )
+            for label, theirs in (others or {}).items():
+                if split in set(theirs[0]["split"]):
+                    rows.append(
+                        _row(split, f"this - {label}", metric, tables, theirs, ("model", "model"))
+                    )
+    return rows
+
+
+def grid_noise_rows(
+    configs: Mapping[str, Sequence[Any]],
+    splits: Sequence[str] = ("test",),
+    metrics: Sequence[str] = NOISE_METRICS,
+    reference_encoding: str = "C",
+    reference_arch: str = "deepflash",
+) -> list[dict[str, Any]]:
+    """The grid's rows: per configuration ``"<arch>/<encoding>"`` (-> its seed tables), model -
+    identity; then each encoding minus ``reference_encoding`` of the same arch (A - C, B - C:
+    the paper's claim) and each arch minus ``reference_arch`` with the same encoding."""
+    pairs = [(f"{key} - identity", key, key, ("model", "identity")) for key in configs]
+    for key in configs:
+        arch, encoding = key.split("/", 1)
+        for other in (f"{arch}/{reference_encoding}", f"{reference_arch}/{encoding}"):
+            if other != key and other in configs:
+                pairs.append((f"{key} - {other}", key, other, ("model", "model")))
+    rows: list[dict[str, Any]] = []
+    for split in splits:
+        for metric in metrics:
+            for label, a, b, systems in pairs:
+                if all(split in set(configs[k][0]["split"]) for k in (a, b)):
+                    rows.append(_row(split, label, metric, configs[a], configs[b], systems))
     return rows
 
 
@@ -78,4 +105,4 @@ def render_noise(rows: Sequence[Mapping[str, Any]], title: str) -> list[str]:
     return lines + md_table([*header, "verdict"], table) + [""]
 
 
-__all__ = ["NOISE_METRICS", "NOISE_SPLITS", "noise_rows", "render_noise"]
+__all__ = ["NOISE_METRICS", "NOISE_SPLITS", "grid_noise_rows", "noise_rows", "render_noise"]

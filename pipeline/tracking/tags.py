@@ -24,6 +24,8 @@ MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 # MLflow's dataset input context tag; its value "training" is what MLflow's own autologgers
 # use for the data a model was fitted on.
 CONTEXT_TAG = "mlflow.data.context"
+# MLflow's nested runs: a child run names its parent (the UI shows it under the parent).
+PARENT_RUN_TAG = "mlflow.parentRunId"
 # A saved view of the runs table (MLflow's shared view state, an experiment tag).
 VIEW_KEY = "deepflash-compare"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
@@ -46,3 +48,7 @@ TRAIN_RUN_TAG = "deepflash.train_run_id"
 # A reference run's system (identity, oracle, paper) and the key it is found by again.
 SYSTEM_TAG = "deepflash.system"
 KEY_TAG = "deepflash.baseline_key"
+# The seed group of a run (``deepflash grid queue --seeds N``): children and their parent.
+SEED_GROUP_TAG = "deepflash.seed_group"
+# The seeds (train.seed values) a seed group's parent run summarises, comma-separated.
+SEEDS_TAG = "deepflash.seeds"

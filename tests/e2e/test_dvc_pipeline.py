@@ -175,8 +175,13 @@ def test_repro_runs_the_chain_into_one_mlflow_run(repo: Repo) -> None:
         "train_0.png",
         "val_0.png",
     ]
+    # Every image's scores with its person: one row per image and system.
+    per_image = (root / "metrics/per_image.csv").read_text().splitlines()
+    assert per_image[0].startswith("split,subject,pair_id,variant,system,")
+    assert len(per_image) == 1 + 3 * sum(results[s]["images"] for s in ("train", "val", "test"))
     report = (root / "reports/report.md").read_text()
     assert "# DeepFlash run report" in report and "Tables 2 and 3 layout" in report
+    assert "## Which differences beat the noise (per person)" in report
     compare = json.loads((root / "metrics/compare.json").read_text())
     assert compare["this_run"]["arch"] == "deepflash" and compare["this_run"]["encoding"] == "C"
 

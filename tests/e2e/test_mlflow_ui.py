@@ -6,7 +6,8 @@ trains and evaluates twice with the stage scripts, as two DVC experiments on two
 identity baseline per dataset and the paper's runs. The copy is then moved to another folder
 and `mlflow ui --backend-store-uri sqlite:///mlflow.db` is started at its root, as the README
 says. Headless Chromium (Debian package `chromium`; the test skips without it) renders the
-saved runs view, the compare view (model vs identity vs paper) and the registry; the test
+saved runs view, the compare view (model vs identity vs paper; last, a seed group's parent
+run with the demo run nested under it) and the registry; the test
 reads the rendered DOM (`--dump-dom`) and writes screenshots (`--screenshot`) to a temporary
 folder, or to docs/ with `DEEPFLASH_SCREENSHOTS=docs` (how docs/mlflow_*.png are made).
 """
@@ -374,8 +375,16 @@ def test_compare_view_model_vs_baselines_in_the_browser(
         text = _text(_browser(url, tmp_path / "profile", size))
         if all(name in text for name in wanted):
             break
-    assert "Model metrics (6)" in text  # the saved view's chart filter: validation protocol
-    for metric in ("ssim_pgt", "psnr_pgt", "ssim_gt", "psnr_gt", "loss", "accuracy"):
+    assert "Model metrics (7)" in text  # the saved view's chart filter: validation protocol
+    for metric in (
+        "ssim_pgt",
+        "psnr_pgt",
+        "ssim_gt",
+        "psnr_gt",
+        "loss",
+        "accuracy",
+        "ssim_pgt_matlab",
+    ):
         assert f"eval.val.protocol.model.{metric}" in text
     for name in ("deepflash-C on demo (exp-demo)", "identity-C on demo", "oracle-C on demo"):
         assert name in text  # the charts' legends: model and baselines on one plot
@@ -390,3 +399,28 @@ def test_registry_in_the_browser(moved: Copy, ui: str, tmp_path: Path) -> None:
     text = _text(_browser(f"{ui}/#/models/deepflash", tmp_path / "profile", "1600,1000"))
     assert "champion-demo" in text and "champion-yaleb" in text
     assert "Version 1" in text and "Version 2" in text
+
+
+def test_compare_view_charts_a_seed_groups_parent(moved: Copy, ui: str, tmp_path: Path) -> None:
+    """Last (it nests a run): a seed group's parent run is a bar of the compare view's charts."""
+    from pipeline.tracking.records import run_record
+    from pipeline.tracking.seeds import log_seed_group
+    from pipeline.tracking.tags import PARENT_RUN_TAG
+
+    child = run_record(_runs(moved.root)["deepflash-C on demo (exp-demo)"])
+    parent_id = log_seed_group(_experiment_id(moved), "exp-demo-seeds", [child], moved.root)
+    client = _client(moved.root)
+    assert client.get_run(child["run_id"]).data.tags[PARENT_RUN_TAG] == parent_id
+    parent = client.get_run(parent_id).data.metrics
+    assert (
+        parent["eval.val.protocol.model.ssim_pgt"]
+        == child["metrics"]["eval.val.protocol.model.ssim_pgt"]
+    )  # one seed: its mean is the seed's value
+    url = tracking_compare.charts_url(_experiment_id(moved), base=ui)
+    for _ in range(3):  # charts render after the runs load
+        text = _text(_browser(url, tmp_path / "profile", "2800,1100"))
+        if "exp-demo-seeds" in text:
+            break
+    assert "exp-demo-seeds" in text  # the parent in the charts' legends
+    assert "eval.val.protocol.model.ssim_pgt" in text
+    assert "paper deepflash-C (Table 2)" in text  # beside the references
