@@ -132,3 +132,42 @@ def test_reopening_a_missing_run_starts_a_new_one(store: Path, params: Params) -
     handle.end()
     run = client_for(handle.tracking_uri).get_run(handle.run_id)
     assert handle.run_id != "0" * 32 and run.info.run_name == "explicit"
+
+
+def _closed_port() -> int:
+    """A loopback port where nothing listens (bound once by the OS, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_train_stage_fails_fast_when_the_server_is_down(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from helpers.trainingdata import REPO, mini_repo, subprocess_env
+
+    root = mini_repo(tmp_path / "repo")
+    model = root / "models" / "model.pt"
+    model.parent.mkdir()
+    model.write_bytes(b"the previous model")
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    env = subprocess_env() | {"MLFLOW_TRACKING_URI": uri}
+    env.pop("DEEPFLASH_MLFLOW")
+    # MLflow's own retries took 247 s here: the timeout catches a return of those (it is a
+    # hang guard; the stage takes ~3 s, mostly imports).
+    done = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "train.py")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and uri in lines[0] and "unreachable" in lines[0], done.stderr
+    assert model.read_bytes() == b"the previous model"
+    assert not (root / "models" / "checkpoints").exists()

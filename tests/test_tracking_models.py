@@ -95,11 +95,13 @@ def test_logged_models_registry_and_champion(repo: Path, monkeypatch) -> None:
     assert linked["eval.val.full.model.ssim_gt"].dataset_digest == data_fingerprint(repo)
     assert top.params["model.arch"] == "deepflash" and "train.epochs" not in top.params
     assert json.loads(top.tags["mlflow.modelVersions"]) == [{"name": "deepflash", "version": "2"}]
-    # The model file itself is in the logged model's artifacts, inside the repository.
-    files = artifact_repository(top.artifact_location, repo).list_artifacts()
-    assert [f.path for f in files] == ["model.pt"]
-    stored = repo / "mlartifacts" / "m" / "models" / top.model_id / "artifacts" / "model.pt"
-    assert stored.read_bytes() == b"deepflash A 0.85"
+    # The logged model is an MLflow pyfunc model folder holding the model file, inside the
+    # repository.
+    files = {f.path for f in artifact_repository(top.artifact_location, repo).list_artifacts()}
+    assert {"MLmodel", "artifacts", "code", "input_example.json"} <= files
+    stored = repo / "mlartifacts" / "m" / "models" / top.model_id / "artifacts"
+    assert (stored / "artifacts" / "model.pt").read_bytes() == b"deepflash A 0.85"
+    assert (stored / "code" / "pipeline" / "tracking" / "pyfunc.py").is_file()
     # The run names its model as an output and holds the model's metrics too.
     run = client.get_run(second.run_id)
     assert [o.model_id for o in run.outputs.model_outputs] == [top.model_id]

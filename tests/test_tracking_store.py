@@ -182,3 +182,19 @@ def test_two_processes_share_a_fresh_database(tmp_path: Path) -> None:
     assert sorted(r.info.run_id for r in runs) == sorted(results)
     assert {r.info.run_name for r in runs} == {"exp0", "exp1"}
     assert all(len(r.data.metrics) == 1 and r.data.metrics["loss"] == 19.0 for r in runs)
+
+
+def test_a_server_that_is_down_is_reported_at_once() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    with pytest.raises(store.TrackingStoreError, match=f"{uri} unreachable"):
+        store.client_for(uri)
+    with socket.socket() as server:  # a listening one passes
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        store.check_reachable(f"http://127.0.0.1:{server.getsockname()[1]}/")
+    store.check_reachable("sqlite:///nowhere/mlflow.db")

@@ -1,10 +1,11 @@
-"""The trained model in MLflow: a logged model holding ``models/model.pt``, linked to its run
-and its metrics, registered per arch, with an alias on the best version per dataset.
+"""The trained model in MLflow: a logged pyfunc model holding ``models/model.pt``, linked to its
+run and its metrics, registered per arch, with an alias on the best version per dataset.
 
 MLflow 3's model conventions, through its client API:
 
 - a *logged model* (``create_logged_model``) named ``<arch>-<encoding>``, its source run the
-  evaluated run, our model file as its artifact, recorded as the run's output
+  evaluated run, its artifacts an MLflow pyfunc model folder (:mod:`pipeline.tracking.pyfunc`:
+  MLmodel with signature and input example, our model file, the code), recorded as the run's output
   (``log_outputs``); the evaluation metrics of the model are logged with its ``model_id`` and
   the dataset (name and digest), so ``search_logged_models`` and the model page list them;
 - a *registered model* per arch (:func:`registered_model_name`: ``deepflash`` for the paper's
@@ -15,7 +16,8 @@ MLflow 3's model conventions, through its client API:
   report's rank: validation SSIM vs the raw ground truth, then test, then train).
 
 The project's own model file stays what ``deepflash enhance`` loads; MLflow keeps a copy so
-that the champion is one click (``models:/deepflash@champion-demo``) and downloadable.
+that the champion (``models:/deepflash@champion-demo``) loads with ``mlflow.pyfunc.load_model``,
+serves with ``mlflow models serve`` and is what ``deepflash enhance --model`` takes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params, flatten
@@ -121,9 +124,15 @@ def log_model(
         params={k: str(v) for k, v in flatten(params).items() if k.startswith(_MODEL_GROUPS)},
         model_type=arch,
     )
+    import tempfile
+
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
-    artifact_repository(model.artifact_location, handle.root).log_artifact(str(model_file))
+    from pipeline.tracking.pyfunc import save_pyfunc
+
+    with tempfile.TemporaryDirectory(prefix="deepflash-model-") as tmp:
+        folder = save_pyfunc(model_file, Path(tmp) / "model")
+        artifact_repository(model.artifact_location, handle.root).log_artifacts(str(folder))
     handle._call("log_outputs", handle.run_id, [LoggedModelOutput(model.model_id, step=0)])
     handle.log_metrics(model_metrics(results), model_id=model.model_id, dataset=dataset)
     call_with_retry(client.finalize_logged_model, model.model_id, LoggedModelStatus.READY)
