@@ -135,3 +135,20 @@ def test_closure_follows_lazy_imports_inside_functions(tmp_path: Path) -> None:
         "pipeline/sub/__init__.py",
         "pipeline/sub/lazy.py",
     }
+
+
+def test_the_model_is_a_dvc_artifact_labelled_by_its_params() -> None:
+    """dvc.yaml's `artifacts:` names the train stage's model file as a `type: model` artifact
+    whose labels are the params that define it (interpolated by DVC from params.yaml)."""
+    from dvc.repo import Repo
+
+    artifact = Repo(str(ROOT)).artifacts.read()["dvc.yaml"]["deepflash"]
+    config = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert artifact.type == "model" and artifact.desc
+    outs = [o if isinstance(o, str) else next(iter(o)) for o in config["stages"]["train"]["outs"]]
+    assert artifact.path in outs
+    assert artifact.labels[:2] == [
+        params["model"]["arch"],
+        f"encoding-{params['loss']['encoding']}",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 from typing import get_args
@@ -124,7 +125,9 @@ def demo(
     default="models/model.pt",
     show_default=True,
     type=click.Path(),
-    help="Model file written by the train stage (it holds arch, encoding, size, filter).",
+    help="Model file written by the train stage (it holds arch, encoding, size, filter), or "
+    "an MLflow model URI: models:/deepflash@champion-demo (the store: $MLFLOW_TRACKING_URI, "
+    "else ./mlflow.db).",
 )
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option(
@@ -168,11 +171,46 @@ def enhance_command(
     """
     import logging
 
+    from pipeline.tracking.model_uri import is_model_uri
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    with contextlib.ExitStack() as stack:
+        if is_model_uri(model_path):
+            model_path = _model_file_of_uri(model_path, stack)
+        _enhance(
+            inputs, output, out_dir, model_path, device, skip_no_face, feather, detector, precision
+        )
+
+
+def _model_file_of_uri(uri: str, stack: contextlib.ExitStack) -> str:
+    """The model file of MLflow model ``uri``, downloaded into a folder removed on exit."""
+    import tempfile
+
+    from pipeline.tracking.model_uri import download_model_file
+
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="deepflash-model-"))
+    try:
+        return str(download_model_file(uri, folder))
+    except Exception as error:  # MLflow's errors: unknown model, alias, store
+        click.echo(f"error: model {uri}: {error}", err=True)
+        sys.exit(2)
+
+
+def _enhance(
+    inputs: tuple[str, ...],
+    output: str | None,
+    out_dir: str | None,
+    model_path: str,
+    device: str,
+    skip_no_face: bool,
+    feather: float,
+    detector: str | None,
+    precision: str,
+) -> None:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from pipeline.enhance.apply import EnhanceError, EnhanceOptions, enhance_paths
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         with logging_redirect_tqdm():
             results = enhance_paths(

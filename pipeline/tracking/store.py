@@ -9,8 +9,9 @@ experiment (a model-training experiment), artifact locations that name no folder
   of a model-training experiment.
 - Artifacts of a local store use MLflow's proxied scheme ``mlflow-artifacts:/<experiment>/...``
   (what ``mlflow server`` gives new experiments): ``mlflow ui`` started at the repo root
-  serves it from its default ``--artifacts-destination ./mlartifacts`` and
-  :func:`artifact_repository` writes it to ``<repo root>/mlartifacts``. ``mlflow.db`` holds no
+  serves it from its default ``--artifacts-destination ./mlartifacts``, and without a server
+  it is ``mlartifacts/`` beside the database (:mod:`pipeline.tracking.artifact_repo`, also
+  MLflow's own resolver of the scheme through its plugin entry point). ``mlflow.db`` holds no
   machine path, so a moved or copied repository keeps working; a store of an older version
   whose experiment points at a folder outside this repository is refused
   (:class:`TrackingStoreError`).
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline.io import read_json, write_json
+from pipeline.tracking.artifact_repo import ARTIFACTS_DIR
 from pipeline.tracking.tags import KIND_TAG
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,6 @@ T = TypeVar("T")
 
 ENV_SWITCH = "DEEPFLASH_MLFLOW"
 DB_NAME = "mlflow.db"
-ARTIFACTS_DIR = "mlartifacts"
 ARTIFACTS_SCHEME = "mlflow-artifacts:"
 KIND = "custom_model_development"
 
@@ -118,14 +119,14 @@ def call_with_retry(
 def artifact_repository(uri: str, root: str | os.PathLike | None = None) -> Any:
     """The MLflow artifact repository of an artifact URI (a run's or a logged model's).
 
-    ``mlflow-artifacts:/<path>`` of a local store resolves to ``<repo root>/mlartifacts/<path>``,
-    the folder ``mlflow ui`` serves it from; any other URI goes to MLflow's own resolver.
+    ``mlflow-artifacts:/<path>`` of a local store resolves to ``mlartifacts/<path>`` beside its
+    database (:mod:`pipeline.tracking.artifact_repo`, the same plugin MLflow's own tools use);
+    any other URI goes to MLflow's own resolver.
     """
-    if uri.startswith(ARTIFACTS_SCHEME) and is_local_store(tracking_uri(root)):
-        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+    if uri.startswith(ARTIFACTS_SCHEME):
+        from pipeline.tracking import artifact_repo
 
-        rel = urllib.parse.unquote(urllib.parse.urlparse(uri).path).lstrip("/")
-        return LocalArtifactRepository(str(repo_root(root) / ARTIFACTS_DIR / rel))
+        return artifact_repo.repository(uri, tracking_uri(root))
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     return get_artifact_repository(uri)

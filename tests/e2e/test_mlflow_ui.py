@@ -266,17 +266,7 @@ def ui(moved: Copy) -> Any:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=10) as response:
-                    if response.read().strip() == b"OK":
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, server.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "mlflow ui did not start"
-            time.sleep(1)
+        _wait_healthy(server, f"{base}/health", b"OK")
         yield base
     finally:
         server.terminate()
@@ -284,6 +274,21 @@ def ui(moved: Copy) -> Any:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def _wait_healthy(server: subprocess.Popen, url: str, answer: bytes) -> None:
+    """Wait (3 min at most) until ``url`` answers 200 with ``answer``; fail if ``server`` dies."""
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                if response.status == 200 and response.read().strip() == answer:
+                    return
+        except OSError:
+            pass
+        assert server.poll() is None, server.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, f"{url} did not answer"
+        time.sleep(1)
 
 
 def _shots_dir(tmp_path: Path) -> Path:
@@ -369,8 +374,9 @@ def test_compare_view_model_vs_baselines_in_the_browser(
     moved: Copy, ui: str, tmp_path: Path
 ) -> None:
     url = tracking_compare.charts_url(_experiment_id(moved), base=ui)
-    size = "2800,1100"
-    wanted = [f"eval.val.protocol.model.{m}" for m in ("ssim_pgt", "psnr_pgt", "psnr_gt")]
+    # The UI renders only the charts in the viewport: tall enough for all 7 (3 rows).
+    size = "2800,1800"
+    wanted = [f"eval.val.protocol.model.{m}" for m in ("ssim_pgt", "psnr_pgt", "ssim_pgt_matlab")]
     for _ in range(3):  # charts render after the runs load: a loaded machine may need longer
         text = _text(_browser(url, tmp_path / "profile", size))
         if all(name in text for name in wanted):
@@ -399,6 +405,190 @@ def test_registry_in_the_browser(moved: Copy, ui: str, tmp_path: Path) -> None:
     text = _text(_browser(f"{ui}/#/models/deepflash", tmp_path / "profile", "1600,1000"))
     assert "champion-demo" in text and "champion-yaleb" in text
     assert "Version 1" in text and "Version 2" in text
+
+
+# --------------------------------------------------------------- the champion as an MLflow model
+
+PREDICT = (
+    "import sys, mlflow, numpy as np\n"
+    "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+    "np.save(sys.argv[3], model.predict(np.load(sys.argv[2])[None])[0])\n"
+)
+CHAMPION = "models:/deepflash@champion-demo"
+
+
+@pytest.fixture(scope="module")
+def selfie(moved: Copy, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A demo flash photo with one face (uint8 .npy and lossless .png), what `deepflash
+    enhance --model <the champion's file>` writes for it, and where the face's mask reaches."""
+    from pipeline.config import DemoParams
+    from pipeline.datasets.demo import generate_demo
+    from pipeline.enhance.apply import enhance_image, load_enhancer
+    from pipeline.io import read_image
+
+    folder = tmp_path_factory.mktemp("selfie")
+    demo = generate_demo(
+        folder / "raw", DemoParams(n_subjects=3, poses=1, width=192, height=256, seed=4)
+    )
+    image = read_image(demo.pairs[0].flash)
+    photo = np.round(image * 255).astype(np.uint8)
+    np.save(folder / "photo.npy", photo)
+    write_image(folder / "photo.png", photo.astype(np.float32) / 255)
+    client = _client(moved.root)
+    version = client.get_model_version_by_alias("deepflash", "champion-demo")
+    location = client.get_logged_model(version.source.removeprefix("models:/")).artifact_location
+    model_file = Path(artifact_repository(location, moved.root).artifact_dir) / "artifacts"
+    model_file = model_file / "model.pt"
+    assert model_file.is_file(), sorted(p.name for p in model_file.parent.parent.iterdir())
+    moved.run(
+        str(BIN / "deepflash"), "enhance", str(folder / "photo.png"), "-o",
+        str(folder / "file.png"), "--model", str(model_file),
+    )  # fmt: skip
+    model, meta, device = load_enhancer(model_file, "cpu")
+    _, faces = enhance_image(photo.astype(np.float32) / 255, model, meta, device=device)
+    assert len(faces) == 1, "the demo photo must show one face"
+    far = np.ones(photo.shape[:2], bool)
+    x0, y0, x1, y1 = faces[0].region
+    far[y0:y1, x0:x1] = False
+    enhanced = np.round(read_image(folder / "file.png") * 255).astype(np.uint8)
+    return {"dir": folder, "photo": photo, "far": far, "enhanced": enhanced, "file": model_file}
+
+
+def _predict(copy: Copy, selfie: dict[str, Any], name: str, **env: str) -> np.ndarray:
+    out = selfie["dir"] / f"{name}.npy"
+    copy.run(
+        sys.executable, "-c", PREDICT, CHAMPION, str(selfie["dir"] / "photo.npy"), str(out), **env
+    )
+    return np.load(out)
+
+
+def _check_enhanced(out: np.ndarray, selfie: dict[str, Any]) -> None:
+    photo, far = selfie["photo"], selfie["far"]
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert np.array_equal(out[far], photo[far])  # far from the face: bit-identical
+    # The face is relit (the tiny test model moves many of its pixels by a level or two).
+    assert np.count_nonzero(out[~far] != photo[~far]) > 0.01 * photo[~far].size
+    assert np.array_equal(out, selfie["enhanced"])  # what `deepflash enhance` writes
+
+
+def test_champion_loads_with_pyfunc_from_the_sqlite_store_without_a_server(
+    moved: Copy, selfie: dict[str, Any]
+) -> None:
+    """`mlflow.pyfunc.load_model("models:/deepflash@champion-demo")` in the moved copy with
+    MLflow's default store (./mlflow.db) and no server: the relit photo of `deepflash enhance`."""
+    _check_enhanced(_predict(moved, selfie, "sqlite"), selfie)
+
+
+def test_enhance_takes_the_champion_by_its_registry_uri(
+    moved: Copy, selfie: dict[str, Any]
+) -> None:
+    out = selfie["dir"] / "alias.png"
+    moved.run(
+        str(BIN / "deepflash"), "enhance", str(selfie["dir"] / "photo.png"), "-o", str(out),
+        "--model", CHAMPION,
+    )  # fmt: skip
+    from pipeline.io import read_image
+
+    assert np.array_equal(np.round(read_image(out) * 255).astype(np.uint8), selfie["enhanced"])
+    done = subprocess.run(
+        [str(BIN / "deepflash"), "enhance", str(selfie["dir"] / "photo.png"), "--model",
+         "models:/deepflash@champion-nowhere"],
+        cwd=moved.root, env=moved.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "error: model models:/deepflash@champion-nowhere:" in done.stderr
+
+
+def test_champion_loads_through_the_mlflow_server(
+    moved: Copy, ui: str, selfie: dict[str, Any]
+) -> None:
+    _check_enhanced(_predict(moved, selfie, "server", MLFLOW_TRACKING_URI=ui), selfie)
+
+
+def test_mlflow_models_serve_returns_the_enhanced_photo(
+    moved: Copy, selfie: dict[str, Any]
+) -> None:
+    """`mlflow models serve -m models:/deepflash@champion-demo --env-manager local`, and a
+    photo posted in MLflow's scoring format (tensor input, a batch of one photo)."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "models", "serve", "-m", CHAMPION, "--env-manager", "local"]
+        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=moved.root,
+        env=moved.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(server, f"{base}/ping", b"")
+        body = json.dumps({"inputs": selfie["photo"][None].tolist()}).encode()
+        request = urllib.request.Request(
+            f"{base}/invocations", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=180) as response:
+            predictions = json.loads(response.read())["predictions"]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    _check_enhanced(np.asarray(predictions, np.uint8)[0], selfie)
+
+
+def test_damaged_champion_is_refused_not_run(
+    moved: Copy, selfie: dict[str, Any], tmp_path: Path
+) -> None:
+    """A copy of the repository whose champion's model file lost bytes: loading it names the
+    damaged file, and `deepflash enhance --model <alias>` exits 2 without writing."""
+    damaged = Copy(tmp_path / "damaged")
+    shutil.copytree(moved.root, damaged.root, ignore=shutil.ignore_patterns(".git", "data"))
+    model_file = damaged.root / selfie["file"].relative_to(moved.root)
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    done = subprocess.run(
+        [sys.executable, "-c", PREDICT, CHAMPION, str(selfie["dir"] / "photo.npy"),
+         str(tmp_path / "out.npy")],
+        cwd=damaged.root, env=damaged.env, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and "model file damaged" in done.stderr
+    assert not (tmp_path / "out.npy").exists()
+    out = tmp_path / "out.png"
+    done = subprocess.run(
+        [str(BIN / "deepflash"), "enhance", str(selfie["dir"] / "photo.png"), "-o", str(out),
+         "--model", CHAMPION],
+        cwd=damaged.root, env=damaged.env, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "model file damaged" in done.stderr
+    assert not out.exists()
+
+
+def test_model_version_page_shows_the_signature_in_the_browser(
+    moved: Copy, ui: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = _client(moved.root).get_model_version_by_alias("deepflash", "champion-demo")
+    url = f"{ui}/#/models/deepflash/versions/{version.version}"
+    for _ in range(3):  # the schema table renders after the version loads
+        text = _text(_browser(url, tmp_path / "profile", "1600,1100"))
+        if "Outputs (1)" in text:
+            break
+    assert "champion-demo" in text and "Source Model : deepflash-C" in text
+    # The signature's one input and one output tensor (rows a click would expand; a model
+    # without a signature shows no such rows).
+    assert "Schema Name Type Inputs (1) Outputs (1)" in text
+    from mlflow.models import get_model_info
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{moved.root / 'mlflow.db'}")
+    info = get_model_info(CHAMPION)
+    spec = info.signature.inputs.inputs[0]
+    assert (spec.type, spec.shape) == (np.dtype(np.uint8), (-1, -1, -1, 3))
+    shot = _shots_dir(tmp_path) / "mlflow_model_version.png"
+    _browser(url, tmp_path / "profile", "1600,1100", shot)
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
 
 def test_compare_view_charts_a_seed_groups_parent(moved: Copy, ui: str, tmp_path: Path) -> None:
