@@ -34,8 +34,13 @@ DEFAULT_MAX_PIXELS = 100_000_000
 # Every type :func:`read_image` decodes (Pillow, 16-bit PNG/TIFF through OpenCV): the dataset
 # layouts, the demo's portraits folder and enhance's folders and globs all take the same list,
 # so a photo one of them reads is never skipped by another (Yale B ships .pgm; GIF: first frame).
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm", ".pnm", ".gif"}
+# HEIC/HEIF: the default of phone cameras (iPhone), decoded by pillow-heif.
+HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
+IMAGE_SUFFIXES = (
+    frozenset(
+        {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm", ".pnm", ".gif"}
+    )
+    | HEIF_SUFFIXES
 )
 """File extensions (lower case) of the image files the project reads."""
 MANIFEST_PATH = Path("data/interim/manifest.csv")
@@ -52,12 +57,35 @@ class ImageReadError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+def _register_heif() -> None:
+    # pillow-heif costs ~0.1 s to import: only when a HEIF file is opened. Its opener applies
+    # the file's orientation (EXIF / irot) while decoding and reports orientation 1 after.
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """``PIL.Image.open`` that also opens HEIC/HEIF photos (pillow-heif's opener, registered
+    on the first HEIF name, or on a file Pillow alone cannot identify); the one opener of the
+    project's readers."""
+    if Path(path).suffix.lower() in HEIF_SUFFIXES:
+        _register_heif()
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        if "HEIF" in Image.OPEN:
+            raise
+        _register_heif()  # a HEIF file under another name
+        return Image.open(path)
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image after EXIF orientation, reading only its header."""
     path = Path(path)
     _check_file(path)
     try:
-        with Image.open(path) as pil:
+        with open_image(path) as pil:
             width, height = pil.size
             if _orientation(pil) in (5, 6, 7, 8):
                 width, height = height, width
@@ -74,7 +102,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     path = Path(path)
     _check_file(path)
     try:
-        with Image.open(path) as pil:
+        with open_image(path) as pil:
             if max_pixels is not None and pil.width * pil.height > max_pixels:
                 raise ImageReadError(
                     path,
@@ -156,7 +184,7 @@ def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
     path = Path(path)
     _check_file(path)
     try:
-        with Image.open(path) as pil:
+        with open_image(path) as pil:
             has_alpha = pil.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
                 pil.mode == "P" and "transparency" in pil.info
             )
@@ -400,11 +428,13 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
+    "HEIF_SUFFIXES",
     "MANIFEST_PATH",
     "ImageReadError",
     "empty_dir",
     "image_size",
     "is_image_name",
+    "open_image",
     "read_csv",
     "read_image",
     "read_json",

@@ -401,6 +401,37 @@ def test_cli_rotated_jpeg_keeps_orientation_exif_and_icc(
     assert set(report.timings) == set(STAGES)
 
 
+def test_heic_photo_is_enhanced_like_its_lossless_twin(
+    tiny_model_path: Path, tmp_path: Path
+) -> None:
+    """A HEIC photo (pillow-heif, as phones write them) is relit exactly as the same decoded
+    pixels saved as a PNG; `--out-dir` names its output <stem>.jpg, with its ICC profile."""
+    import skimage.data
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    heic = tmp_path / "IMG_0001.HEIC"
+    Image.fromarray(skimage.data.astronaut()).save(heic, quality=80, icc_profile=icc)
+    twin = write_image(tmp_path / "twin.png", read_image(heic))  # the decoded pixels, lossless
+    model, meta, device = load_enhancer(tiny_model_path, "cpu")
+    from_heic = enhance_file(heic, tmp_path / "heic.png", model, meta, device=device)
+    from_twin = enhance_file(twin, tmp_path / "twin_out.png", model, meta, device=device)
+    assert from_heic.status == from_twin.status == "enhanced"
+    assert from_heic.faces == from_twin.faces
+    relit = read_image(tmp_path / "heic.png")
+    assert np.array_equal(relit, read_image(tmp_path / "twin_out.png"))
+    assert not np.array_equal(relit, read_image(twin))
+    result = CliRunner().invoke(
+        main,
+        ["enhance", str(heic), "--out-dir", str(tmp_path / "out"), "--model", str(tiny_model_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 enhanced" in result.output
+    with Image.open(tmp_path / "out" / "IMG_0001.jpg") as pil:
+        assert pil.format == "JPEG" and pil.info.get("icc_profile") == icc
+
+
 def test_cli_folder_no_face_and_bad_image(
     tiny_model_path: Path, shared_data: Path, tmp_path: Path, caplog
 ) -> None:

@@ -14,7 +14,14 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.io import IMAGE_SUFFIXES, is_image_name, write_image, write_pixels
+from pipeline.io import (
+    HEIF_SUFFIXES,
+    IMAGE_SUFFIXES,
+    is_image_name,
+    open_image,
+    write_image,
+    write_pixels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +79,28 @@ def plan_outputs(
 ) -> list[Path]:
     """Output path per input: ``output`` for a single input, else ``out_dir/<input name>``.
 
+    A HEIC/HEIF input (phone cameras' format, read but not written) gets a ``.jpg`` of its
+    name: in ``out_dir``, or beside it when no destination is given (HEIF inputs only; an
+    existing file of that name is refused, never replaced).
     Raises :class:`EnhanceError` for a missing or ambiguous destination, an unsupported output
     extension, two inputs with one output name, or an output that would overwrite its input.
     """
-    if (output is None) == (out_dir is None):
+    beside = output is None and out_dir is None and bool(inputs)
+    beside = beside and all(path.suffix.lower() in HEIF_SUFFIXES for path in inputs)
+    if not beside and (output is None) == (out_dir is None):
         raise EnhanceError("give exactly one of -o/--output FILE or --out-dir DIR")
     if output is not None:
         if len(inputs) != 1:
             raise EnhanceError(f"-o takes one input, got {len(inputs)}; use --out-dir for several")
         outputs = [Path(output)]
     else:
-        outputs = [Path(out_dir) / path.name for path in inputs]
+        folders = [path.parent if beside else Path(out_dir) for path in inputs]  # type: ignore[arg-type]
+        outputs = [
+            folder / _output_name(path) for folder, path in zip(folders, inputs, strict=True)
+        ]
+        for target in outputs if beside else []:
+            if target.exists():
+                raise EnhanceError(f"{target}: exists; pass -o FILE or --out-dir DIR")
     seen: dict[Path, Path] = {}
     for source, target in zip(inputs, outputs, strict=True):
         if target.suffix.lower() not in OUTPUT_EXTENSIONS:
@@ -98,6 +116,10 @@ def plan_outputs(
     return outputs
 
 
+def _output_name(path: Path) -> str:
+    return path.stem + ".jpg" if path.suffix.lower() in HEIF_SUFFIXES else path.name
+
+
 def source_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """EXIF (orientation reset to 1) and ICC profile of an image, for writing them back.
 
@@ -106,7 +128,7 @@ def source_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """
     found: dict[str, Any] = {"bits": 8}
     try:
-        with Image.open(path) as pil:
+        with open_image(path) as pil:
             icc = pil.info.get("icc_profile")
             if icc:
                 found["icc_profile"] = icc
