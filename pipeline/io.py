@@ -94,9 +94,28 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         raise ImageReadError(path, f"not an image ({error.__class__.__name__})") from None
 
 
-def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+# x / 255 in float32 for every 8-bit value: cv2.LUT applies it ten times faster than numpy's
+# astype-and-divide (one multi-threaded pass, no temporary), with the same values.
+_UINT8_TO_FLOAT = (np.arange(256, dtype=np.float32) / np.float32(255)).reshape(1, 256)
+
+
+def uint8_to_float(array: np.ndarray) -> np.ndarray:
+    """8-bit pixels as float32 in [0, 1], exactly ``array / 255`` (what :func:`read_image`
+    returns for an 8-bit image), as a new contiguous array."""
+    return cv2.LUT(np.ascontiguousarray(array, dtype=np.uint8), _UINT8_TO_FLOAT)
+
+
+def read_image(
+    path: str | os.PathLike,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    *,
+    keep_uint8: bool = False,
+) -> np.ndarray:
     """Read any common image as upright float32 RGB in [0, 1] (HxWx3).
 
+    ``keep_uint8``: an 8-bit image comes back as its uint8 RGB pixels instead (deeper ones as
+    float32 still), for callers that convert only the parts they compute on
+    (:func:`uint8_to_float` gives exactly the float this reader would return).
     Raises :class:`ImageReadError` for empty, truncated, unreadable or oversized files.
     """
     path = Path(path)
@@ -113,7 +132,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 _load_strict(pil)
-            array = _to_rgb_float(pil, path)
+            array = _to_rgb(pil, path)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -122,7 +141,12 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         message = str(error)
         reason = "truncated file" if "truncated" in message else f"unreadable ({message})"
         raise ImageReadError(path, reason) from None
-    return np.ascontiguousarray(_apply_orientation(array, orientation))
+    array = np.ascontiguousarray(_apply_orientation(array, orientation))
+    if array.dtype != np.uint8:
+        return array
+    if not keep_uint8:
+        return uint8_to_float(array)
+    return array if array.flags.writeable else array.copy()  # Pillow's buffer is read-only
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, bits: int = 8) -> Path:
@@ -389,7 +413,8 @@ def _orientation(pil: Image.Image) -> int:
         return 1
 
 
-def _to_rgb_float(pil: Image.Image, path: Path) -> np.ndarray:
+def _to_rgb(pil: Image.Image, path: Path) -> np.ndarray:
+    """HxWx3 RGB: uint8 for 8-bit images, float32 in [0, 1] for deeper ones."""
     mode = pil.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         grey = np.asarray(pil, dtype=np.float32)
@@ -406,8 +431,7 @@ def _to_rgb_float(pil: Image.Image, path: Path) -> np.ndarray:
         if deep is not None and deep.dtype == np.uint16 and deep.ndim == 3:
             rgb = deep[..., 2::-1] if deep.shape[2] >= 3 else deep
             return rgb.astype(np.float32) / 65535.0
-    rgb = pil.convert("RGB")
-    return np.asarray(rgb, dtype=np.float32) / 255.0
+    return np.asarray(pil.convert("RGB"))
 
 
 def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -440,6 +464,7 @@ __all__ = [
     "read_json",
     "read_stage_table",
     "safe_name",
+    "uint8_to_float",
     "write_csv",
     "write_image",
     "write_json",

@@ -178,6 +178,23 @@ def test_constant_model_changes_by_exactly_mask_times_one_minus_2c() -> None:
     assert out.dtype == np.float32 and out is not image
 
 
+def test_uint8_photo_gives_the_float_photos_faces_and_result_in_8_bits() -> None:
+    """enhance_image on a photo's uint8 pixels finds the faces of its float twin (x / 255) and
+    returns exactly the float result as the writer quantises it; far pixels are untouched."""
+    import skimage.data
+
+    pixels = np.ascontiguousarray(skimage.data.astronaut())
+    meta = {**META_C, "encoding": "B", "arch": "deepflash", "size": 64}
+    as_float = pixels / np.float32(255)
+    out_f, faces_f = enhance_image(as_float, ConstantModel(0.4), meta)
+    out_u8, faces_u8 = enhance_image(pixels, ConstantModel(0.4), meta)
+    assert faces_u8 == faces_f and len(faces_f) >= 1
+    assert out_u8.dtype == np.uint8
+    assert np.array_equal(out_u8, cv2.convertScaleAbs(out_f, alpha=255.0))
+    far = _far_from_faces(pixels.shape, faces_u8)
+    assert np.array_equal(out_u8[far], pixels[far]) and not np.array_equal(out_u8, pixels)
+
+
 def test_encoding_a_resizes_the_output_up() -> None:
     """Encoding A: the network's image (here a constant 0.7) replaces the face, blended by the mask."""
     image = np.full((128, 160, 3), 0.25, np.float32)

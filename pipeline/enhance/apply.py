@@ -194,7 +194,12 @@ def enhance_image(
     inplace: bool = False,
     timings: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, list[Face]]:
-    """Relight every face of an upright float32 RGB photo in [0, 1]; returns (photo, faces).
+    """Relight every face of an upright RGB photo; returns (photo, faces).
+
+    The photo is float32 in [0, 1] or its uint8 pixels (what ``read_image(...,
+    keep_uint8=True)`` gives an 8-bit photo): a uint8 photo is converted only where a face's
+    crop or region needs floats (x / 255, so the same faces and the same result, rounded
+    to 8 bits as the writer would), and comes back as uint8.
 
     ``boxes`` skips detection when given: detected faces (with their roll) or upright boxes
     (top, right, bottom, left). Pixels
@@ -204,9 +209,13 @@ def enhance_image(
     reconstruct, blend. ``precision``: ``fp32`` or ``bf16`` for the network (see
     :func:`run_model`).
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f":
+    if (
+        image.ndim != 3
+        or image.shape[2] != 3
+        or not (image.dtype.kind == "f" or image.dtype == np.uint8)
+    ):
         raise ValueError(
-            f"expected an HxWx3 float RGB image in [0, 1], got {image.dtype} {image.shape}"
+            f"expected an HxWx3 float RGB image in [0, 1] or uint8, got {image.dtype} {image.shape}"
         )
     check_meta(meta)
     settings = crop_settings(meta)
@@ -218,6 +227,7 @@ def enhance_image(
                 max_side=settings["detect_max_side"],
                 upsample=settings["upsample"],
                 cnn_max_side=settings["cnn_max_side"],
+                shrink_in_float=True,
             )
     else:
         faces = [
@@ -273,7 +283,7 @@ def enhance_file(
     timings: dict[str, float] = {}
     try:
         with _timed(timings, "read"):
-            image = read_image(source)
+            image = read_image(source, keep_uint8=True)  # 8 bits until a face needs floats
             alpha = read_alpha(source)
     except ImageReadError as error:
         log.error("%s: skipped: %s", source, error.reason)

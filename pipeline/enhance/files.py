@@ -173,7 +173,8 @@ def write_output(
     metadata: dict[str, Any] | None = None,
     alpha: np.ndarray | None = None,
 ) -> Path:
-    """Write an upright float [0, 1] RGB photo with the source's EXIF and ICC where possible.
+    """Write an upright float [0, 1] (or uint8) RGB photo with the source's EXIF and ICC where
+    possible.
 
     JPEG (quality 95), PNG and WebP carry EXIF and ICC through Pillow; 16-bit sources written
     to PNG/TIFF stay 16-bit (through OpenCV, without metadata). ``alpha`` (HxW float in
@@ -192,8 +193,9 @@ def write_output(
             return write_image(path, image, bits=16)
         pixels = np.clip(np.rint(np.dstack([image, alpha]) * 65535), 0, 65535).astype(np.uint16)
         return write_pixels(path, pixels)
-    # One saturating, rounding pass (OpenCV, multi-threaded): the exact inverse of /255 on 8-bit.
-    pixels = cv2.convertScaleAbs(image, alpha=255.0)
+    # One saturating, rounding pass (OpenCV, multi-threaded): the exact inverse of /255 on 8-bit;
+    # uint8 pixels (enhance's own, blended in 8 bits) are written as they are.
+    pixels = image if image.dtype == np.uint8 else cv2.convertScaleAbs(image, alpha=255.0)
     if alpha is not None:
         pixels = np.dstack([pixels, cv2.convertScaleAbs(alpha, alpha=255.0)])
     options: dict[str, Any] = {}

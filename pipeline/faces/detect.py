@@ -34,7 +34,7 @@ import numpy as np
 from pipeline.config import CropParams
 from pipeline.faces.geometry import Box, box_area
 from pipeline.faces.nms import suppress
-from pipeline.io import atomic_output
+from pipeline.io import atomic_output, uint8_to_float
 
 DETECTORS = ("auto", "hog", "cnn")
 # The detector's defaults are the crop params group's (one source for the crop stage, the
@@ -150,14 +150,22 @@ def _to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _shrunk(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float, float]:
-    """uint8 RGB copy with the longer side at most ``max_side`` and the (x, y) factors back."""
+def _shrunk(
+    image: np.ndarray, max_side: int, in_float: bool = False
+) -> tuple[np.ndarray, float, float]:
+    """uint8 RGB copy with the longer side at most ``max_side`` and the (x, y) factors back.
+
+    ``in_float``: a uint8 image is shrunk from its float values (x / 255), as its float twin is.
+    """
     height, width = image.shape[:2]
     factor = min(1.0, max_side / max(height, width))
     if factor < 1.0:
         small_w, small_h = max(1, round(width * factor)), max(1, round(height * factor))
+        source = np.asarray(image)
+        if in_float and source.dtype == np.uint8:
+            source = uint8_to_float(source)
         # Shrink before the uint8 conversion: INTER_AREA on the original values, one rounding.
-        small = cv2.resize(np.asarray(image), (small_w, small_h), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(source, (small_w, small_h), interpolation=cv2.INTER_AREA)
     else:
         small, small_w, small_h = np.asarray(image), width, height
     # Box edges scale with the image edges: 0 -> 0 and small_w -> width.
@@ -249,13 +257,13 @@ def _hog(
     return faces
 
 
-def _cnn(image: np.ndarray, max_side: int) -> list[Face]:
+def _cnn(image: np.ndarray, max_side: int, in_float: bool = False) -> list[Face]:
     """CNN (MMOD) faces on a copy of at most ``max_side`` px, in photo pixels.
 
     No upsampling: the CNN costs seconds per photo already; a larger ``max_side`` finds
     smaller faces (about 80 px of the copy and up).
     """
-    small, fx, fy = _shrunk(image, max_side)
+    small, fx, fy = _shrunk(image, max_side, in_float)
     faces = []
     for found in _cnn_detector()(small, 0):
         roll = _eye_roll(small, found.rect)
@@ -280,6 +288,8 @@ def find_faces(
     upsample: int = _CROP.upsample,
     cnn_max_side: int = _CROP.cnn_max_side,
     angles: tuple[float, ...] = ROTATED_ANGLES,
+    *,
+    shrink_in_float: bool = False,
 ) -> list[Face]:
     """Every face in ``image`` (HxW(x3) float in [0, 1] or uint8), largest first.
 
@@ -291,6 +301,8 @@ def find_faces(
     found; the CNN, never upsampled, finds faces of about 80 px and up: 20 % of a 400 px
     copy).
     Boxes are in the input's pixels, clipped to it; duplicates of one face are merged.
+    ``shrink_in_float``: a uint8 ``image`` is shrunk from its float values (x / 255), so that
+    it gets the very faces of the same photo read as float (enhance keeps photos in uint8).
     """
     if detector not in DETECTORS:
         raise ValueError(f"unknown face detector {detector!r}; use one of {DETECTORS}")
@@ -304,9 +316,9 @@ def find_faces(
         return []
     faces: list[Face] = []
     if detector == "cnn":
-        faces = _cnn(image, cnn_max_side)
+        faces = _cnn(image, cnn_max_side, shrink_in_float)
     else:
-        small, fx, fy = _shrunk(image, max_side)
+        small, fx, fy = _shrunk(image, max_side, shrink_in_float)
         faces = _hog(small, upsample, 0.0, fx, fy, (height, width))
         if not faces and detector == "auto":
             for angle in angles:  # the first turn that finds a face ends the search
@@ -314,7 +326,7 @@ def find_faces(
                 if faces:
                     break
         if not faces and detector == "auto":
-            faces = _cnn(image, cnn_max_side)
+            faces = _cnn(image, cnn_max_side, shrink_in_float)
     return _largest_first(suppress(faces, lambda f: f.box, lambda f: f.score))
 
 
