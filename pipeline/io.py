@@ -21,7 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.decode import (
+    HEIF_SUFFIXES,
+    apply_orientation,
+    exif_orientation,
+    load_strict,
+    open_image,
+    to_rgb,
+    uint8_to_float,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,13 +39,10 @@ if TYPE_CHECKING:
 # Pillow's own bomb check only warns below 2x its limit; we check sizes ourselves.
 Image.MAX_IMAGE_PIXELS = None
 
-_EXIF_ORIENTATION = 0x0112
 DEFAULT_MAX_PIXELS = 100_000_000
 # Every type :func:`read_image` decodes (Pillow, 16-bit PNG/TIFF through OpenCV): the dataset
 # layouts, the demo's portraits folder and enhance's folders and globs all take the same list,
 # so a photo one of them reads is never skipped by another (Yale B ships .pgm; GIF: first frame).
-# HEIC/HEIF: the default of phone cameras (iPhone), decoded by pillow-heif.
-HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
 IMAGE_SUFFIXES = (
     frozenset(
         {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm", ".pnm", ".gif"}
@@ -57,29 +64,6 @@ class ImageReadError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
-def _register_heif() -> None:
-    # pillow-heif costs ~0.1 s to import: only when a HEIF file is opened. Its opener applies
-    # the file's orientation (EXIF / irot) while decoding and reports orientation 1 after.
-    from pillow_heif import register_heif_opener
-
-    register_heif_opener()
-
-
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """``PIL.Image.open`` that also opens HEIC/HEIF photos (pillow-heif's opener, registered
-    on the first HEIF name, or on a file Pillow alone cannot identify); the one opener of the
-    project's readers."""
-    if Path(path).suffix.lower() in HEIF_SUFFIXES:
-        _register_heif()
-    try:
-        return Image.open(path)
-    except UnidentifiedImageError:
-        if "HEIF" in Image.OPEN:
-            raise
-        _register_heif()  # a HEIF file under another name
-        return Image.open(path)
-
-
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image after EXIF orientation, reading only its header."""
     path = Path(path)
@@ -87,22 +71,11 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     try:
         with open_image(path) as pil:
             width, height = pil.size
-            if _orientation(pil) in (5, 6, 7, 8):
+            if exif_orientation(pil) in (5, 6, 7, 8):
                 width, height = height, width
             return width, height
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ImageReadError(path, f"not an image ({error.__class__.__name__})") from None
-
-
-# x / 255 in float32 for every 8-bit value: cv2.LUT applies it ten times faster than numpy's
-# astype-and-divide (one multi-threaded pass, no temporary), with the same values.
-_UINT8_TO_FLOAT = (np.arange(256, dtype=np.float32) / np.float32(255)).reshape(1, 256)
-
-
-def uint8_to_float(array: np.ndarray) -> np.ndarray:
-    """8-bit pixels as float32 in [0, 1], exactly ``array / 255`` (what :func:`read_image`
-    returns for an 8-bit image), as a new contiguous array."""
-    return cv2.LUT(np.ascontiguousarray(array, dtype=np.uint8), _UINT8_TO_FLOAT)
 
 
 def read_image(
@@ -128,11 +101,11 @@ def read_image(
                     f"too many pixels ({pil.width}x{pil.height} > {max_pixels}): "
                     "possible decompression bomb",
                 )
-            orientation = _orientation(pil)
+            orientation = exif_orientation(pil)
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                _load_strict(pil)
-            array = _to_rgb(pil, path)
+                load_strict(pil)
+            array = to_rgb(pil, path)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -141,7 +114,7 @@ def read_image(
         message = str(error)
         reason = "truncated file" if "truncated" in message else f"unreadable ({message})"
         raise ImageReadError(path, reason) from None
-    array = np.ascontiguousarray(_apply_orientation(array, orientation))
+    array = np.ascontiguousarray(apply_orientation(array, orientation))
     if array.dtype != np.uint8:
         return array
     if not keep_uint8:
@@ -214,7 +187,7 @@ def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
             )
             if not has_alpha:
                 return None
-            orientation = _orientation(pil)
+            orientation = exif_orientation(pil)
             alpha = None
             if pil.format in ("PNG", "TIFF"):
                 # Pillow reduces 16-bit PNG/TIFF to 8 bits; OpenCV keeps all 16.
@@ -225,7 +198,7 @@ def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
                 alpha = np.asarray(pil.convert("RGBA").getchannel("A"), np.float32) / 255.0
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ImageReadError(path, f"not an image ({error.__class__.__name__})") from None
-    return np.ascontiguousarray(_apply_orientation(alpha, orientation))
+    return np.ascontiguousarray(apply_orientation(alpha, orientation))
 
 
 def write_mask(path: str | os.PathLike, valid: np.ndarray) -> Path:
@@ -378,75 +351,6 @@ def _check_file(path: Path) -> None:
         raise ImageReadError(path, "not a regular file")
     if path.stat().st_size == 0:
         raise ImageReadError(path, "zero bytes")
-
-
-def _load_strict(pil: Image.Image) -> None:
-    """Decode fully, raising on truncated data whatever the process-wide Pillow setting.
-
-    face_recognition sets ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` on import, which would
-    make Pillow pad a truncated file with grey instead of failing.
-    """
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        pil.load()
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-
-
-def _orientation(pil: Image.Image) -> int:
-    """EXIF orientation from the header only (never decodes the pixels)."""
-    try:
-        if pil.format == "PNG":
-            # PngImageFile.getexif() decodes the whole image to look for an eXIf chunk after
-            # the pixel data (a bomb would be decoded by image_size); read the one before it,
-            # where writers put it, from the header.
-            raw = pil.info.get("exif")
-            if not raw:
-                return 1
-            exif = Image.Exif()
-            exif.load(raw)
-        else:
-            exif = pil.getexif()
-        return int(exif.get(_EXIF_ORIENTATION, 1) or 1)
-    except Exception:  # a corrupt EXIF block must not make a good image unreadable
-        return 1
-
-
-def _to_rgb(pil: Image.Image, path: Path) -> np.ndarray:
-    """HxWx3 RGB: uint8 for 8-bit images, float32 in [0, 1] for deeper ones."""
-    mode = pil.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        grey = np.asarray(pil, dtype=np.float32)
-        # Pillow opens 8-bit grey as "L", so "I" holds deeper data (16-bit PGM/PNG/TIFF): a
-        # dark 16-bit image (all values <= 255) must still be scaled by 65535, not 255.
-        peak = 65535.0 if grey.max(initial=0) <= 65535 else float(2**31 - 1)  # 32-bit signed "I"
-        return np.repeat((grey / peak).clip(0, 1)[..., None], 3, axis=2)
-    if mode == "F":
-        grey = np.asarray(pil, dtype=np.float32)
-        return np.repeat(grey.clip(0, 1)[..., None], 3, axis=2)
-    if mode in ("RGB", "RGBA") and pil.format in ("PNG", "TIFF"):
-        # Pillow reduces 16-bit colour PNG/TIFF to 8 bits; OpenCV keeps all 16.
-        deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-        if deep is not None and deep.dtype == np.uint16 and deep.ndim == 3:
-            rgb = deep[..., 2::-1] if deep.shape[2] >= 3 else deep
-            return rgb.astype(np.float32) / 65535.0
-    return np.asarray(pil.convert("RGB"))
-
-
-def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation tag (1-8) to an HxWxC array, as ImageOps.exif_transpose does."""
-    ops = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: np.swapaxes(a, 0, 1),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],  # transverse (anti-diagonal)
-        8: lambda a: np.rot90(a, 1),
-    }
-    op = ops.get(orientation)
-    return op(array) if op else array
 
 
 __all__ = [
