@@ -149,25 +149,32 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 PORTRAIT = SHARED / "portraits" / "celebahq_ref_female_015248.jpg"
 FLASH_PHOTOS = sorted(SHARED.glob("flash_pairs/*_flash.*"))
+FOLDER_PHOTOS = 4
 
 #: Run with a tree on PYTHONPATH: load the model once, then time enhance_file per photo.
 WARM_SCRIPT = r"""
 import json, sys, time
 from pathlib import Path
 import torch
-torch.set_num_threads(int(sys.argv[1]))
-from pipeline.enhance.apply import enhance_file, load_enhancer
-model, meta, device = load_enhancer(sys.argv[2], "cpu")
-photo, out, repeats = Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
+cfg = json.loads(sys.argv[1])
+torch.set_num_threads(cfg["threads"])
+from pipeline.enhance.apply import enhance_file, enhance_paths, load_enhancer
+model, meta, device = load_enhancer(cfg["model"], "cpu")
+photo, out = Path(cfg["photo"]), Path(cfg["out"])
 enhance_file(photo, out / "warmup.jpg", model, meta, device=device)
 runs = []
-for _ in range(repeats):
+for _ in range(cfg["repeats"]):
     start = time.perf_counter()
     result = enhance_file(photo, out / photo.name, model, meta, device=device)
     runs.append({"total": time.perf_counter() - start, **result.timings})
-for extra in sys.argv[6:]:
+for extra in cfg["extra"]:
     enhance_file(extra, out / Path(extra).name, model, meta, device=device)
-print(json.dumps(runs))
+folder = {}
+for name, inputs in (("one", [cfg["photo"]]), ("many", [cfg["folder"]])):
+    start = time.perf_counter()
+    enhance_paths(inputs, model_path=cfg["model"], out_dir=out / name, device="cpu", progress=False)
+    folder[name] = time.perf_counter() - start
+print(json.dumps({"runs": runs, "folder": folder}))
 """
 
 
@@ -273,24 +280,41 @@ def cold_start(args: argparse.Namespace) -> dict[str, object]:
                     cold[name].append(
                         _timed_process([*cli, str(tmp / f"cold_{name}.jpg")], envs[name], tmp)
                     )
+            folder = tmp / "folder"
+            folder.mkdir()
+            for index in range(FOLDER_PHOTOS):
+                (folder / f"selfie_{index}.jpg").write_bytes(photo.read_bytes())
             warm: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+            marginal: dict[str, list[float]] = {name: [] for name in trees}
             for _ in range(2):  # interleaved
                 for name in trees:
                     out = tmp / f"warm_{name}"
                     out.mkdir(exist_ok=True)
-                    command = [sys.executable, "-c", WARM_SCRIPT, str(args.threads)]
-                    command += [str(model_file), str(photo), str(out), str(args.repeats)]
+                    cfg = {
+                        "threads": args.threads, "model": str(model_file), "photo": str(photo),
+                        "out": str(out), "repeats": args.repeats, "folder": str(folder),
+                        "extra": [str(p) for p in FLASH_PHOTOS],
+                    }  # fmt: skip
                     done = subprocess.run(
-                        [*command, *map(str, FLASH_PHOTOS)],
+                        [sys.executable, "-c", WARM_SCRIPT, json.dumps(cfg)],
                         check=True, capture_output=True, text=True, env=envs[name], cwd=tmp,
                     )  # fmt: skip
-                    warm[name] += json.loads(done.stdout.strip().splitlines()[-1])
+                    report = json.loads(done.stdout.strip().splitlines()[-1])
+                    warm[name] += report["runs"]
+                    # A folder's cost per photo beyond the first (model loaded once).
+                    extra_s = report["folder"]["many"] - report["folder"]["one"]
+                    marginal[name].append(extra_s / (FOLDER_PHOTOS - 1))
             names = [photo.name, *(p.name for p in FLASH_PHOTOS)]
             same = {
                 name: (tmp / "warm_this" / name).read_bytes()
                 == (tmp / "warm_baseline" / name).read_bytes()
                 for name in names
             }
+            same["folder"] = all(
+                (tmp / "warm_this" / "many" / f.name).read_bytes()
+                == (tmp / "warm_baseline" / "many" / f.name).read_bytes()
+                for f in folder.iterdir()
+            )
             same["cold CLI"] = (tmp / "cold_this.jpg").read_bytes() == (
                 tmp / "cold_baseline.jpg"
             ).read_bytes()
@@ -333,10 +357,16 @@ def cold_start(args: argparse.Namespace) -> dict[str, object]:
             + "".join(f"{shares[name][s]:>12.0%}" for s in STAGES)
             + f"{per_photo[name]:>10.3f}"
         )
+    folder_s = {n: min(values) for n, values in marginal.items()}
     print(
-        f"warm: this {per_photo['this']:.3f} s vs baseline {per_photo['baseline']:.3f} s "
-        f"({per_photo['baseline'] / per_photo['this']:.2f}x); target <= 0.6 s "
-        f"{'met' if per_photo['this'] <= 0.6 else 'NOT met'}"
+        f"warm, one photo at a time: this {per_photo['this']:.3f} s vs baseline "
+        f"{per_photo['baseline']:.3f} s ({per_photo['baseline'] / per_photo['this']:.2f}x)"
+    )
+    print(
+        f"warm, `deepflash enhance DIR` of {FOLDER_PHOTOS} photos, per photo beyond the first "
+        f"(best of 2): this {folder_s['this']:.3f} s vs baseline {folder_s['baseline']:.3f} s "
+        f"({folder_s['baseline'] / folder_s['this']:.2f}x); target <= 0.6 s "
+        f"{'met' if folder_s['this'] <= 0.6 else 'NOT met'}"
     )
     print(
         f"same bytes as the baseline: {sum(same.values())}/{len(same)} "
@@ -353,6 +383,7 @@ def cold_start(args: argparse.Namespace) -> dict[str, object]:
         "cold_median_s": {k: round(v, 3) for k, v in median.items()},
         "first_call_s": round(first, 3),
         "warm_per_photo_s": {k: round(v, 3) for k, v in per_photo.items()},
+        "folder_per_photo_s": {k: round(v, 3) for k, v in folder_s.items()},
         "warm_shares": {n: {s: round(v, 3) for s, v in sh.items()} for n, sh in shares.items()},
         "same_bytes": same,
         "network_floor": floor,

@@ -33,9 +33,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,10 +59,9 @@ from pipeline.enhance.files import (
     write_output,
 )
 from pipeline.enhance.network import PRECISIONS, run_model
+from pipeline.enhance.photo import Photo, detect_photo_faces, read_photo, timed
 from pipeline.enhance.placement import Placement, face_crops, place_face
 from pipeline.faces.detect import Face as Detection
-from pipeline.faces.detect import find_faces
-from pipeline.io import ImageReadError, read_alpha, read_image
 from pipeline.models.format import ModelMeta
 from pipeline.runtime import DeviceError, resolve_device
 
@@ -171,16 +169,6 @@ def crop_settings(meta: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the per-photo core
 
 
-@contextmanager
-def _timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        if timings is not None:
-            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
-
-
 def enhance_image(
     image: np.ndarray,
     model: torch.nn.Module,
@@ -218,17 +206,9 @@ def enhance_image(
             f"expected an HxWx3 float RGB image in [0, 1] or uint8, got {image.dtype} {image.shape}"
         )
     check_meta(meta)
-    settings = crop_settings(meta)
     if boxes is None:
-        with _timed(timings, "detect"):
-            faces = find_faces(
-                image,
-                detector=detector or settings["detector"],
-                max_side=settings["detect_max_side"],
-                upsample=settings["upsample"],
-                cnn_max_side=settings["cnn_max_side"],
-                shrink_in_float=True,
-            )
+        with timed(timings, "detect"):
+            faces = detect_photo_faces(image, meta, detector)
     else:
         faces = [
             box
@@ -239,18 +219,18 @@ def enhance_image(
     out = image if inplace else image.copy()
     if not faces:
         return out, []
-    with _timed(timings, "crop"):
+    with timed(timings, "crop"):
         crops, placements = face_crops(image, faces, meta)
-    with _timed(timings, "model"):
+    with timed(timings, "model"):
         ys = run_model(model, meta, crops, device, precision)
 
     regions = [mask_region(p.crop, image.shape, p.angle, p.centre) for p in placements]
-    with _timed(timings, "reconstruct"):
+    with timed(timings, "reconstruct"):
         changes = [
             relit_change(image, crop, y, p.crop, region, meta["encoding"], p.angle)
             for crop, y, p, region in zip(crops, ys, placements, regions, strict=True)
         ]
-    with _timed(timings, "blend"):
+    with timed(timings, "blend"):
         masks = [
             face_mask((r[3] - r[1], r[2] - r[0]), p.crop, (r[0], r[1]), feather, p.angle, p.centre)
             for p, r in zip(placements, regions, strict=True)
@@ -271,27 +251,30 @@ def enhance_file(
     options: EnhanceOptions = EnhanceOptions(),
     *,
     device: torch.device | None = None,
+    photo: Photo | None = None,
 ) -> EnhanceResult:
     """Enhance one photo file into ``target``; never raises for a bad image (status failed).
 
     A photo without a face is copied unchanged (warning) or skipped with
     ``options.skip_no_face``.
     An alpha channel is kept as it is (only colour is relit) when ``target``'s type holds
-    one; a JPEG or BMP target drops it, with a warning saying so.
+    one; a JPEG or BMP target drops it, with a warning saying so. ``photo``: the file
+    already read and its faces found (:func:`pipeline.enhance.photo.read_photo`, e.g. ahead
+    of time); read here otherwise.
     """
     source, target = Path(source), Path(target)
-    timings: dict[str, float] = {}
-    try:
-        with _timed(timings, "read"):
-            image = read_image(source, keep_uint8=True)  # 8 bits until a face needs floats
-            alpha = read_alpha(source)
-    except ImageReadError as error:
-        log.error("%s: skipped: %s", source, error.reason)
-        return EnhanceResult(source, None, "failed", reason=error.reason, timings=timings)
+    check_meta(meta)
+    photo = photo or read_photo(source, meta, options.detector)
+    timings = dict(photo.timings)
+    if photo.image is None:
+        log.error("%s: skipped: %s", source, photo.reason)
+        return EnhanceResult(source, None, "failed", reason=photo.reason, timings=timings)
+    image, alpha = photo.image, photo.alpha
     out, found = enhance_image(
         image,
         model,
         meta,
+        boxes=photo.faces,
         feather=options.feather,
         detector=options.detector,
         device=device,
@@ -310,7 +293,7 @@ def enhance_file(
             target.suffix,
         )
     try:
-        with _timed(timings, "write"):
+        with timed(timings, "write"):
             if copy:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)  # byte-identical, EXIF orientation included
@@ -356,9 +339,19 @@ def enhance_paths(
     bar = tqdm(
         list(zip(sources, targets, strict=True)), desc="enhance", unit="photo", disable=not progress
     )
-    for source, target in bar:
-        bar.set_postfix_str(source.name, refresh=False)
-        results.append(enhance_file(source, target, model, meta, options, device=torch_device))
+    # One photo ahead: the next photo is decoded and its faces found (OpenCV and Pillow
+    # release Python's lock while they work) beside this one's network, blend and encoding.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read_photo, sources[0], meta, options.detector) if sources else None
+        for index, (source, target) in enumerate(bar):
+            bar.set_postfix_str(source.name, refresh=False)
+            photo = pending.result()  # type: ignore[union-attr]
+            if index + 1 < len(sources):
+                pending = pool.submit(read_photo, sources[index + 1], meta, options.detector)
+            result = enhance_file(
+                source, target, model, meta, options, device=torch_device, photo=photo
+            )
+            results.append(result)
     return results
 
 
