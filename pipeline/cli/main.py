@@ -170,6 +170,10 @@ def enhance_command(
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from pipeline.enhance.photo import read_ahead
+
+    # Started before torch is imported (by apply, below): the first photo is read meanwhile.
+    ahead = read_ahead(inputs, detector)
     from pipeline.enhance.apply import EnhanceError, EnhanceOptions, enhance_paths
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
@@ -182,6 +186,7 @@ def enhance_command(
                 out_dir=out_dir,
                 device=device,
                 options=EnhanceOptions(feather, skip_no_face, detector, precision),
+                ahead=ahead,
             )
     except EnhanceError as error:
         click.echo(f"error: {error}", err=True)

@@ -34,7 +34,7 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,14 @@ from pipeline.enhance.files import (
     write_output,
 )
 from pipeline.enhance.network import PRECISIONS, run_model
-from pipeline.enhance.photo import Photo, detect_photo_faces, read_photo, timed
+from pipeline.enhance.photo import (
+    Ahead,
+    Photo,
+    detect_photo_faces,
+    read_photo,
+    take_ahead,
+    timed,
+)
 from pipeline.enhance.placement import Placement, face_crops, place_face
 from pipeline.faces.detect import Face as Detection
 from pipeline.models.format import ModelMeta
@@ -208,7 +215,7 @@ def enhance_image(
     check_meta(meta)
     if boxes is None:
         with timed(timings, "detect"):
-            faces = detect_photo_faces(image, meta, detector)
+            faces = detect_photo_faces(image, crop_settings(meta), detector)
     else:
         faces = [
             box
@@ -264,7 +271,7 @@ def enhance_file(
     """
     source, target = Path(source), Path(target)
     check_meta(meta)
-    photo = photo or read_photo(source, meta, options.detector)
+    photo = photo or read_photo(source, crop_settings(meta), options.detector)
     timings = dict(photo.timings)
     if photo.image is None:
         log.error("%s: skipped: %s", source, photo.reason)
@@ -318,10 +325,12 @@ def enhance_paths(
     device: str = "auto",
     options: EnhanceOptions = EnhanceOptions(),
     progress: bool = True,
+    ahead: Ahead | None = None,
 ) -> list[EnhanceResult]:
     """The ``deepflash enhance`` command: inputs (files, folders, globs) -> enhanced photos.
 
-    Argument and model problems raise :class:`EnhanceError` before any photo is read; a bad
+    ``ahead``: the first photo already being read (:func:`pipeline.enhance.photo.read_ahead`),
+    used when its detector settings are the model's. Argument and model problems raise :class:`EnhanceError` before any photo is read; a bad
     photo is logged with its reason and reported as ``failed`` while the others go on.
     """
     from tqdm.auto import tqdm
@@ -342,12 +351,17 @@ def enhance_paths(
     # One photo ahead: the next photo is decoded and its faces found (OpenCV and Pillow
     # release Python's lock while they work) beside this one's network, blend and encoding.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(read_photo, sources[0], meta, options.detector) if sources else None
+        settings = crop_settings(meta)
+        pending: Future[Photo] | None = None
         for index, (source, target) in enumerate(bar):
             bar.set_postfix_str(source.name, refresh=False)
-            photo = pending.result()  # type: ignore[union-attr]
+            if pending is None:  # the first photo
+                photo = take_ahead(ahead, source, settings, options.detector)
+                photo = photo or read_photo(source, settings, options.detector)
+            else:
+                photo = pending.result()
             if index + 1 < len(sources):
-                pending = pool.submit(read_photo, sources[index + 1], meta, options.detector)
+                pending = pool.submit(read_photo, sources[index + 1], settings, options.detector)
             result = enhance_file(
                 source, target, model, meta, options, device=torch_device, photo=photo
             )
