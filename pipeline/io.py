@@ -21,7 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.decode import (
+    HEIF_SUFFIXES,
+    apply_orientation,
+    exif_orientation,
+    load_strict,
+    open_image,
+    to_rgb,
+    uint8_to_float,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,13 +39,15 @@ if TYPE_CHECKING:
 # Pillow's own bomb check only warns below 2x its limit; we check sizes ourselves.
 Image.MAX_IMAGE_PIXELS = None
 
-_EXIF_ORIENTATION = 0x0112
 DEFAULT_MAX_PIXELS = 100_000_000
 # Every type :func:`read_image` decodes (Pillow, 16-bit PNG/TIFF through OpenCV): the dataset
 # layouts, the demo's portraits folder and enhance's folders and globs all take the same list,
 # so a photo one of them reads is never skipped by another (Yale B ships .pgm; GIF: first frame).
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm", ".pnm", ".gif"}
+IMAGE_SUFFIXES = (
+    frozenset(
+        {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm", ".pnm", ".gif"}
+    )
+    | HEIF_SUFFIXES
 )
 """File extensions (lower case) of the image files the project reads."""
 MANIFEST_PATH = Path("data/interim/manifest.csv")
@@ -57,35 +69,43 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     path = Path(path)
     _check_file(path)
     try:
-        with Image.open(path) as pil:
+        with open_image(path) as pil:
             width, height = pil.size
-            if _orientation(pil) in (5, 6, 7, 8):
+            if exif_orientation(pil) in (5, 6, 7, 8):
                 width, height = height, width
             return width, height
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ImageReadError(path, f"not an image ({error.__class__.__name__})") from None
 
 
-def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    *,
+    keep_uint8: bool = False,
+) -> np.ndarray:
     """Read any common image as upright float32 RGB in [0, 1] (HxWx3).
 
+    ``keep_uint8``: an 8-bit image comes back as its uint8 RGB pixels instead (deeper ones as
+    float32 still), for callers that convert only the parts they compute on
+    (:func:`uint8_to_float` gives exactly the float this reader would return).
     Raises :class:`ImageReadError` for empty, truncated, unreadable or oversized files.
     """
     path = Path(path)
     _check_file(path)
     try:
-        with Image.open(path) as pil:
+        with open_image(path) as pil:
             if max_pixels is not None and pil.width * pil.height > max_pixels:
                 raise ImageReadError(
                     path,
                     f"too many pixels ({pil.width}x{pil.height} > {max_pixels}): "
                     "possible decompression bomb",
                 )
-            orientation = _orientation(pil)
+            orientation = exif_orientation(pil)
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                _load_strict(pil)
-            array = _to_rgb_float(pil, path)
+                load_strict(pil)
+            array = to_rgb(pil, path)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -94,7 +114,12 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         message = str(error)
         reason = "truncated file" if "truncated" in message else f"unreadable ({message})"
         raise ImageReadError(path, reason) from None
-    return np.ascontiguousarray(_apply_orientation(array, orientation))
+    array = np.ascontiguousarray(apply_orientation(array, orientation))
+    if array.dtype != np.uint8:
+        return array
+    if not keep_uint8:
+        return uint8_to_float(array)
+    return array if array.flags.writeable else array.copy()  # Pillow's buffer is read-only
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, bits: int = 8) -> Path:
@@ -156,13 +181,13 @@ def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
     path = Path(path)
     _check_file(path)
     try:
-        with Image.open(path) as pil:
+        with open_image(path) as pil:
             has_alpha = pil.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
                 pil.mode == "P" and "transparency" in pil.info
             )
             if not has_alpha:
                 return None
-            orientation = _orientation(pil)
+            orientation = exif_orientation(pil)
             alpha = None
             if pil.format in ("PNG", "TIFF"):
                 # Pillow reduces 16-bit PNG/TIFF to 8 bits; OpenCV keeps all 16.
@@ -173,7 +198,7 @@ def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
                 alpha = np.asarray(pil.convert("RGBA").getchannel("A"), np.float32) / 255.0
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ImageReadError(path, f"not an image ({error.__class__.__name__})") from None
-    return np.ascontiguousarray(_apply_orientation(alpha, orientation))
+    return np.ascontiguousarray(apply_orientation(alpha, orientation))
 
 
 def write_mask(path: str | os.PathLike, valid: np.ndarray) -> Path:
@@ -328,88 +353,22 @@ def _check_file(path: Path) -> None:
         raise ImageReadError(path, "zero bytes")
 
 
-def _load_strict(pil: Image.Image) -> None:
-    """Decode fully, raising on truncated data whatever the process-wide Pillow setting.
-
-    face_recognition sets ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` on import, which would
-    make Pillow pad a truncated file with grey instead of failing.
-    """
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        pil.load()
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-
-
-def _orientation(pil: Image.Image) -> int:
-    """EXIF orientation from the header only (never decodes the pixels)."""
-    try:
-        if pil.format == "PNG":
-            # PngImageFile.getexif() decodes the whole image to look for an eXIf chunk after
-            # the pixel data (a bomb would be decoded by image_size); read the one before it,
-            # where writers put it, from the header.
-            raw = pil.info.get("exif")
-            if not raw:
-                return 1
-            exif = Image.Exif()
-            exif.load(raw)
-        else:
-            exif = pil.getexif()
-        return int(exif.get(_EXIF_ORIENTATION, 1) or 1)
-    except Exception:  # a corrupt EXIF block must not make a good image unreadable
-        return 1
-
-
-def _to_rgb_float(pil: Image.Image, path: Path) -> np.ndarray:
-    mode = pil.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        grey = np.asarray(pil, dtype=np.float32)
-        # Pillow opens 8-bit grey as "L", so "I" holds deeper data (16-bit PGM/PNG/TIFF): a
-        # dark 16-bit image (all values <= 255) must still be scaled by 65535, not 255.
-        peak = 65535.0 if grey.max(initial=0) <= 65535 else float(2**31 - 1)  # 32-bit signed "I"
-        return np.repeat((grey / peak).clip(0, 1)[..., None], 3, axis=2)
-    if mode == "F":
-        grey = np.asarray(pil, dtype=np.float32)
-        return np.repeat(grey.clip(0, 1)[..., None], 3, axis=2)
-    if mode in ("RGB", "RGBA") and pil.format in ("PNG", "TIFF"):
-        # Pillow reduces 16-bit colour PNG/TIFF to 8 bits; OpenCV keeps all 16.
-        deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-        if deep is not None and deep.dtype == np.uint16 and deep.ndim == 3:
-            rgb = deep[..., 2::-1] if deep.shape[2] >= 3 else deep
-            return rgb.astype(np.float32) / 65535.0
-    rgb = pil.convert("RGB")
-    return np.asarray(rgb, dtype=np.float32) / 255.0
-
-
-def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation tag (1-8) to an HxWxC array, as ImageOps.exif_transpose does."""
-    ops = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: np.swapaxes(a, 0, 1),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],  # transverse (anti-diagonal)
-        8: lambda a: np.rot90(a, 1),
-    }
-    op = ops.get(orientation)
-    return op(array) if op else array
-
-
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
+    "HEIF_SUFFIXES",
     "MANIFEST_PATH",
     "ImageReadError",
     "empty_dir",
     "image_size",
     "is_image_name",
+    "open_image",
     "read_csv",
     "read_image",
     "read_json",
     "read_stage_table",
     "safe_name",
+    "uint8_to_float",
     "write_csv",
     "write_image",
     "write_json",

@@ -178,6 +178,23 @@ def test_constant_model_changes_by_exactly_mask_times_one_minus_2c() -> None:
     assert out.dtype == np.float32 and out is not image
 
 
+def test_uint8_photo_gives_the_float_photos_faces_and_result_in_8_bits() -> None:
+    """enhance_image on a photo's uint8 pixels finds the faces of its float twin (x / 255) and
+    returns exactly the float result as the writer quantises it; far pixels are untouched."""
+    import skimage.data
+
+    pixels = np.ascontiguousarray(skimage.data.astronaut())
+    meta = {**META_C, "encoding": "B", "arch": "deepflash", "size": 64}
+    as_float = pixels / np.float32(255)
+    out_f, faces_f = enhance_image(as_float, ConstantModel(0.4), meta)
+    out_u8, faces_u8 = enhance_image(pixels, ConstantModel(0.4), meta)
+    assert faces_u8 == faces_f and len(faces_f) >= 1
+    assert out_u8.dtype == np.uint8
+    assert np.array_equal(out_u8, cv2.convertScaleAbs(out_f, alpha=255.0))
+    far = _far_from_faces(pixels.shape, faces_u8)
+    assert np.array_equal(out_u8[far], pixels[far]) and not np.array_equal(out_u8, pixels)
+
+
 def test_encoding_a_resizes_the_output_up() -> None:
     """Encoding A: the network's image (here a constant 0.7) replaces the face, blended by the mask."""
     image = np.full((128, 160, 3), 0.25, np.float32)
@@ -399,6 +416,37 @@ def test_cli_rotated_jpeg_keeps_orientation_exif_and_icc(
     assert np.array_equal(png[far], upright[far])  # lossless output: bit-identical far away
     assert np.abs(relit[far] - upright[far]).mean() < 2 / 255  # JPEG re-encoding only
     assert set(report.timings) == set(STAGES)
+
+
+def test_heic_photo_is_enhanced_like_its_lossless_twin(
+    tiny_model_path: Path, tmp_path: Path
+) -> None:
+    """A HEIC photo (pillow-heif, as phones write them) is relit exactly as the same decoded
+    pixels saved as a PNG; `--out-dir` names its output <stem>.jpg, with its ICC profile."""
+    import skimage.data
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    heic = tmp_path / "IMG_0001.HEIC"
+    Image.fromarray(skimage.data.astronaut()).save(heic, quality=80, icc_profile=icc)
+    twin = write_image(tmp_path / "twin.png", read_image(heic))  # the decoded pixels, lossless
+    model, meta, device = load_enhancer(tiny_model_path, "cpu")
+    from_heic = enhance_file(heic, tmp_path / "heic.png", model, meta, device=device)
+    from_twin = enhance_file(twin, tmp_path / "twin_out.png", model, meta, device=device)
+    assert from_heic.status == from_twin.status == "enhanced"
+    assert from_heic.faces == from_twin.faces
+    relit = read_image(tmp_path / "heic.png")
+    assert np.array_equal(relit, read_image(tmp_path / "twin_out.png"))
+    assert not np.array_equal(relit, read_image(twin))
+    result = CliRunner().invoke(
+        main,
+        ["enhance", str(heic), "--out-dir", str(tmp_path / "out"), "--model", str(tiny_model_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 enhanced" in result.output
+    with Image.open(tmp_path / "out" / "IMG_0001.jpg") as pil:
+        assert pil.format == "JPEG" and pil.info.get("icc_profile") == icc
 
 
 def test_cli_folder_no_face_and_bad_image(

@@ -73,6 +73,18 @@ def test_expand_inputs_and_plan_outputs(tmp_path: Path) -> None:
         tmp_path / "out" / "a.png",
         tmp_path / "out" / "b.jpg",
     ]
+    # HEIC/HEIF (read, not written): a .jpg of the same name, in --out-dir or beside it.
+    heic = [tmp_path / "IMG_1.HEIC", sub / "IMG_2.heif"]
+    assert plan_outputs(heic, None, tmp_path / "out") == [
+        tmp_path / "out" / "IMG_1.jpg",
+        tmp_path / "out" / "IMG_2.jpg",
+    ]
+    assert plan_outputs(heic, None, None) == [tmp_path / "IMG_1.jpg", sub / "IMG_2.jpg"]
+    (sub / "IMG_2.jpg").write_bytes(b"x")
+    with pytest.raises(EnhanceError, match="IMG_2.jpg: exists"):
+        plan_outputs(heic, None, None)
+    with pytest.raises(EnhanceError, match="exactly one"):
+        plan_outputs([heic[0], found[0]], None, None)  # beside: HEIF inputs only
 
 
 @pytest.mark.parametrize("bits", [8, 16])

@@ -165,3 +165,29 @@ def test_bad_arguments_are_refused():
         find_faces(image, max_side=0)
     assert find_faces(np.zeros((0, 10, 3), np.float32)) == []
     assert Path(detect.__file__).name == "detect.py"
+
+
+def test_saved_hog_detector_finds_what_dlibs_own_finds(portraits, tmp_path, monkeypatch):
+    """The HOG detector read back from its saved copy (the cold-start cache, written on first
+    use) finds the same faces, boxes, rolls and scores, as dlib's built-in one; a photo that
+    HOG finds a face on never loads the CNN."""
+    import dlib
+
+    image, _ = portraits[0]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cached = detect._hog_detector
+    cached.cache_clear()
+    detect._cnn_detector.cache_clear()
+    try:
+        first = find_faces(image)  # builds dlib's detector and saves it
+        (saved,) = (tmp_path / "deepflash").glob("frontal_face_detector-*.svm")
+        cached.cache_clear()
+        again = find_faces(image)  # reads the saved copy
+        assert detect._cnn_detector.cache_info().currsize == 0
+        monkeypatch.setattr(detect, "_hog_detector", dlib.get_frontal_face_detector)
+        builtin = find_faces(image)
+    finally:
+        cached.cache_clear()  # the next test loads from the usual cache
+    assert saved.stat().st_size > 0
+    assert len(builtin) == 1 and builtin[0].path == "hog"
+    assert first == again == builtin

@@ -247,3 +247,30 @@ def test_csv_tables_keep_every_cell_as_text(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match=r"absent.csv: not found \(run the ingest stage"):
         read_stage_table(tmp_path / "absent.csv", "ingest")
     assert read_stage_table(path, "ingest").equals(back)
+
+
+def test_heic_reads_upright_with_its_exif_and_icc(tmp_path: Path):
+    """A HEIC photo (pillow-heif, lossless RGB) stored sideways with EXIF orientation 6 reads as
+    the upright pixels, like the same photo as a PNG; a HEIC named .jpg opens too."""
+    from PIL import ImageCms
+    from pillow_heif import register_heif_opener
+
+    from pipeline.io import open_image
+
+    register_heif_opener()
+    upright = _asymmetric(64, 48)
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # orientation 6 turns it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    path = tmp_path / "photo.heic"
+    lossless = {"quality": -1, "chroma": 444, "matrix_coefficients": 0}  # RGB, no YCbCr
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), icc_profile=icc, **lossless)
+    image = read_image(path)
+    assert image.shape == (48, 64, 3) and image_size(path) == (64, 48)
+    np.testing.assert_array_equal(image, upright / np.float32(255))
+    with open_image(path) as pil:
+        assert pil.format == "HEIF" and pil.info["icc_profile"] == icc
+    misnamed = tmp_path / "photo.jpg"
+    misnamed.write_bytes(path.read_bytes())
+    np.testing.assert_array_equal(read_image(misnamed), image)

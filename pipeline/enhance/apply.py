@@ -33,9 +33,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,10 +59,16 @@ from pipeline.enhance.files import (
     write_output,
 )
 from pipeline.enhance.network import PRECISIONS, run_model
+from pipeline.enhance.photo import (
+    Ahead,
+    Photo,
+    detect_photo_faces,
+    read_photo,
+    take_ahead,
+    timed,
+)
 from pipeline.enhance.placement import Placement, face_crops, place_face
 from pipeline.faces.detect import Face as Detection
-from pipeline.faces.detect import find_faces
-from pipeline.io import ImageReadError, read_alpha, read_image
 from pipeline.models.format import ModelMeta
 from pipeline.runtime import DeviceError, resolve_device
 
@@ -171,16 +176,6 @@ def crop_settings(meta: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the per-photo core
 
 
-@contextmanager
-def _timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        if timings is not None:
-            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
-
-
 def enhance_image(
     image: np.ndarray,
     model: torch.nn.Module,
@@ -194,7 +189,12 @@ def enhance_image(
     inplace: bool = False,
     timings: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, list[Face]]:
-    """Relight every face of an upright float32 RGB photo in [0, 1]; returns (photo, faces).
+    """Relight every face of an upright RGB photo; returns (photo, faces).
+
+    The photo is float32 in [0, 1] or its uint8 pixels (what ``read_image(...,
+    keep_uint8=True)`` gives an 8-bit photo): a uint8 photo is converted only where a face's
+    crop or region needs floats (x / 255, so the same faces and the same result, rounded
+    to 8 bits as the writer would), and comes back as uint8.
 
     ``boxes`` skips detection when given: detected faces (with their roll) or upright boxes
     (top, right, bottom, left). Pixels
@@ -204,21 +204,18 @@ def enhance_image(
     reconstruct, blend. ``precision``: ``fp32`` or ``bf16`` for the network (see
     :func:`run_model`).
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f":
+    if (
+        image.ndim != 3
+        or image.shape[2] != 3
+        or not (image.dtype.kind == "f" or image.dtype == np.uint8)
+    ):
         raise ValueError(
-            f"expected an HxWx3 float RGB image in [0, 1], got {image.dtype} {image.shape}"
+            f"expected an HxWx3 float RGB image in [0, 1] or uint8, got {image.dtype} {image.shape}"
         )
     check_meta(meta)
-    settings = crop_settings(meta)
     if boxes is None:
-        with _timed(timings, "detect"):
-            faces = find_faces(
-                image,
-                detector=detector or settings["detector"],
-                max_side=settings["detect_max_side"],
-                upsample=settings["upsample"],
-                cnn_max_side=settings["cnn_max_side"],
-            )
+        with timed(timings, "detect"):
+            faces = detect_photo_faces(image, crop_settings(meta), detector)
     else:
         faces = [
             box
@@ -229,18 +226,18 @@ def enhance_image(
     out = image if inplace else image.copy()
     if not faces:
         return out, []
-    with _timed(timings, "crop"):
+    with timed(timings, "crop"):
         crops, placements = face_crops(image, faces, meta)
-    with _timed(timings, "model"):
+    with timed(timings, "model"):
         ys = run_model(model, meta, crops, device, precision)
 
     regions = [mask_region(p.crop, image.shape, p.angle, p.centre) for p in placements]
-    with _timed(timings, "reconstruct"):
+    with timed(timings, "reconstruct"):
         changes = [
             relit_change(image, crop, y, p.crop, region, meta["encoding"], p.angle)
             for crop, y, p, region in zip(crops, ys, placements, regions, strict=True)
         ]
-    with _timed(timings, "blend"):
+    with timed(timings, "blend"):
         masks = [
             face_mask((r[3] - r[1], r[2] - r[0]), p.crop, (r[0], r[1]), feather, p.angle, p.centre)
             for p, r in zip(placements, regions, strict=True)
@@ -261,27 +258,30 @@ def enhance_file(
     options: EnhanceOptions = EnhanceOptions(),
     *,
     device: torch.device | None = None,
+    photo: Photo | None = None,
 ) -> EnhanceResult:
     """Enhance one photo file into ``target``; never raises for a bad image (status failed).
 
     A photo without a face is copied unchanged (warning) or skipped with
     ``options.skip_no_face``.
     An alpha channel is kept as it is (only colour is relit) when ``target``'s type holds
-    one; a JPEG or BMP target drops it, with a warning saying so.
+    one; a JPEG or BMP target drops it, with a warning saying so. ``photo``: the file
+    already read and its faces found (:func:`pipeline.enhance.photo.read_photo`, e.g. ahead
+    of time); read here otherwise.
     """
     source, target = Path(source), Path(target)
-    timings: dict[str, float] = {}
-    try:
-        with _timed(timings, "read"):
-            image = read_image(source)
-            alpha = read_alpha(source)
-    except ImageReadError as error:
-        log.error("%s: skipped: %s", source, error.reason)
-        return EnhanceResult(source, None, "failed", reason=error.reason, timings=timings)
+    check_meta(meta)
+    photo = photo or read_photo(source, crop_settings(meta), options.detector)
+    timings = dict(photo.timings)
+    if photo.image is None:
+        log.error("%s: skipped: %s", source, photo.reason)
+        return EnhanceResult(source, None, "failed", reason=photo.reason, timings=timings)
+    image, alpha = photo.image, photo.alpha
     out, found = enhance_image(
         image,
         model,
         meta,
+        boxes=photo.faces,
         feather=options.feather,
         detector=options.detector,
         device=device,
@@ -300,7 +300,7 @@ def enhance_file(
             target.suffix,
         )
     try:
-        with _timed(timings, "write"):
+        with timed(timings, "write"):
             if copy:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)  # byte-identical, EXIF orientation included
@@ -325,10 +325,12 @@ def enhance_paths(
     device: str = "auto",
     options: EnhanceOptions = EnhanceOptions(),
     progress: bool = True,
+    ahead: Ahead | None = None,
 ) -> list[EnhanceResult]:
     """The ``deepflash enhance`` command: inputs (files, folders, globs) -> enhanced photos.
 
-    Argument and model problems raise :class:`EnhanceError` before any photo is read; a bad
+    ``ahead``: the first photo already being read (:func:`pipeline.enhance.photo.read_ahead`),
+    used when its detector settings are the model's. Argument and model problems raise :class:`EnhanceError` before any photo is read; a bad
     photo is logged with its reason and reported as ``failed`` while the others go on.
     """
     from tqdm.auto import tqdm
@@ -346,9 +348,24 @@ def enhance_paths(
     bar = tqdm(
         list(zip(sources, targets, strict=True)), desc="enhance", unit="photo", disable=not progress
     )
-    for source, target in bar:
-        bar.set_postfix_str(source.name, refresh=False)
-        results.append(enhance_file(source, target, model, meta, options, device=torch_device))
+    # One photo ahead: the next photo is decoded and its faces found (OpenCV and Pillow
+    # release Python's lock while they work) beside this one's network, blend and encoding.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        settings = crop_settings(meta)
+        pending: Future[Photo] | None = None
+        for index, (source, target) in enumerate(bar):
+            bar.set_postfix_str(source.name, refresh=False)
+            if pending is None:  # the first photo
+                photo = take_ahead(ahead, source, settings, options.detector)
+                photo = photo or read_photo(source, settings, options.detector)
+            else:
+                photo = pending.result()
+            if index + 1 < len(sources):
+                pending = pool.submit(read_photo, sources[index + 1], settings, options.detector)
+            result = enhance_file(
+                source, target, model, meta, options, device=torch_device, photo=photo
+            )
+            results.append(result)
     return results
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from pipeline.core.encodings import reconstruct
 from pipeline.enhance import DEFAULT_FEATHER
 from pipeline.faces.geometry import crop_matrix, invert
+from pipeline.io import uint8_to_float
 
 #: Default width of the mask's soft edge, as a fraction of the ellipse radius.
 #: Half-axes of the blend ellipse as fractions of half the crop side (x, y): the face and hair
@@ -166,10 +167,11 @@ def relit_change(
     so ``x - 2 up(y) + 1 == x + up(pred_crop - x_crop)``: upsampling the crop-size difference
     ``reconstruct(x_crop, y) - x_crop`` (= 1 - 2y, smooth) and adding the photo's own pixels is
     eq. 2 applied at full resolution, with one full-size temporary instead of three.
-    A: the network's image itself, upsampled.
+    A: the network's image itself, upsampled. A uint8 ``image`` is taken as x / 255 (only the
+    region is converted).
     """
     rx0, ry0, rx1, ry1 = region
-    x = image[ry0:ry1, rx0:rx1]
+    x = _as_float(image[ry0:ry1, rx0:rx1])
     if encoding == "A":
         pred = upsample_to_region(y, square, region, angle)
     else:
@@ -178,6 +180,22 @@ def relit_change(
     np.clip(pred, 0.0, 1.0, out=pred)
     pred -= x
     return pred
+
+
+def _as_float(pixels: np.ndarray) -> np.ndarray:
+    return uint8_to_float(pixels) if pixels.dtype == np.uint8 else pixels
+
+
+def _put(out: np.ndarray, image: np.ndarray, change: np.ndarray, region: Region) -> None:
+    """out[region] = x + change (x = image[region]); a uint8 ``out`` gets the rounded,
+    saturated 8-bit value (what the writer makes of the float result), so a uint8 photo is
+    blended and quantised in this one pass over the region, the rest never touched."""
+    x0, y0, x1, y1 = region
+    if out.dtype != np.uint8:
+        np.add(image[y0:y1, x0:x1], change, out=out[y0:y1, x0:x1])
+        return
+    result = np.add(_as_float(image[y0:y1, x0:x1]), change, out=change)
+    out[y0:y1, x0:x1] = cv2.convertScaleAbs(result, alpha=255.0)
 
 
 def blend(
@@ -193,7 +211,8 @@ def blend(
     (faces close together) the weights are normalised, so the result is always a convex
     combination of the input and the relit faces: no overshoot, no seam. Pixels where every
     mask is 0 get a change of exactly 0.0 and keep their value bit for bit. ``changes`` are
-    consumed (scaled in place).
+    consumed (scaled in place). ``image`` and ``out`` are float, or both uint8 (the photo's
+    8-bit pixels: ``out`` gets the 8-bit result, as the writer would quantise it).
     """
     live = [i for i, r in enumerate(regions) if r[2] > r[0] and r[3] > r[1]]
     for i in live:
@@ -201,8 +220,7 @@ def blend(
     if len(live) == 1:
         # One face (the usual selfie): weights never exceed 1, no union arrays needed.
         (i,) = live
-        rx0, ry0, rx1, ry1 = regions[i]
-        np.add(image[ry0:ry1, rx0:rx1], changes[i], out=out[ry0:ry1, rx0:rx1])
+        _put(out, image, changes[i], regions[i])
         return
     if not live:
         return
@@ -219,7 +237,7 @@ def blend(
         weight[sub] += masks[i]
         change[sub] += changes[i]
     change /= np.maximum(weight, 1.0)[..., None]
-    np.add(image[uy0:uy1, ux0:ux1], change, out=out[uy0:uy1, ux0:ux1])
+    _put(out, image, change, (ux0, uy0, ux1, uy1))
 
 
 __all__ = [

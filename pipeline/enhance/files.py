@@ -14,7 +14,14 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.io import IMAGE_SUFFIXES, is_image_name, write_image, write_pixels
+from pipeline.io import (
+    HEIF_SUFFIXES,
+    IMAGE_SUFFIXES,
+    is_image_name,
+    open_image,
+    write_image,
+    write_pixels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +79,28 @@ def plan_outputs(
 ) -> list[Path]:
     """Output path per input: ``output`` for a single input, else ``out_dir/<input name>``.
 
+    A HEIC/HEIF input (phone cameras' format, read but not written) gets a ``.jpg`` of its
+    name: in ``out_dir``, or beside it when no destination is given (HEIF inputs only; an
+    existing file of that name is refused, never replaced).
     Raises :class:`EnhanceError` for a missing or ambiguous destination, an unsupported output
     extension, two inputs with one output name, or an output that would overwrite its input.
     """
-    if (output is None) == (out_dir is None):
+    beside = output is None and out_dir is None and bool(inputs)
+    beside = beside and all(path.suffix.lower() in HEIF_SUFFIXES for path in inputs)
+    if not beside and (output is None) == (out_dir is None):
         raise EnhanceError("give exactly one of -o/--output FILE or --out-dir DIR")
     if output is not None:
         if len(inputs) != 1:
             raise EnhanceError(f"-o takes one input, got {len(inputs)}; use --out-dir for several")
         outputs = [Path(output)]
     else:
-        outputs = [Path(out_dir) / path.name for path in inputs]
+        folders = [path.parent if beside else Path(out_dir) for path in inputs]  # type: ignore[arg-type]
+        outputs = [
+            folder / _output_name(path) for folder, path in zip(folders, inputs, strict=True)
+        ]
+        for target in outputs if beside else []:
+            if target.exists():
+                raise EnhanceError(f"{target}: exists; pass -o FILE or --out-dir DIR")
     seen: dict[Path, Path] = {}
     for source, target in zip(inputs, outputs, strict=True):
         if target.suffix.lower() not in OUTPUT_EXTENSIONS:
@@ -98,6 +116,10 @@ def plan_outputs(
     return outputs
 
 
+def _output_name(path: Path) -> str:
+    return path.stem + ".jpg" if path.suffix.lower() in HEIF_SUFFIXES else path.name
+
+
 def source_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """EXIF (orientation reset to 1) and ICC profile of an image, for writing them back.
 
@@ -106,7 +128,7 @@ def source_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """
     found: dict[str, Any] = {"bits": 8}
     try:
-        with Image.open(path) as pil:
+        with open_image(path) as pil:
             icc = pil.info.get("icc_profile")
             if icc:
                 found["icc_profile"] = icc
@@ -151,7 +173,8 @@ def write_output(
     metadata: dict[str, Any] | None = None,
     alpha: np.ndarray | None = None,
 ) -> Path:
-    """Write an upright float [0, 1] RGB photo with the source's EXIF and ICC where possible.
+    """Write an upright float [0, 1] (or uint8) RGB photo with the source's EXIF and ICC where
+    possible.
 
     JPEG (quality 95), PNG and WebP carry EXIF and ICC through Pillow; 16-bit sources written
     to PNG/TIFF stay 16-bit (through OpenCV, without metadata). ``alpha`` (HxW float in
@@ -170,8 +193,9 @@ def write_output(
             return write_image(path, image, bits=16)
         pixels = np.clip(np.rint(np.dstack([image, alpha]) * 65535), 0, 65535).astype(np.uint16)
         return write_pixels(path, pixels)
-    # One saturating, rounding pass (OpenCV, multi-threaded): the exact inverse of /255 on 8-bit.
-    pixels = cv2.convertScaleAbs(image, alpha=255.0)
+    # One saturating, rounding pass (OpenCV, multi-threaded): the exact inverse of /255 on 8-bit;
+    # uint8 pixels (enhance's own, blended in 8 bits) are written as they are.
+    pixels = image if image.dtype == np.uint8 else cv2.convertScaleAbs(image, alpha=255.0)
     if alpha is not None:
         pixels = np.dstack([pixels, cv2.convertScaleAbs(alpha, alpha=255.0)])
     options: dict[str, Any] = {}

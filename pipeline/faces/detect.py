@@ -19,10 +19,13 @@ counter-clockwise on screen in degrees, the convention of the augmentation's rot
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
-import warnings
+import os
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -31,6 +34,7 @@ import numpy as np
 from pipeline.config import CropParams
 from pipeline.faces.geometry import Box, box_area
 from pipeline.faces.nms import suppress
+from pipeline.io import atomic_output, uint8_to_float
 
 DETECTORS = ("auto", "hog", "cnn")
 # The detector's defaults are the crop params group's (one source for the crop stage, the
@@ -65,24 +69,70 @@ class Face:
     score: float
 
 
+# face_recognition.api loads every dlib model at import (the CNN and the recognition ResNet
+# too, about a second) and face_recognition_models imports pkg_resources to name its files:
+# the detector loads dlib's models itself, each on first use, from the models' folder.
+_POSE_5_FILE = "shape_predictor_5_face_landmarks.dat"
+_CNN_FILE = "mmod_human_face_detector.dat"
+
+
+def _model_file(name: str) -> str:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("face_recognition_models is not installed (pip install it)")
+    return os.path.join(spec.submodule_search_locations[0], "models", name)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deepflash"
+
+
 @cache
-def _dlib() -> Any:
-    # face_recognition loads its models at import (about a second) and its models package
-    # warns about pkg_resources: import it once, only when detection is really needed.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import face_recognition.api as api
+def _hog_detector() -> Any:
+    """dlib's frontal HOG detector. Building it from dlib's embedded copy takes 0.3-0.5 s
+    (decompression); its saved form loads in a millisecond, so it is saved once to the user's
+    cache (per dlib version: the same detector, the same boxes) and read from there."""
+    import dlib
 
-    return api
+    cached = _cache_dir() / f"frontal_face_detector-dlib{dlib.__version__}.svm"
+    if cached.is_file():
+        try:
+            return dlib.fhog_object_detector(str(cached))
+        except RuntimeError:  # damaged cache file: rebuild it below
+            pass
+    detector = dlib.get_frontal_face_detector()
+    with contextlib.suppress(OSError):  # a read-only home only loses the speed-up
+        with atomic_output(cached) as tmp:
+            detector.save(str(tmp))
+    return detector
 
 
-def load_detector() -> None:
-    """Import face_recognition and load its models now.
+@cache
+def _pose_5() -> Any:
+    """dlib's 5-point landmark predictor (the eye corners give the roll)."""
+    import dlib
+
+    return dlib.shape_predictor(_model_file(_POSE_5_FILE))
+
+
+@cache
+def _cnn_detector() -> Any:
+    """dlib's CNN (MMOD) face detector: loaded only when the HOG passes found nothing."""
+    import dlib
+
+    return dlib.cnn_face_detection_model_v1(_model_file(_CNN_FILE))
+
+
+def load_detector(cnn: bool = True) -> None:
+    """Load the detector's dlib models now (HOG, 5-point landmarks, and the CNN with ``cnn``).
 
     A stage calls it before starting worker processes: forked workers then share the loaded
-    models instead of each importing them again (about a second apiece).
+    models instead of each loading them again.
     """
-    _dlib()
+    _hog_detector()
+    _pose_5()
+    if cnn:
+        _cnn_detector()
 
 
 def _to_uint8_rgb(image: np.ndarray) -> np.ndarray:
@@ -100,23 +150,31 @@ def _to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _shrunk(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float, float]:
-    """uint8 RGB copy with the longer side at most ``max_side`` and the (x, y) factors back."""
+def _shrunk(
+    image: np.ndarray, max_side: int, in_float: bool = False
+) -> tuple[np.ndarray, float, float]:
+    """uint8 RGB copy with the longer side at most ``max_side`` and the (x, y) factors back.
+
+    ``in_float``: a uint8 image is shrunk from its float values (x / 255), as its float twin is.
+    """
     height, width = image.shape[:2]
     factor = min(1.0, max_side / max(height, width))
     if factor < 1.0:
         small_w, small_h = max(1, round(width * factor)), max(1, round(height * factor))
+        source = np.asarray(image)
+        if in_float and source.dtype == np.uint8:
+            source = uint8_to_float(source)
         # Shrink before the uint8 conversion: INTER_AREA on the original values, one rounding.
-        small = cv2.resize(np.asarray(image), (small_w, small_h), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(source, (small_w, small_h), interpolation=cv2.INTER_AREA)
     else:
         small, small_w, small_h = np.asarray(image), width, height
     # Box edges scale with the image edges: 0 -> 0 and small_w -> width.
     return _to_uint8_rgb(small), width / small_w, height / small_h
 
 
-def _eye_roll(api: Any, image: np.ndarray, rect: Any) -> float:
+def _eye_roll(image: np.ndarray, rect: Any) -> float:
     """Roll in degrees of the face in ``rect``: the eye line's tilt (5-point landmarks)."""
-    shape = api.pose_predictor_5_point(image, rect)
+    shape = _pose_5()(image, rect)
     points = np.array([(p.x, p.y) for p in shape.parts()], np.float64)
     # Points 0-1 are the corners of the eye on the image's right, 2-3 of the other one.
     dx, dy = points[0:2].mean(axis=0) - points[2:4].mean(axis=0)
@@ -171,7 +229,6 @@ def _hog(
     small: np.ndarray, upsample: int, angle: float, fx: float, fy: float, size: tuple[int, int]
 ) -> list[Face]:
     """HOG faces on ``small`` turned by ``angle`` degrees (0: as is), in photo pixels."""
-    api = _dlib()
     if angle == 0.0:
         turned, to_small, shrink = small, _NO_TURN, 1.0
     else:
@@ -189,28 +246,27 @@ def _hog(
         matrix[:, 2] += ((out_w - 1) / 2.0 - centre[0], (out_h - 1) / 2.0 - centre[1])
         turned = cv2.warpAffine(small, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR)
         to_small = cv2.invertAffineTransform(matrix)
-    rects, scores, _ = api.face_detector.run(turned, upsample, 0.0)
+    rects, scores, _ = _hog_detector().run(turned, upsample, 0.0)
     path = "hog" if angle == 0.0 else "hog_rotated"
     faces = []
     for rect, score in zip(rects, scores, strict=True):
-        roll = _eye_roll(api, turned, rect) - angle  # a turn by +a adds a to every roll
+        roll = _eye_roll(turned, rect) - angle  # a turn by +a adds a to every roll
         face = _rect_face(rect, score, roll, path, to_small, fx, fy, size, 1.0 / shrink)
         if face is not None:
             faces.append(face)
     return faces
 
 
-def _cnn(image: np.ndarray, max_side: int) -> list[Face]:
+def _cnn(image: np.ndarray, max_side: int, in_float: bool = False) -> list[Face]:
     """CNN (MMOD) faces on a copy of at most ``max_side`` px, in photo pixels.
 
     No upsampling: the CNN costs seconds per photo already; a larger ``max_side`` finds
     smaller faces (about 80 px of the copy and up).
     """
-    api = _dlib()
-    small, fx, fy = _shrunk(image, max_side)
+    small, fx, fy = _shrunk(image, max_side, in_float)
     faces = []
-    for found in api.cnn_face_detector(small, 0):
-        roll = _eye_roll(api, small, found.rect)
+    for found in _cnn_detector()(small, 0):
+        roll = _eye_roll(small, found.rect)
         face = _rect_face(
             found.rect, found.confidence, roll, "cnn", _NO_TURN, fx, fy, image.shape[:2],
             offset=CNN_BOX_OFFSET,
@@ -232,6 +288,8 @@ def find_faces(
     upsample: int = _CROP.upsample,
     cnn_max_side: int = _CROP.cnn_max_side,
     angles: tuple[float, ...] = ROTATED_ANGLES,
+    *,
+    shrink_in_float: bool = False,
 ) -> list[Face]:
     """Every face in ``image`` (HxW(x3) float in [0, 1] or uint8), largest first.
 
@@ -243,6 +301,8 @@ def find_faces(
     found; the CNN, never upsampled, finds faces of about 80 px and up: 20 % of a 400 px
     copy).
     Boxes are in the input's pixels, clipped to it; duplicates of one face are merged.
+    ``shrink_in_float``: a uint8 ``image`` is shrunk from its float values (x / 255), so that
+    it gets the very faces of the same photo read as float (enhance keeps photos in uint8).
     """
     if detector not in DETECTORS:
         raise ValueError(f"unknown face detector {detector!r}; use one of {DETECTORS}")
@@ -256,9 +316,9 @@ def find_faces(
         return []
     faces: list[Face] = []
     if detector == "cnn":
-        faces = _cnn(image, cnn_max_side)
+        faces = _cnn(image, cnn_max_side, shrink_in_float)
     else:
-        small, fx, fy = _shrunk(image, max_side)
+        small, fx, fy = _shrunk(image, max_side, shrink_in_float)
         faces = _hog(small, upsample, 0.0, fx, fy, (height, width))
         if not faces and detector == "auto":
             for angle in angles:  # the first turn that finds a face ends the search
@@ -266,7 +326,7 @@ def find_faces(
                 if faces:
                     break
         if not faces and detector == "auto":
-            faces = _cnn(image, cnn_max_side)
+            faces = _cnn(image, cnn_max_side, shrink_in_float)
     return _largest_first(suppress(faces, lambda f: f.box, lambda f: f.score))
 
 

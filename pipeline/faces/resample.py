@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from pipeline.faces.geometry import compose
+from pipeline.io import uint8_to_float
 
 PAD_MODES = ("constant", "edge", "reflect")
 
@@ -80,7 +81,7 @@ def _extract(
             inside = (rows_in[:, None] & cols_in[None, :]).astype(window.dtype)
             window = window * inside.reshape(window.shape[:2] + (1,) * (window.ndim - 2))
     if window.dtype == np.uint8:
-        return window.astype(np.float32) * np.float32(1 / 255)
+        return uint8_to_float(window)  # exactly the float read_image gives
     if window.dtype == np.uint16:
         return window.astype(np.float32) * np.float32(1 / 65535)
     return np.ascontiguousarray(window, dtype=np.float32)

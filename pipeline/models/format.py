@@ -36,7 +36,7 @@ from pipeline.models.integrity import (
     seal,
     verify,
 )
-from pipeline.models.registry import available_archs, build_model, is_primitive, unwrap
+from pipeline.models.registry import available_archs, build_skeleton, is_primitive, unwrap
 from pipeline.runtime import resolve_device
 
 FILE_FORMAT = "deepflash-model"
@@ -297,10 +297,8 @@ def load_model_file(
     format version, lack meta keys, name an unknown arch, or whose weights do not fit.
     """
     payload, meta = _read_payload(path)
-    # Built on the meta device, then given the file's tensors: the random initialisation the
-    # weights replace would cost most of the load (~70% for the full-width deepflash).
-    with torch.device("meta"):
-        model = build_model(meta.arch, meta.width, **meta.options)
+    # Built on the meta device without initialisation, then given the file's tensors.
+    model = build_skeleton(meta.arch, meta.width, **meta.options)
     try:
         model.load_state_dict(payload["state_dict"], assign=True)
     except (RuntimeError, KeyError, TypeError) as error:

@@ -15,7 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from pipeline.config import ParamsError
 from pipeline.models.base import ImageModel
@@ -145,6 +147,37 @@ def build_model(
         {k: v for k, v in kwargs.items() if k != "encoder_weights" and is_primitive(v)}
     )
     return model
+
+
+# In-place random fills: on the meta device torch runs them through its Python references,
+# whose first call imports torch._dynamo (seconds); their values would be replaced anyway.
+_RANDOM_FILLS = frozenset(
+    getattr(torch.Tensor, name)
+    for name in ("normal_", "uniform_", "random_", "exponential_", "log_normal_", "cauchy_")
+)
+
+
+class _NoInit(TorchFunctionMode):
+    """Skips weight initialisation: ``torch.nn.init``'s functions and random fills return
+    their tensor untouched (everything else runs as usual)."""
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        if func in _RANDOM_FILLS or getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs.get("tensor")
+        return func(*args, **(kwargs or {}))
+
+
+def build_skeleton(arch: str, width: float = 1.0, **kwargs: Any) -> ImageModel:
+    """:func:`build_model` on the meta device, without weight initialisation: the network's
+    structure, for a state dict to be loaded with ``load_state_dict(..., assign=True)``.
+
+    Inference never pays for initialising weights the model file replaces a moment later (at
+    width 1.0 most of a load, and the import of torch._dynamo it drags in).
+    """
+    with torch.device("meta"), _NoInit():
+        return build_model(arch, width, **kwargs)
 
 
 def is_primitive(value: Any) -> bool:

@@ -43,10 +43,13 @@ class EnhanceModel(mlflow.pyfunc.PythonModel):
     enhance`` does; pixels away from faces come back bit-identical."""
 
     def load_context(self, context: Any) -> None:
-        """Load the model file artifact (checksum verified) on the best device."""
+        """Load the model file artifact (checksum verified) on the best device, and the face
+        detector's models: a served model pays for both once, not per request."""
         from pipeline.enhance.apply import load_enhancer
+        from pipeline.faces.detect import load_detector
 
         self.model, self.meta, self.device = load_enhancer(context.artifacts[MODEL_ARTIFACT])
+        load_detector(cnn=False)  # the CNN only when a photo's HOG passes find no face
 
     # model_input has no type hint: MLflow would read one as a schema (it takes the signature).
     def predict(
@@ -54,8 +57,6 @@ class EnhanceModel(mlflow.pyfunc.PythonModel):
     ) -> np.ndarray:
         """The relit photos, same shape and dtype as ``model_input`` (one photo: HxWx3 works
         too when called directly; MLflow's schema asks for a batch)."""
-        import cv2
-
         from pipeline.enhance.apply import enhance_image
 
         photos = np.asarray(model_input)
@@ -68,13 +69,11 @@ class EnhanceModel(mlflow.pyfunc.PythonModel):
         feather = float((params or {}).get("feather", DEFAULT_FEATHER))
         out = np.empty_like(batch)
         for i, photo in enumerate(batch):
-            # The 8-bit conversions of `deepflash enhance`: read as /255, written by the one
-            # rounding, saturating pass of pipeline.enhance.files.write_output.
-            image = photo.astype(np.float32) / 255.0
-            relit, _ = enhance_image(
-                image, self.model, self.meta, feather=feather, device=self.device, inplace=True
-            )
-            out[i] = cv2.convertScaleAbs(relit, alpha=255.0)
+            # The 8-bit path of `deepflash enhance`: floats only where a face needs them.
+            out[i], _ = enhance_image(
+                np.ascontiguousarray(photo), self.model, self.meta, feather=feather,
+                device=self.device,
+            )  # fmt: skip
         return out[0] if single else out
 
 
