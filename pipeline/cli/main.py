@@ -171,7 +171,7 @@ def enhance_command(
     """
     import logging
 
-    from pipeline.tracking.model_uri import is_model_uri
+    from pipeline.enhance.model_uri import is_model_uri
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     with contextlib.ExitStack() as stack:
@@ -186,7 +186,7 @@ def _model_file_of_uri(uri: str, stack: contextlib.ExitStack) -> str:
     """The model file of MLflow model ``uri``, downloaded into a folder removed on exit."""
     import tempfile
 
-    from pipeline.tracking.model_uri import download_model_file
+    from pipeline.enhance.model_uri import download_model_file
 
     folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="deepflash-model-"))
     try:

@@ -1,10 +1,10 @@
-"""Tests of pipeline/tracking/model_uri.py (downloads: tests/e2e/test_mlflow_ui.py)."""
+"""Tests of pipeline/enhance/model_uri.py (downloads: tests/e2e/test_mlflow_ui.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.tracking.model_uri import is_model_uri
+from pipeline.enhance.model_uri import is_model_uri
 
 
 @pytest.mark.parametrize("spec", ["models:/deepflash@champion-demo", "runs:/abc/model"])
