@@ -240,7 +240,7 @@ def test_outputs_are_read_only_links_into_the_cache_and_check_out_again(repo: Re
     cached output is a read-only hardlink of its cache file (one copy on disk, not two); after
     the outputs are deleted, `dvc checkout` links the same bytes back and nothing re-runs."""
     processed = sorted(p for p in (repo.root / "data/processed").rglob("*") if p.is_file())
-    assert len(processed) > 60
+    assert len(processed) >= 7  # on the fly: 3 crops (flash, studio, mask when padded) + index
     for path in (*processed, repo.root / "models/model.pt"):
         assert path.stat().st_nlink >= 2, path  # workspace + .dvc/cache/files/md5/...
         assert not path.stat().st_mode & 0o222, path  # DVC protects the cache
