@@ -236,7 +236,9 @@ def warp_variant(
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """A variant's 8-bit pixels, stored (PNG) or served (on the fly): write_image's rounding."""
-    return np.clip(np.rint(np.nan_to_num(image) * 255), 0, 255).astype(np.uint8)
+    scaled = image * 255  # in place from here: the loader calls it per item (warps are finite)
+    np.rint(scaled, out=scaled)
+    return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
 
 
 def matrix_text(matrix: np.ndarray) -> str:

@@ -333,3 +333,7 @@ def test_a_bad_matrix_cell_names_the_index(tmp_path):
     write_csv(index, table)
     with pytest.raises(DataIndexError, match=r"index.csv: row s1__a rot-20_face_flip: matrix"):
         PairDataset(index, "train", root=tmp_path)
+    table.loc[3, "matrix"], table.loc[4, "border_mode"] = table.loc[2, "matrix"], "wrap"
+    write_csv(index, table)
+    with pytest.raises(DataIndexError, match=r"row s1__a rot-10_full_orig: border_mode 'wrap'"):
+        PairDataset(index, "train", root=tmp_path)

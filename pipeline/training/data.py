@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline.augment import to_uint8, warp_variant
+from pipeline.augment import BORDER_MODES, to_uint8, warp_variant
 from pipeline.io import read_image, read_mask
 
 INDEX_COLUMNS = ("split", "pair_id", "subject", "variant", "flash", "studio")
@@ -167,12 +167,7 @@ class PairDataset(Dataset):
             raise DataIndexError(f"{studio_path}: {studio.shape} differs from {flash_path}")
         valid = self._crop_mask(i, flash.shape[:2])
         border = self.records[i].get("border_mode") or "constant"
-        try:
-            warped = warp_variant(flash, studio, valid, self.matrices[i], border)
-        except KeyError:
-            raise DataIndexError(
-                f"row {i} ({flash_path}): unknown border_mode {border!r}"
-            ) from None
+        warped = warp_variant(flash, studio, valid, self.matrices[i], border)
         flash_u8, studio_u8, ok = to_uint8(warped[0]), to_uint8(warped[1]), warped[2]
         return (
             _as_float(_chw(flash_u8)),
@@ -240,11 +235,12 @@ def _parse_matrix(row: dict[str, str], index_csv: Path) -> np.ndarray | None:
         matrix = np.array([float(v) for v in values], np.float64)
     except ValueError:
         matrix = np.empty(0)
+    where = f"{index_csv}: row {row.get('pair_id')} {row.get('variant')}"
     if matrix.shape != (6,) or not np.all(np.isfinite(matrix)):
-        raise DataIndexError(
-            f"{index_csv}: row {row.get('pair_id')} {row.get('variant')}: matrix {text!r} is "
-            "not 6 finite numbers"
-        )
+        raise DataIndexError(f"{where}: matrix {text!r} is not 6 finite numbers")
+    border = row.get("border_mode") or "constant"
+    if border not in BORDER_MODES:
+        raise DataIndexError(f"{where}: border_mode {border!r} is not one of {list(BORDER_MODES)}")
     return matrix.reshape(2, 3)
 
 
