@@ -2,8 +2,10 @@
 
 Reads data/interim/faces/index.csv; pairs of the splits in augment.splits get every variant
 (rotations x {whole crop, face box} x {as is, mirrored}), the other splits only the identity.
-Writes data/processed/<split>/<pair_id>__<variant>_{flash,studio}.png,
-data/processed/index.csv (split, pair_id, subject, variant, flash, studio) and
+Writes data/processed/<split>/<pair_id>__<variant>_{flash,studio,mask}.png (augment.materialise:
+true) or, by default, the crop once as <pair_id>__crop_{flash,studio,mask}.png with each variant's
+matrix in the index, warped by the training loader (the same pixels); data/processed/index.csv
+(split, pair_id, subject, variant, flash, studio, mask, matrix, border_mode) and
 metrics/augment.json. No bilateral-filtered copies: the filter runs on the device in training.
 """
 

@@ -8,6 +8,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 from helpers.stagetools import file_hashes, run_stage
 from skimage import data as skdata
 
@@ -22,7 +23,8 @@ from pipeline.augment import (
     variant_name,
 )
 from pipeline.config import AugmentParams
-from pipeline.io import read_csv, read_image, read_mask, write_image, write_mask
+from pipeline.io import read_csv, read_image, read_mask, write_csv, write_image, write_mask
+from pipeline.training.data import DataIndexError, PairDataset
 
 SIZE = 96
 BOX = (30, 70, 66, 34)  # (top, right, bottom, left): 36 px face box centred at (51.5, 47.5)
@@ -203,10 +205,12 @@ def test_identity_pair_and_errors():
 # --------------------------------------------------------------------------- the stage
 
 
-def test_augment_stage_end_to_end(tmp_path):
-    """A crop-stage index made here: augmented splits get 20 variants, the rest 1."""
-    root = tmp_path
-    (root / "params.yaml").write_text("augment:\n  splits: [train, val]\n  workers: 2\n")
+def _crop_stage_index(root, materialise: bool = True):
+    """A crop-stage index made here (3 pairs, 64 px, one with a padded crop) + params.yaml."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(
+        f"augment:\n  splits: [train, val]\n  workers: 2\n  materialise: {str(materialise).lower()}\n"
+    )
     faces = root / "data" / "interim" / "faces"
     rows = []
     for k, (pair_id, split) in enumerate([("s1__a", "train"), ("s2__a", "val"), ("s3__a", "test")]):
@@ -226,6 +230,13 @@ def test_augment_stage_end_to_end(tmp_path):
             + ["face_top", "face_right", "face_bottom", "face_left", "mask"]
         )
         writer.writerows(rows)
+    return faces
+
+
+def test_augment_stage_end_to_end(tmp_path):
+    """Materialised: augmented splits get 20 variants as PNGs, the rest 1."""
+    root = tmp_path
+    faces = _crop_stage_index(root, materialise=True)
 
     run = run_stage(root, "augment")
     assert run.returncode == 0, run.stderr
@@ -233,7 +244,11 @@ def test_augment_stage_end_to_end(tmp_path):
     with open(processed / "index.csv") as handle:
         index = list(csv.DictReader(handle))
     assert tuple(index[0]) == INDEX_COLUMNS
-    assert INDEX_COLUMNS == ("split", "pair_id", "subject", "variant", "flash", "studio", "mask")
+    assert INDEX_COLUMNS == (
+        *("split", "pair_id", "subject", "variant", "flash", "studio", "mask"),
+        *("matrix", "border_mode"),
+    )
+    assert all(r["matrix"] == "" for r in index)  # stored pixels
     assert len(index) == 20 + 20 + 1
     assert [r["variant"] for r in index if r["pair_id"] == "s1__a"] == EXPECTED_NAMES
     [test_row] = [r for r in index if r["split"] == "test"]
@@ -266,8 +281,59 @@ def test_augment_stage_end_to_end(tmp_path):
     }
     # A rerun, in this process and without worker processes, writes the very same bytes.
     faces_index = read_csv(faces / "index.csv")
-    augment = AugmentParams(splits=["train", "val"], workers=1)
+    augment = AugmentParams(splits=["train", "val"], workers=1, materialise=True)
     again = augment_dataset(faces_index, tmp_path / "again", augment)
     assert again.metrics == metrics
     written = {name: h for name, h in file_hashes(processed).items() if name.endswith(".png")}
     assert file_hashes(tmp_path / "again") == written and len(written) == 3 * 41
+
+
+def test_on_the_fly_variants_are_bit_identical_to_the_materialised_ones(tmp_path):
+    """materialise false: the crop once per pair + 20 matrices; the loader's pixels and masks
+    equal the materialised PNGs' exactly, cached or not, with 3 files a pair instead of 60."""
+    faces = _crop_stage_index(tmp_path / "lazy", materialise=False)
+    run = run_stage(tmp_path / "lazy", "augment")
+    assert run.returncode == 0, run.stderr
+    lazy_index = tmp_path / "lazy" / "data" / "processed" / "index.csv"
+    rows = list(csv.DictReader(lazy_index.open()))
+    assert len(rows) == 41 and sum(1 for r in rows if r["matrix"]) == 40
+    assert rows[0]["flash"] == "data/processed/train/s1__a__crop_flash.png"
+    assert {r["flash"] for r in rows if r["pair_id"] == "s1__a"} == {rows[0]["flash"]}
+    # 3 files for the padded pair, 2 for the others (their crops had no mask)
+    pngs = sorted(p.name for p in (tmp_path / "lazy" / "data" / "processed").rglob("*.png"))
+    assert len(pngs) == 3 + 2 + 2
+    assert (faces / "s1__a_flash.png").read_bytes() == (
+        tmp_path / "lazy" / rows[0]["flash"]
+    ).read_bytes()
+
+    stored = augment_dataset(
+        read_csv(faces / "index.csv"),
+        tmp_path / "stored",
+        AugmentParams(splits=["train", "val"], workers=1, materialise=True),
+    )
+    write_csv(tmp_path / "stored" / "index.csv", stored.index)
+    splits = ("train", "val", "test")
+    reference = PairDataset(tmp_path / "stored" / "index.csv", splits, size=64)
+    for cache in (False, True):
+        lazy = PairDataset(lazy_index, splits, root=tmp_path / "lazy", size=64, cache=cache)
+        assert [r["variant"] for r in lazy.records] == [r["variant"] for r in reference.records]
+        for i in range(len(lazy)):
+            for mine, theirs in zip(lazy[i], reference[i], strict=True):
+                assert torch.equal(mine, theirs), (cache, lazy.records[i]["variant"])
+    # rotated corners and the padded columns are invalid on the fly too
+    assert reference[0][2].sum() < 64 * 64  # rot-20_full_orig
+
+
+def test_a_bad_matrix_cell_names_the_index(tmp_path):
+    _crop_stage_index(tmp_path, materialise=False)
+    assert run_stage(tmp_path, "augment").returncode == 0
+    index = tmp_path / "data" / "processed" / "index.csv"
+    table = read_csv(index)
+    table.loc[3, "matrix"] = "1 0 0 0 1"
+    write_csv(index, table)
+    with pytest.raises(DataIndexError, match=r"index.csv: row s1__a rot-20_face_flip: matrix"):
+        PairDataset(index, "train", root=tmp_path)
+    table.loc[3, "matrix"], table.loc[4, "border_mode"] = table.loc[2, "matrix"], "wrap"
+    write_csv(index, table)
+    with pytest.raises(DataIndexError, match=r"row s1__a rot-10_full_orig: border_mode 'wrap'"):
+        PairDataset(index, "train", root=tmp_path)

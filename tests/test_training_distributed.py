@@ -8,6 +8,9 @@ One torchrun launch of 2 CPU processes does everything (process start-up dominat
   precision) as 1 process with batch 2b over the same images, and with the same losses; both
   ranks end bit-identical; only rank 0 writes files.
 
+Two "nodes" (two torchrun launchers, 1 process each, torchrun's c10d rendezvous on 127.0.0.1)
+train deepflash like one process of the doubled batch too.
+
 pix2pix trains at 32 px here: its depth then has no dropout level (dropout draws a different
 random mask per rank, which no equivalence can survive).
 """
@@ -16,13 +19,25 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from helpers.trainingdata import losses, mini_repo, out_paths, raw_params, state_of, torchrun
+from helpers.trainingdata import (
+    losses,
+    mini_repo,
+    out_paths,
+    raw_params,
+    same_state,
+    state_of,
+    subprocess_env,
+    torchrun,
+)
 from torch import nn
 
 from pipeline.config import validate_params
@@ -210,3 +225,99 @@ def _initial_state(arch: str) -> dict[str, torch.Tensor]:
 
     params = validate_params(_raw(arch, 2 * B))
     return build_seeded_model(params, torch.device("cpu"), False).state_dict()
+
+
+# --------------------------------------------------------------------------------------------
+# Two "nodes": two torchrun launchers joined by torchrun's own c10d rendezvous on loopback
+# --------------------------------------------------------------------------------------------
+
+NODE_WORKER = textwrap.dedent(
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    import torch
+
+    from pipeline.config import validate_params
+    from pipeline.training.loop import train
+    from pipeline.training.paths import TrainPaths
+
+    rank = int(os.environ["RANK"])  # train() joins the process group torchrun describes
+    node = os.environ["GROUP_RANK"]  # the launcher (node) this process belongs to
+    out = Path(f"node_out_rank{rank}")
+    result = train(
+        validate_params(json.loads(Path("node_run.json").read_text())),
+        TrainPaths(
+            root=Path.cwd(),
+            model_file=out / "model.pt",
+            checkpoint_dir=out / "checkpoints",
+            metrics_file=out / "train.json",
+            plots_file=out / "train.csv",
+        ),
+        progress=False,
+    )
+    torch.save(
+        {"state": result.model.state_dict(), "history": result.history, "node": node},
+        f"node_rank{rank}.pt",
+    )
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_torchrun_nodes_on_loopback_train_like_one_process_of_the_doubled_batch(
+    tmp_path: Path,
+) -> None:
+    """`torchrun --nnodes 2 --nproc-per-node 1 --rdzv-backend c10d` twice, as two machines
+    would run it (README "Several machines"), here both on 127.0.0.1: the 2 ranks of batch b
+    end with the weights of 1 process of batch 2b, and only global rank 0 writes."""
+    repo = mini_repo(tmp_path / "repo", size=SIZE)
+    (repo / "node_run.json").write_text(json.dumps(_raw("deepflash", B)))
+    (repo / "node_worker.py").write_text(NODE_WORKER)
+    endpoint = f"127.0.0.1:{_free_port()}"
+    launchers = [
+        subprocess.Popen(
+            [
+                *(sys.executable, "-m", "torch.distributed.run"),
+                *("--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node)),
+                *("--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "t2n"),
+                "node_worker.py",
+            ],
+            cwd=repo,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for node in (0, 1)
+    ]
+    for launcher in launchers:
+        output, _ = launcher.communicate(timeout=300)
+        assert launcher.returncode == 0, output[-3000:]
+    ranks = [torch.load(repo / f"node_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert {r["node"] for r in ranks} == {"0", "1"}  # one rank per launcher
+    assert same_state(ranks[0]["state"], ranks[1]["state"])
+    assert [h["images"] for h in ranks[0]["history"]] == [8, 8]
+
+    single = train(
+        validate_params(_raw("deepflash", 2 * B)), out_paths(repo, tmp_path), progress=False
+    )
+    initial = _initial_state("deepflash")
+    for key, ref in single.model.state_dict().items():
+        got = ranks[0]["state"][key]
+        if not ref.is_floating_point():
+            assert torch.equal(got, ref), key
+            continue
+        moved = (ref - initial[key]).norm()  # the bound of the one-node test above
+        assert (got - ref).norm() <= 1e-7 + 1e-2 * moved, key
+    for mine, theirs in zip(losses(ranks[0]["history"]), losses(single.history), strict=True):
+        assert mine == pytest.approx(theirs, rel=1e-4)
+    assert not (repo / "node_out_rank1").exists()
+    metrics = json.loads((repo / "node_out_rank0" / "train.json").read_text())
+    assert metrics["world_size"] == 2

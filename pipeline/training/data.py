@@ -5,6 +5,12 @@ its (1, H, W) validity mask (1 where the crop shows the photo, 0 on padding, whi
 and evaluation metrics leave out). The index is written by the augment stage with columns split,
 pair_id, subject, variant, flash, studio and (optional) mask; image paths in it are relative to
 the repository root (or absolute). Without a mask every pixel is valid.
+
+On-the-fly variants (``augment.materialise: false``): a row with a ``matrix`` (and
+``border_mode``) names the pair's crop, not its variant; the item is then warped here by the
+augment stage's own :func:`pipeline.augment.warp_variant` and rounded to 8 bits as the stored
+PNGs are, so it is bit-identical to the materialised variant. A cached dataset then holds each
+crop once (1/20 of the variants' memory) and warps per item.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pipeline.augment import BORDER_MODES, to_uint8, warp_variant
 from pipeline.io import read_image, read_mask
 
 INDEX_COLUMNS = ("split", "pair_id", "subject", "variant", "flash", "studio")
 MASK_COLUMN = "mask"
 """Optional column of the index: the validity mask PNG of the pair (empty: all valid)."""
+MATRIX_COLUMN = "matrix"
+"""Optional column: the variant's 2x3 forward matrix (6 numbers) to warp the crop with."""
 
 
 class DataIndexError(ValueError):
@@ -96,15 +105,27 @@ class PairDataset(Dataset):
             else None
             for row in self.records
         ]
-        self._cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        self.matrices: list[np.ndarray | None] = [
+            _parse_matrix(row, index_csv) for row in self.records
+        ]
+        self._cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] | None = None
+        # on-the-fly rows: their decoded crops and masks by file (uint8 when lossless), once
+        self._crops: dict[Path, np.ndarray] | None = None
         if cache:
-            self._cache = [self._load_pair(i, compact=True) for i in range(len(self.paths))]
+            self._crops = {}
+            self._cache = [
+                self._load_pair(i, compact=True) if self.matrices[i] is None else None
+                for i in range(len(self.paths))
+            ]
+            for i in (i for i, matrix in enumerate(self.matrices) if matrix is not None):
+                self._crop_mask(i, self._crop(self.paths[i][0]).shape[:2])  # decoded up front:
+                self._crop(self.paths[i][1])  # forked DataLoader workers share them
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self._cache is None:
+        if self._cache is None or self._cache[i] is None:
             return self._load_pair(i, compact=False)
         flash, studio, valid = self._cache[i]
         return _as_float(flash), _as_float(studio), valid.to(torch.float32)
@@ -114,10 +135,14 @@ class PairDataset(Dataset):
         """Memory held by the in-memory cache (0 without cache)."""
         if self._cache is None:
             return 0
-        return sum(t.numel() * t.element_size() for pair in self._cache for t in pair)
+        held = [t for pair in self._cache if pair is not None for t in pair]
+        crops = sum(a.nbytes for a in (self._crops or {}).values())
+        return crops + sum(t.numel() * t.element_size() for t in held)
 
     def _load_pair(self, i: int, compact: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         flash_path, studio_path = self.paths[i]
+        if self.matrices[i] is not None:
+            return self._warped_pair(i)
         flash = self._load(flash_path)
         studio = self._load(studio_path)
         if flash.shape != studio.shape:
@@ -133,6 +158,44 @@ class PairDataset(Dataset):
             torch.from_numpy(studio).permute(2, 0, 1).contiguous(),
             valid.to(torch.float32),
         )
+
+    def _warped_pair(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The on-the-fly variant of row ``i``: its crop warped by its matrix, as 8 bits."""
+        flash_path, studio_path = self.paths[i]
+        flash, studio = self._crop(flash_path), self._crop(studio_path)
+        if flash.shape != studio.shape:
+            raise DataIndexError(f"{studio_path}: {studio.shape} differs from {flash_path}")
+        valid = self._crop_mask(i, flash.shape[:2])
+        border = self.records[i].get("border_mode") or "constant"
+        warped = warp_variant(flash, studio, valid, self.matrices[i], border)
+        flash_u8, studio_u8, ok = to_uint8(warped[0]), to_uint8(warped[1]), warped[2]
+        return (
+            _as_float(_chw(flash_u8)),
+            _as_float(_chw(studio_u8)),
+            torch.from_numpy(ok)[None].float(),
+        )
+
+    def _crop(self, path: Path) -> np.ndarray:
+        """A crop as read_image gives it, decoded once per file when cached."""
+        if self._crops is None:
+            return self._load(path)
+        if path not in self._crops:
+            image = self._load(path)
+            as_bytes = np.rint(image * 255.0).astype(np.uint8)
+            lossless = np.array_equal(as_bytes.astype(np.float32) / 255.0, image)
+            self._crops[path] = as_bytes if lossless else image
+        held = self._crops[path]
+        # the same division read_image does: a cached crop gives the same pixels
+        return held.astype(np.float32) / 255.0 if held.dtype == np.uint8 else held
+
+    def _crop_mask(self, i: int, shape: tuple[int, int]) -> np.ndarray:
+        """Row ``i``'s crop mask, decoded once per file when cached."""
+        path = self.mask_paths[i]
+        if self._crops is None or path is None:
+            return self._load_mask(i, shape)
+        if path not in self._crops:
+            self._crops[path] = self._load_mask(i, shape)
+        return self._crops[path]
 
     def _load_mask(self, i: int, shape: tuple[int, int]) -> np.ndarray:
         path = self.mask_paths[i]
@@ -162,6 +225,29 @@ class PairDataset(Dataset):
         return image
 
 
+def _parse_matrix(row: dict[str, str], index_csv: Path) -> np.ndarray | None:
+    """The row's variant matrix (:func:`pipeline.augment.matrix_text`), None when stored."""
+    text = row.get(MATRIX_COLUMN) or ""
+    if not text:
+        return None
+    values = text.split()
+    try:
+        matrix = np.array([float(v) for v in values], np.float64)
+    except ValueError:
+        matrix = np.empty(0)
+    where = f"{index_csv}: row {row.get('pair_id')} {row.get('variant')}"
+    if matrix.shape != (6,) or not np.all(np.isfinite(matrix)):
+        raise DataIndexError(f"{where}: matrix {text!r} is not 6 finite numbers")
+    border = row.get("border_mode") or "constant"
+    if border not in BORDER_MODES:
+        raise DataIndexError(f"{where}: border_mode {border!r} is not one of {list(BORDER_MODES)}")
+    return matrix.reshape(2, 3)
+
+
+def _chw(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+
+
 def _compact(image: np.ndarray) -> torch.Tensor:
     """CHW tensor, uint8 when the float image is exactly an 8-bit image (4x less memory)."""
     scaled = image * 255.0
@@ -181,6 +267,7 @@ def _as_float(tensor: torch.Tensor) -> torch.Tensor:
 __all__ = [
     "INDEX_COLUMNS",
     "MASK_COLUMN",
+    "MATRIX_COLUMN",
     "DataIndexError",
     "PairDataset",
     "read_index",

@@ -46,8 +46,10 @@ def build_data(
     rank), validation over this rank's share of the validation images."""
     tp, size = params.train, params.data.size
     if cache is None:
-        # Cached as uint8: 6 bytes per pixel and pair.
-        cache = len(read_index(index_csv)) * size * size * 6 <= tp.cache_mb * 2**20
+        # Cached as uint8: 6 bytes per pixel and pair; on-the-fly variants of a pair share
+        # its crop (pipeline/training/data.py), so the distinct images count.
+        images = {row["flash"] for row in read_index(index_csv)}
+        cache = len(images) * size * size * 6 <= tp.cache_mb * 2**20
     train_set = PairDataset(index_csv, "train", root=root, size=size, cache=cache)
     val_set = PairDataset(index_csv, "val", root=root, size=size, cache=cache)
     if len(train_set) == 0:

@@ -150,6 +150,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     repo = Repo(root)
     repo.run("git", "init", "-q", "-b", "main")
     repo.run("dvc", "init", "-q")
+    shutil.copy2(REPO / ".dvc" / "config", root / ".dvc" / "config")  # the project's cache links
     repo.run("git", "add", "-A")
     repo.run("git", "commit", "-q", "-m", "project")
     started = time.perf_counter()
@@ -232,6 +233,23 @@ def test_forced_rerun_gives_the_same_bytes_and_nothing_downstream_reruns(repo: R
     assert repo.hashes(*outputs) == before
     out = repo.run("dvc", "repro")
     assert "Running stage" not in out, out
+
+
+def test_outputs_are_read_only_links_into_the_cache_and_check_out_again(repo: Repo) -> None:
+    """The project's cache type (.dvc/config: reflink, hardlink, ...): on this ext4 tmp every
+    cached output is a read-only hardlink of its cache file (one copy on disk, not two); after
+    the outputs are deleted, `dvc checkout` links the same bytes back and nothing re-runs."""
+    processed = sorted(p for p in (repo.root / "data/processed").rglob("*") if p.is_file())
+    assert len(processed) >= 7  # on the fly: 3 crops (flash, studio, mask when padded) + index
+    for path in (*processed, repo.root / "models/model.pt"):
+        assert path.stat().st_nlink >= 2, path  # workspace + .dvc/cache/files/md5/...
+        assert not path.stat().st_mode & 0o222, path  # DVC protects the cache
+    before = repo.hashes("data/processed/**/*", "models/model.pt")
+    shutil.rmtree(repo.root / "data/processed")
+    (repo.root / "models/model.pt").unlink()
+    repo.run("dvc", "checkout")
+    assert repo.hashes("data/processed/**/*", "models/model.pt") == before
+    assert json.loads(repo.run("dvc", "status", "--json")) == {}
 
 
 def test_comment_in_a_module_marks_exactly_the_stages_that_run_it(repo: Repo) -> None:

@@ -155,3 +155,42 @@ def torchrun(cwd: Path, script: str, nproc: int = 2, timeout: int = 300) -> None
         timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def augmented_set(root: Path, materialise: bool, n_train: int = 2, n_val: int = 1) -> Path:
+    """Crops like the crop stage's (64 px, a face box, the first one padded on the left), run
+    through the augment stage's code with ``materialise``; returns the processed index.csv
+    (under ``root``/data/processed, absolute paths)."""
+    from pipeline.augment import augment_dataset
+    from pipeline.config import AugmentParams
+    from pipeline.io import write_csv, write_mask
+
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    faces, rows = root / "faces", []
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            pair = f"s{split}{i}__p0"
+            studio = np.stack([0.5 + 0.3 * np.sin(6 * xx + i), 0.4 + 0.2 * yy, 0.3 + xx * yy], -1)
+            flash = np.clip(studio * 1.3 + rng.normal(0, 0.02, studio.shape), 0, 1)
+            paths = [
+                str(write_image(faces / f"{pair}_{k}.png", im))
+                for k, im in (("flash", flash), ("studio", studio))
+            ]
+            mask = ""
+            if not rows:
+                valid = np.ones((SIZE, SIZE), bool)
+                valid[:, :6] = False
+                mask = str(write_mask(faces / f"{pair}_mask.png", valid))
+            rows.append([pair, f"s{split}{i}", split, *paths, 16, 44, 48, 20, mask])
+    import pandas as pd
+
+    columns = ["pair_id", "subject", "split", "flash", "studio"]
+    columns += ["face_top", "face_right", "face_bottom", "face_left", "mask"]
+    processed = root / "data" / "processed"
+    run = augment_dataset(
+        pd.DataFrame(rows, columns=columns),
+        processed,
+        AugmentParams(workers=1, materialise=materialise),
+    )
+    return write_csv(processed / "index.csv", run.index)
