@@ -150,6 +150,13 @@ def demo(
     show_default=True,
     help="Network precision; bf16 is ~1.7x faster on CPUs with native bf16 (AVX512-BF16/AMX).",
 )
+@click.option(
+    "--redeye",
+    type=click.Choice(["auto", "off"]),
+    default="auto",
+    show_default=True,
+    help="Repair red-eye in each face after relighting (auto) or leave the eyes as they are.",
+)
 def enhance_command(
     inputs: tuple[str, ...],
     output: str | None,
@@ -160,6 +167,7 @@ def enhance_command(
     feather: float,
     detector: str | None,
     precision: str,
+    redeye: str,
 ) -> None:
     """Relight every face of flash photos INPUTS (files, folders, globs) with a trained model.
 
@@ -181,7 +189,7 @@ def enhance_command(
                 output=output,
                 out_dir=out_dir,
                 device=device,
-                options=EnhanceOptions(feather, skip_no_face, detector, precision),
+                options=EnhanceOptions(feather, skip_no_face, detector, precision, redeye),
             )
     except EnhanceError as error:
         click.echo(f"error: {error}", err=True)
@@ -191,7 +199,11 @@ def enhance_command(
         counts[result.status] = counts.get(result.status, 0) + 1
     faces = sum(len(result.faces) for result in results)
     summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
-    click.echo(f"{len(results)} photo(s): {summary}; {faces} face(s) relit", err=True)
+    eyes: dict[str, int] = {}
+    for face in (face for result in results for face in result.faces if face.redeye):
+        eyes[face.redeye.status] = eyes.get(face.redeye.status, 0) + 1
+    red = "".join(f", red-eye {s} {eyes[s]}" for s in ("corrected", "found", "none") if s in eyes)
+    click.echo(f"{len(results)} photo(s): {summary}; {faces} face(s) relit{red}", err=True)
     if counts.get("failed"):
         sys.exit(1)
 

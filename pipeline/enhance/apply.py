@@ -19,7 +19,11 @@ photos by hand (segmentation in Photoshop). Here it is automatic, for every face
 6. blend each face back with a feathered elliptical mask (smooth falloff to exactly 0 inside the
    crop; turned back with the face in the same single warp), so pixels away from faces are
    bit-identical to the input and there is no seam (:mod:`pipeline.enhance.blend`);
-7. write the result with the input's EXIF (orientation reset to 1: the pixels are upright now),
+7. repair red-eye on the relit full-resolution photo, face by face, from the faces' landmarks
+   (``--redeye auto``, the default; :mod:`pipeline.enhance.redeye`): the pupils are found on
+   the photo as read (the relight warms lids toward red) and repaired on the relit one; the
+   network cannot learn it (the pupils are high frequency, which encoding C passes through);
+8. write the result with the input's EXIF (orientation reset to 1: the pixels are upright now),
    ICC profile and alpha channel (colour is relit, alpha passes through;
    :mod:`pipeline.enhance.files`).
 
@@ -61,6 +65,9 @@ from pipeline.enhance.files import (
 )
 from pipeline.enhance.network import PRECISIONS, run_model
 from pipeline.enhance.placement import Placement, face_crops, place_face
+from pipeline.enhance.redeye import MODES as REDEYE_MODES
+from pipeline.enhance.redeye import FaceRedeye, find_redeye, repair_redeye
+from pipeline.enhance.redeye import summary as redeye_summary
 from pipeline.faces.detect import Face as Detection
 from pipeline.faces.detect import find_faces
 from pipeline.io import ImageReadError, read_alpha, read_image
@@ -70,7 +77,7 @@ from pipeline.runtime import DeviceError, resolve_device
 log = logging.getLogger(__name__)
 
 #: The stages timed per photo (EnhanceResult.timings keys).
-STAGES = ("read", "detect", "crop", "model", "reconstruct", "blend", "write")
+STAGES = ("read", "detect", "crop", "model", "reconstruct", "blend", "redeye", "write")
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,8 @@ class Face:
     in photo pixels, ``region`` (x0, y0, x1, y1): the photo pixels its mask may change,
     ``angle``: the crop's turn (0 unless the face's ``roll`` is beyond the model's training
     rotations), ``centre``: the blend ellipse's centre, and ``path``: which detector found it
-    (``given`` for boxes passed in)."""
+    (``given`` for boxes passed in); ``redeye``: what the red-eye step found in its eyes
+    (None when it was off)."""
 
     box: tuple[int, int, int, int]
     crop: tuple[int, int, int]
@@ -88,18 +96,21 @@ class Face:
     roll: float = 0.0
     path: str = "given"
     centre: tuple[float, float] | None = None
+    redeye: FaceRedeye | None = None
 
 
 @dataclass(frozen=True)
 class EnhanceOptions:
     """How ``deepflash enhance`` treats each photo: the blend mask's ``feather``, whether a
     photo without a face is skipped (else copied), the face ``detector`` (None: the model's)
-    and the network ``precision`` (see :func:`run_model`)."""
+    and the network ``precision`` (see :func:`run_model`), ``redeye``: ``auto`` repairs
+    red-eye after relighting, ``off`` leaves the eyes as the network made them."""
 
     feather: float = DEFAULT_FEATHER
     skip_no_face: bool = False
     detector: str | None = None
     precision: str = "fp32"
+    redeye: str = "auto"
 
 
 @dataclass
@@ -193,6 +204,7 @@ def enhance_image(
     precision: str = "fp32",
     inplace: bool = False,
     timings: dict[str, float] | None = None,
+    redeye: str = "auto",
 ) -> tuple[np.ndarray, list[Face]]:
     """Relight every face of an upright float32 RGB photo in [0, 1]; returns (photo, faces).
 
@@ -202,8 +214,11 @@ def enhance_image(
     returned as is. ``inplace=True`` writes into ``image`` (saves a full-size copy of a
     12 MP photo). ``timings`` (a dict) receives seconds per stage: detect, crop, model,
     reconstruct, blend. ``precision``: ``fp32`` or ``bf16`` for the network (see
-    :func:`run_model`).
+    :func:`run_model`). ``redeye``: ``auto`` repairs red-eye in each face's eyes after the
+    blend (each Face's ``redeye`` says what was found), ``off`` skips it.
     """
+    if redeye not in REDEYE_MODES:
+        raise ValueError(f"redeye must be one of {REDEYE_MODES}, got {redeye!r}")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype.kind != "f":
         raise ValueError(
             f"expected an HxWx3 float RGB image in [0, 1], got {image.dtype} {image.shape}"
@@ -234,6 +249,9 @@ def enhance_image(
     with _timed(timings, "model"):
         ys = run_model(model, meta, crops, device, precision)
 
+    if redeye == "auto":  # found on the photo as read: the relight warms lids toward red
+        with _timed(timings, "redeye"):
+            findings = find_redeye(image, faces)
     regions = [mask_region(p.crop, image.shape, p.angle, p.centre) for p in placements]
     with _timed(timings, "reconstruct"):
         changes = [
@@ -246,9 +264,13 @@ def enhance_image(
             for p, r in zip(placements, regions, strict=True)
         ]
         blend(out, image, changes, masks, regions)
+    eyes: list[FaceRedeye | None] = [None] * len(faces)
+    if redeye == "auto":
+        with _timed(timings, "redeye"):
+            eyes = list(repair_redeye(out, findings))
     found = [
-        Face(face.box, p.crop, region, p.angle, face.roll, face.path, p.centre)
-        for face, p, region in zip(faces, placements, regions, strict=True)
+        Face(face.box, p.crop, region, p.angle, face.roll, face.path, p.centre, eye)
+        for face, p, region, eye in zip(faces, placements, regions, eyes, strict=True)
     ]
     return out, found
 
@@ -288,6 +310,7 @@ def enhance_file(
         precision=options.precision,
         inplace=True,
         timings=timings,
+        redeye=options.redeye,
     )
     if not found and options.skip_no_face:
         log.warning("%s: no face found; skipped (--skip-no-face)", source)
@@ -313,6 +336,9 @@ def enhance_file(
     if not found:
         log.warning("%s: no face found; copied unchanged", source)
         return EnhanceResult(source, target, "copied_no_face", reason="no face", timings=timings)
+    checked = [face.redeye for face in found if face.redeye is not None]
+    if checked:
+        log.info("%s: red-eye: %s", source, redeye_summary(checked))
     return EnhanceResult(source, target, "enhanced", faces=found, timings=timings)
 
 
@@ -335,6 +361,10 @@ def enhance_paths(
 
     if not 0 < options.feather <= 1:
         raise EnhanceError(f"--feather must be in (0, 1], got {options.feather}")
+    if options.redeye not in REDEYE_MODES:
+        raise EnhanceError(
+            f"--redeye must be one of {', '.join(REDEYE_MODES)}, got {options.redeye!r}"
+        )
     if options.precision not in PRECISIONS:
         raise EnhanceError(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"

@@ -23,7 +23,8 @@ alone.
    the eye opening and away from the corners (:data:`AXIS_RANGE`), and its hull round
    (hull area over the disc of that diameter at least :data:`MIN_ROUNDNESS`: a lid may
    cut the disc, a streak is not one).
-4. **Repair**: the pupil becomes dark, its value (g + b) / 2 (the flash lit the retina red;
+4. **Repair** (on the relit photo, with the mask and weights found on the photo as read):
+   the pupil becomes dark, its value (g + b) / 2 (the flash lit the retina red;
    green and blue keep the pupil's brightness pattern), with the chromaticity of the darker
    half of the iris ring around it (a pupil seen without flash takes the iris's cast); the
    change is weighted by the pixel's own redness and a feathered pupil mask, so the edge is
@@ -77,6 +78,8 @@ SEARCH_MARGIN = 0.15
 OPENING_MARGIN = 0.04
 #: Radius of the closing that joins a pupil's red pieces, as a fraction of the eye width.
 CLOSE_FRACTION = 0.05
+#: Largest r / (g + b) of a repaired pupil (a neutral grey has 0.5).
+MAX_PUPIL_RATIO = 0.8
 #: Share of the iris ring's chromaticity given to the repaired pupil (1: all of it; the
 #: known-answer test's unpainted pupils match it best).
 IRIS_TINT = 1.0
@@ -234,92 +237,160 @@ def find_pupil(
     return None, failures[0]
 
 
-def repair_pupil(patch: np.ndarray, pupil: np.ndarray) -> np.ndarray:
-    """``patch`` (float RGB) with the red pupil ``pupil`` (bool) made dark and neutral.
+@dataclass(frozen=True)
+class PupilFix:
+    """A red pupil found, ready to repair: ``box`` (x0, y0, x1, y1) in photo pixels and, over
+    it, the feathered pupil mask ``feather``, the repair's ``weight`` (``feather`` times the
+    found photo's redness) and the ``tint`` of the dark pupil (:func:`iris_tint`, measured
+    on the found photo: a relight's warm cast stays out of it)."""
 
-    The pupil's value is (g + b) / 2, tinted by :data:`IRIS_TINT` toward the chromaticity of
-    the iris ring around it; the change is weighted by a feathered copy of the filled pupil
-    mask times the pixel's own redness, so the soft red edge fades out and the catch-light
-    (its ratio far below 1) is left alone.
+    box: tuple[int, int, int, int]
+    feather: np.ndarray
+    weight: np.ndarray
+    tint: np.ndarray
+
+
+def _gate(patch: np.ndarray) -> np.ndarray:
+    """Redness weight: 1 from r / (g + b) = 1 up, 0 below 0.7 (skin, iris, catch-light)."""
+    ratio, _ = _redness(patch)
+    return np.clip((ratio - 0.7) / 0.3, 0.0, 1.0)
+
+
+def pupil_weight(patch: np.ndarray, pupil: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The feather, repair weight and iris ring of the red pupil ``pupil`` (bool) of ``patch``.
+
+    The weight is a feathered copy of the filled pupil mask times the pixel's own redness
+    (full from r / (g + b) = 1 up, none below 0.7), so the soft red edge fades out and the
+    catch-light (white: its ratio far below 1) is left alone. The ring reaches 0.35
+    diameters beyond the pupil's reach, its non-red pixels only.
     """
     filled = ndimage.binary_fill_holes(pupil)
     diameter = 2.0 * math.sqrt(filled.sum() / math.pi)
-    grow = max(1, round(0.2 * diameter))
-    reach = ndimage.binary_dilation(filled, iterations=grow)
+    reach = ndimage.binary_dilation(filled, iterations=max(1, round(0.2 * diameter)))
     feather = cv2.GaussianBlur(reach.astype(np.float32), (0, 0), max(0.5, 0.08 * diameter)) * reach
     ratio, _ = _redness(patch)
-    # Full weight from r / (g + b) = 1 up, none below 0.7 (skin, iris, catch-light).
-    weight = feather * np.clip((ratio - 0.7) / 0.3, 0.0, 1.0)
-
     ring = ndimage.binary_dilation(filled, iterations=max(2, round(0.35 * diameter))) & ~reach
-    ring &= ratio < 0.9
-    value = (patch[..., 1] + patch[..., 2]) / 2.0
+    feather = feather.astype(np.float32)
+    return feather, feather * _gate(patch), ring & (ratio < 0.9)
+
+
+def iris_tint(patch: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """The repaired pupil's chromaticity (r, g, b gains, mean 1): that of the darker half of
+    the iris ``ring`` by :data:`IRIS_TINT`, its red gain capped so that the pupil's
+    r / (g + b) stays at most :data:`MAX_PUPIL_RATIO` (a reddish iris rim must not bring the
+    red back)."""
     tint = np.ones(3, np.float32)
     if ring.sum() >= 4:
+        value = (patch[..., 1] + patch[..., 2]) / 2.0
         # The darker half of the ring is iris; the brighter, sclera and catch-lights.
-        ring &= value <= np.median(value[ring])
-        iris = patch[ring].mean(axis=0)
+        iris = patch[ring & (value <= np.median(value[ring]))].mean(axis=0)
         tint = (1.0 - IRIS_TINT) + IRIS_TINT * iris / max(float(iris.mean()), _EPS)
+        tint[0] = min(float(tint[0]), MAX_PUPIL_RATIO * float(tint[1] + tint[2]))
+    return tint.astype(np.float32)
+
+
+def repair_pupil(patch: np.ndarray, weight: np.ndarray, tint: np.ndarray) -> np.ndarray:
+    """``patch`` (float RGB) with its red pupil made dark: the value (g + b) / 2 times the
+    ``tint`` (:func:`iris_tint`), blended in by ``weight`` (see :func:`pupil_weight`)."""
+    value = (patch[..., 1] + patch[..., 2]) / 2.0
     dark = np.clip(value[..., None] * tint, 0.0, 1.0)
     return patch + weight[..., None] * (dark - patch)
 
 
-def correct_eye(image: np.ndarray, eye: np.ndarray, side: str, correct: bool = True) -> EyeRedeye:
-    """Find (and with ``correct``, repair in place) the red pupil of one eye opening of
-    ``image`` (HxWx3 uint8 or float in [0, 1]); only pixels of the pupil's neighbourhood
-    whose value the repair changes are written."""
+def find_eye(image: np.ndarray, eye: np.ndarray, side: str) -> tuple[EyeRedeye, PupilFix | None]:
+    """The red pupil of one eye opening ``eye`` (6 x 2 photo points) of ``image`` (HxWx3
+    uint8 or float in [0, 1]): (status found or none with the reason, the fix or None)."""
     centre = (round(float(eye[:, 0].mean()), 1), round(float(eye[:, 1].mean()), 1))
     x0, y0, x1, y1 = _search_box(eye, image.shape)
     if x1 - x0 < 2 or y1 - y0 < 2:
-        return EyeRedeye(side, "none", "eye outside the photo", centre)
-    view = image[y0:y1, x0:x1]
-    patch = _as_float(view)
+        return EyeRedeye(side, "none", "eye outside the photo", centre), None
+    patch = _as_float(image[y0:y1, x0:x1])
     pupil, reason = find_pupil(patch, eye, (x0, y0))
     if pupil is None:
-        return EyeRedeye(side, "none", reason, centre)
-    if not correct:
-        return EyeRedeye(side, "found", reason, centre, int(pupil.sum()))
-    repaired = repair_pupil(patch, pupil)
+        return EyeRedeye(side, "none", reason, centre), None
+    feather, weight, ring = pupil_weight(patch, pupil)
+    found = EyeRedeye(side, "found", reason, centre, int(pupil.sum()))
+    return found, PupilFix((x0, y0, x1, y1), feather, weight, iris_tint(patch, ring))
+
+
+def repair_eye(image: np.ndarray, found: EyeRedeye, fix: PupilFix) -> EyeRedeye:
+    """Repair a found pupil in ``image`` in place (the photo it was found on, or that photo
+    relit: same size); only pixels whose value the repair changes are written."""
+    x0, y0, x1, y1 = fix.box
+    view = image[y0:y1, x0:x1]
+    patch = _as_float(view)
+    # Red on either photo: a relight that warms the iris rim past r / (g + b) = 1 there is
+    # repaired too (inside the pupil's feathered reach only).
+    weight = np.maximum(fix.weight, fix.feather * _gate(patch))
+    repaired = repair_pupil(patch, weight, fix.tint)
     if image.dtype == np.uint8:
         repaired = np.clip(np.rint(repaired * 255.0), 0, 255).astype(np.uint8)
     else:
         repaired = repaired.astype(image.dtype)
     changed = np.any(repaired != view, axis=2)
     view[changed] = repaired[changed]
-    return EyeRedeye(side, "corrected", reason, centre, int(pupil.sum()), int(changed.sum()))
-
-
-def correct_face(
-    image: np.ndarray, eyes: tuple[np.ndarray, np.ndarray], correct: bool = True
-) -> FaceRedeye:
-    """Both eyes of one face (openings from :func:`eye_landmarks`), repaired in place."""
-    results = tuple(
-        correct_eye(image, eye, side, correct)
-        for eye, side in zip(eyes, ("left", "right"), strict=True)
+    return EyeRedeye(
+        found.side, "corrected", found.reason, found.centre, found.pixels, int(changed.sum())
     )
-    statuses = {eye.status for eye in results}
-    status = next((s for s in ("corrected", "found") if s in statuses), "none")
-    return FaceRedeye(status, results)
+
+
+def correct_eye(image: np.ndarray, eye: np.ndarray, side: str, correct: bool = True) -> EyeRedeye:
+    """:func:`find_eye`, then with ``correct`` :func:`repair_eye` on the same photo."""
+    found, fix = find_eye(image, eye, side)
+    return repair_eye(image, found, fix) if correct and fix is not None else found
+
+
+def _face_status(eyes: tuple[EyeRedeye, ...], reason: str = "") -> FaceRedeye:
+    statuses = {eye.status for eye in eyes}
+    return FaceRedeye(
+        next((s for s in ("corrected", "found") if s in statuses), "none"), eyes, reason
+    )
+
+
+FaceFinding = tuple[FaceRedeye, tuple[PupilFix | None, ...]]
+
+
+def find_redeye(image: np.ndarray, faces: list[Detection]) -> list[FaceFinding]:
+    """Red pupils of every face of an upright RGB photo (uint8 or float in [0, 1]), measured
+    on this photo (in enhance: the flash photo as read, whose colours are the camera's; the
+    relight warms skin and lids toward red): per face, its report and each eye's fix."""
+    results: list[FaceFinding] = []
+    for face in faces:
+        try:
+            eyes = eye_landmarks(image, face)
+        except (RuntimeError, ValueError) as error:  # dlib refuses a degenerate face box
+            results.append((FaceRedeye("none", (), f"no landmarks ({error})"), ()))
+            continue
+        found = [
+            find_eye(image, eye, side) for eye, side in zip(eyes, ("left", "right"), strict=True)
+        ]
+        results.append((_face_status(tuple(f for f, _ in found)), tuple(x for _, x in found)))
+    return results
+
+
+def repair_redeye(image: np.ndarray, findings: list[FaceFinding]) -> list[FaceRedeye]:
+    """Repair the pupils of :func:`find_redeye` in ``image`` (that photo, or it relit) in
+    place; one :class:`FaceRedeye` per face, in order."""
+    results = []
+    for report, fixes in findings:
+        eyes = tuple(
+            eye if fix is None else repair_eye(image, eye, fix)
+            for eye, fix in zip(report.eyes, fixes, strict=True)
+        )
+        results.append(_face_status(eyes, report.reason))
+    return results
 
 
 def correct_redeye(
     image: np.ndarray, faces: list[Detection], correct: bool = True
 ) -> list[FaceRedeye]:
-    """Red-eye of every face of an upright RGB photo (uint8 or float in [0, 1]), repaired in
-    place with ``correct``; one :class:`FaceRedeye` per face, in order."""
-    results = []
-    for face in faces:
-        try:
-            eyes = eye_landmarks(image, face)
-        except (RuntimeError, ValueError) as error:  # dlib refuses a degenerate face box
-            results.append(FaceRedeye("none", (), f"no landmarks ({error})"))
-            continue
-        results.append(correct_face(image, eyes, correct))
-    return results
+    """Red-eye of every face of ``image`` found and, with ``correct``, repaired in place."""
+    findings = find_redeye(image, faces)
+    return repair_redeye(image, findings) if correct else [report for report, _ in findings]
 
 
 def summary(results: list[FaceRedeye]) -> str:
-    """One line for a photo's report: ``corrected 2/2 eyes`` per face, comma-separated."""
+    """One line for a photo's report: ``corrected (2/2 eyes)`` per face, comma-separated."""
     parts = []
     for face in results:
         done = sum(eye.status == "corrected" for eye in face.eyes)
@@ -331,12 +402,18 @@ __all__ = [
     "MODES",
     "EyeRedeye",
     "FaceRedeye",
+    "PupilFix",
     "correct_eye",
-    "correct_face",
     "correct_redeye",
     "eye_landmarks",
     "face_landmarks",
+    "find_eye",
     "find_pupil",
+    "find_redeye",
+    "iris_tint",
+    "pupil_weight",
+    "repair_eye",
     "repair_pupil",
+    "repair_redeye",
     "summary",
 ]
