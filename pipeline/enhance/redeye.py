@@ -19,7 +19,8 @@ alone.
 3. **Confirmation** (what makes a red region a pupil, and keeps red eye shadow, red frames,
    skin, lid margins and lips untouched): its 75th-percentile ratio is at least
    :data:`MIN_REDNESS`, the mean hue of its reddest quarter in :data:`HUE_RANGE`, its
-   convex-hull diameter in :data:`DIAMETER_RANGE` of the eye width, its centroid inside
+   size at least :data:`MIN_PIXELS` and its convex-hull diameter in
+   :data:`DIAMETER_RANGE` of the eye width, its centroid inside
    the eye opening and away from the corners (:data:`AXIS_RANGE`), and its hull round
    (hull area over the disc of that diameter at least :data:`MIN_ROUNDNESS`: a lid may
    cut the disc, a streak is not one).
@@ -36,16 +37,17 @@ returned bit-identical.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import cv2
 import numpy as np
-from scipy import ndimage
-from skimage.measure import points_in_poly, regionprops
 
 from pipeline.faces.detect import Face as Detection
-from pipeline.faces.detect import _dlib
 from pipeline.faces.geometry import crop_matrix, face_box_in_crop, square_crop_box
 from pipeline.faces.resample import resample
 
@@ -72,6 +74,8 @@ AXIS_RANGE = (0.2, 0.8)
 #: Convex-hull diameter of a pupil as a fraction of the eye opening's width.
 DIAMETER_RANGE = (0.05, 0.40)
 MIN_ROUNDNESS = 0.4
+#: Fewest pixels of a pupil: a red speck in a small face's eye is not judged.
+MIN_PIXELS = 4
 #: The box searched around each eye opening, grown by this fraction of the eye width.
 SEARCH_MARGIN = 0.15
 #: Red pixels count only inside the eye opening grown by this fraction of the eye width.
@@ -110,6 +114,47 @@ class FaceRedeye:
     reason: str = ""
 
 
+@cache
+def _pose_68() -> Any:
+    """dlib's 68-point landmark predictor, loaded once from face_recognition_models' folder
+    (its package and face_recognition's api would load every other dlib model too)."""
+    import dlib
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("face_recognition_models is not installed (pip install it)")
+    folder = spec.submodule_search_locations[0]
+    return dlib.shape_predictor(
+        os.path.join(folder, "models", "shape_predictor_68_face_landmarks.dat")
+    )
+
+
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``mask`` grown by ``steps`` 4-connected steps (a 3x3 cross, ``steps`` times)."""
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    return cv2.dilate(mask.astype(np.uint8), cross, iterations=steps).astype(bool)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with the holes of its regions (a catch-light inside a pupil) filled."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    filled = np.zeros(mask.shape, np.uint8)
+    cv2.drawContours(filled, contours, -1, 1, cv2.FILLED)
+    return filled.astype(bool) | mask
+
+
+def _shape(mask: np.ndarray) -> tuple[float, float]:
+    """(convex-hull diameter, convex-hull area) of a region, on its pixels' corners (a single
+    pixel is 1 across, area 1)."""
+    ys, xs = np.nonzero(mask)
+    corners = np.concatenate(
+        [np.stack([xs + dx, ys + dy], axis=1) for dx in (-0.5, 0.5) for dy in (-0.5, 0.5)]
+    ).astype(np.float32)
+    hull = cv2.convexHull(corners)[:, 0, :]
+    gaps = hull[:, None, :] - hull[None, :, :]
+    return float(np.sqrt((gaps**2).sum(axis=2).max())), float(cv2.contourArea(hull))
+
+
 def face_landmarks(image: np.ndarray, face: Detection, side: int = LANDMARK_SIDE) -> np.ndarray:
     """dlib's 68 landmarks of ``face`` as a 68 x 2 array of photo (x, y) pixel centres.
 
@@ -124,7 +169,7 @@ def face_landmarks(image: np.ndarray, face: Detection, side: int = LANDMARK_SIDE
     to_photo = crop_matrix(crop, size, face.roll)
     upright = cv2.convertScaleAbs(resample(image, to_photo, size, "edge"), alpha=255.0)
     top, right, bottom, left = face_box_in_crop(face.box, crop, size, face.roll)
-    shape = _dlib().pose_predictor_68_point(upright, dlib.rectangle(left, top, right, bottom))
+    shape = _pose_68()(upright, dlib.rectangle(left, top, right, bottom))
     points = np.array([(p.x, p.y, 1.0) for p in shape.parts()], np.float64)
     return points @ to_photo.T
 
@@ -207,33 +252,39 @@ def find_pupil(
     close = max(1, round(CLOSE_FRACTION * width))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * close + 1, 2 * close + 1))
     joined = cv2.morphologyEx(red.astype(np.uint8), cv2.MORPH_CLOSE, disc).astype(bool)
-    labels, _ = ndimage.label(joined, structure=np.ones((3, 3), bool))
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        joined.astype(np.uint8), connectivity=8
+    )
     failures = []
-    for region in sorted(regionprops(labels), key=lambda r: -r.area):
-        mask = (labels == region.label) & red
+    for label in sorted(range(1, count), key=lambda k: -stats[k, cv2.CC_STAT_AREA]):
+        region = labels == label
+        mask = region & red
         if not mask.any():
             continue
-        diameter = (region.feret_diameter_max if region.area > 1 else 1.0) / max(width, _EPS)
+        across, hull_area = _shape(region)
+        diameter = across / max(width, _EPS)
         # The reddest quarter: a small pupil is mostly soft edge, blended with the iris.
         redness = float(np.percentile(ratio[mask], 75))
         core = mask & (ratio >= redness)
         hue = float(np.mean(_signed_hue(patch[core])))
-        cy, cx = region.centroid
-        roundness = region.area_convex / (math.pi / 4.0 * (diameter * width) ** 2)
+        cx, cy = centroids[label]
+        roundness = hull_area / (math.pi / 4.0 * across**2)
         if redness < MIN_REDNESS:
             failures.append(f"redness {redness:.2f} < {MIN_REDNESS}")
         elif not HUE_RANGE[0] <= hue <= HUE_RANGE[1]:
             failures.append(f"hue {hue:.1f} deg, not red")
+        elif stats[label, cv2.CC_STAT_AREA] < MIN_PIXELS:
+            failures.append(f"{stats[label, cv2.CC_STAT_AREA]} px, too few to judge")
         elif not DIAMETER_RANGE[0] <= diameter <= DIAMETER_RANGE[1]:
             failures.append(f"size {diameter:.2f} of the eye width")
-        elif not points_in_poly([[cx, cy]], polygon)[0]:
+        elif cv2.pointPolygonTest(polygon.astype(np.float32), (float(cx), float(cy)), False) < 0:
             failures.append("outside the eye opening")
         elif not AXIS_RANGE[0] <= _along(polygon, cx, cy) <= AXIS_RANGE[1]:
             failures.append("at the corner of the eye")
         elif roundness < MIN_ROUNDNESS:
             failures.append(f"roundness {roundness:.2f} < {MIN_ROUNDNESS}")
         else:
-            return labels == region.label, "red pupil"
+            return region, "red pupil"
     return None, failures[0]
 
 
@@ -264,12 +315,12 @@ def pupil_weight(patch: np.ndarray, pupil: np.ndarray) -> tuple[np.ndarray, np.n
     catch-light (white: its ratio far below 1) is left alone. The ring reaches 0.35
     diameters beyond the pupil's reach, its non-red pixels only.
     """
-    filled = ndimage.binary_fill_holes(pupil)
+    filled = _fill_holes(pupil)
     diameter = 2.0 * math.sqrt(filled.sum() / math.pi)
-    reach = ndimage.binary_dilation(filled, iterations=max(1, round(0.2 * diameter)))
+    reach = _dilate(filled, max(1, round(0.2 * diameter)))
     feather = cv2.GaussianBlur(reach.astype(np.float32), (0, 0), max(0.5, 0.08 * diameter)) * reach
     ratio, _ = _redness(patch)
-    ring = ndimage.binary_dilation(filled, iterations=max(2, round(0.35 * diameter))) & ~reach
+    ring = _dilate(filled, max(2, round(0.35 * diameter))) & ~reach
     feather = feather.astype(np.float32)
     return feather, feather * _gate(patch), ring & (ratio < 0.9)
 
