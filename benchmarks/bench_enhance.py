@@ -53,7 +53,8 @@ from pipeline.enhance.apply import (
 )
 from pipeline.enhance.blend import DEFAULT_FEATHER, MASK_AXES
 from pipeline.enhance.files import source_metadata, write_output
-from pipeline.enhance.redeye import correct_redeye, eye_landmarks
+from pipeline.enhance.landmarks import eye_landmarks
+from pipeline.enhance.redeye import correct_redeye
 from pipeline.faces.detect import detect_faces, find_faces
 from pipeline.io import read_image
 from pipeline.models import build_model, save_model_file

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.enhance import redeye
 from pipeline.enhance.apply import EnhanceOptions, enhance_file, enhance_image, load_enhancer
+from pipeline.enhance.landmarks import eye_landmarks, face_landmarks
 from pipeline.faces.detect import Face as Detection
 from pipeline.faces.detect import find_faces
 from pipeline.io import ImageReadError, read_image
@@ -62,7 +63,7 @@ def painted_cases() -> list[dict]:
     cases = []
     for i, name in enumerate(PORTRAITS):
         image, face = _portrait(name)
-        eyes = redeye.eye_landmarks(image, face)
+        eyes = eye_landmarks(image, face)
         for j, eye in enumerate(eyes):
             k = 2 * i + j
             fraction, red = FRACTIONS[k % len(FRACTIONS)], REDS[k % len(REDS)]
@@ -125,7 +126,7 @@ def test_tilted_face_is_corrected() -> None:
     """A portrait turned by 35 degrees: the face is found turned, its landmarks measured
     upright, and both painted pupils corrected."""
     image, face = _portrait(PORTRAITS[3])
-    for eye in redeye.eye_landmarks(image, face):
+    for eye in eye_landmarks(image, face):
         image = paint_pupil(image, eye, 0.5, REDS[2]).image
     h, w = image.shape[:2]
     turn = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 35.0, 1.0)
@@ -143,8 +144,8 @@ def test_red_lookalikes_are_untouched() -> None:
     """Red lipstick, red glasses frames, red eye shadow and a red wall up to the face: no eye
     is corrected and the photo comes back bit-identical."""
     image, face = _portrait(PORTRAITS[1])
-    points = redeye.face_landmarks(image, face)
-    eyes = redeye.eye_landmarks(image, face)
+    points = face_landmarks(image, face)
+    eyes = eye_landmarks(image, face)
     lips = paint_polygon(image, points[48:60], (0.75, 0.08, 0.12), 0.85)
     # Eye shadow: from the upper lid (points 36-39, 42-45) up to the brows (17-21, 22-26).
     shadow = image
@@ -297,7 +298,7 @@ def test_real_redeye_photos_repaired_in_each_eye_opening(name: str, shared_data:
     out = image.copy()
     (result,) = redeye.correct_redeye(out, faces)
     assert [eye.status for eye in result.eyes] == ["corrected", "corrected"]
-    for eye in redeye.eye_landmarks(image, faces[0]):
+    for eye in eye_landmarks(image, faces[0]):
         inside = np.zeros(image.shape[:2], np.uint8)
         cv2.fillPoly(inside, [np.rint(eye).astype(np.int32)], 1)
         counts = []

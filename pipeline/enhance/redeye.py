@@ -7,10 +7,10 @@ passes the pupils, a few pixels of high frequency, through untouched). The class
 (Petschnigg et al. 2004) needs a second, no-flash photo; this one works on the flash photo
 alone.
 
-1. **Eyes**: dlib's 68-point landmarks (face_recognition's predictor) on an upright copy of
-   the face of at most :data:`LANDMARK_SIDE` px (the crop's own resampling and turn, so tilted
-   faces and faces behind glasses are measured upright); points 36-41 and 42-47 are the eye
-   openings, mapped back to photo pixels.
+1. **Eyes**: dlib's 68-point landmarks on an upright copy of the face of at most 320 px
+   (:mod:`pipeline.enhance.landmarks`: the crop's own resampling and turn, so tilted faces and
+   faces behind glasses are measured upright); points 36-41 and 42-47 are the eye openings,
+   in photo pixels.
 2. **Candidates**: in a box around each eye opening, pixels inside the opening (grown by
    :data:`OPENING_MARGIN`: a pupil shows between the lids) with r / (g + b) > 1,
    r - max(g, b) > :data:`RED_MARGIN` and a hue within :data:`PIXEL_HUE` of red (a
@@ -37,25 +37,16 @@ returned bit-identical.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
 
 import cv2
 import numpy as np
 
+from pipeline.enhance.landmarks import eye_landmarks
 from pipeline.faces.detect import Face as Detection
-from pipeline.faces.geometry import crop_matrix, face_box_in_crop, square_crop_box
-from pipeline.faces.resample import resample
 
 MODES = ("auto", "off")
-#: Longer side of the upright face copy the landmarks are measured on (px).
-LANDMARK_SIDE = 320
-#: How far the face copy reaches beyond the face box, per side (square_crop_box's margin).
-LANDMARK_MARGIN = 0.25
 #: r - max(g, b) a red pixel exceeds besides r / (g + b) > 1 (values in [0, 1]).
 RED_MARGIN = 0.12
 #: The 75th percentile of r / (g + b) over a pupil candidate must reach this.
@@ -87,7 +78,6 @@ MAX_PUPIL_RATIO = 0.8
 #: Share of the iris ring's chromaticity given to the repaired pupil (1: all of it; the
 #: known-answer test's unpainted pupils match it best).
 IRIS_TINT = 1.0
-_LEFT_EYE, _RIGHT_EYE = slice(36, 42), slice(42, 48)
 _EPS = 1e-6
 
 
@@ -114,21 +104,6 @@ class FaceRedeye:
     reason: str = ""
 
 
-@cache
-def _pose_68() -> Any:
-    """dlib's 68-point landmark predictor, loaded once from face_recognition_models' folder
-    (its package and face_recognition's api would load every other dlib model too)."""
-    import dlib
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("face_recognition_models is not installed (pip install it)")
-    folder = spec.submodule_search_locations[0]
-    return dlib.shape_predictor(
-        os.path.join(folder, "models", "shape_predictor_68_face_landmarks.dat")
-    )
-
-
 def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
     """``mask`` grown by ``steps`` 4-connected steps (a 3x3 cross, ``steps`` times)."""
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -153,35 +128,6 @@ def _shape(mask: np.ndarray) -> tuple[float, float]:
     hull = cv2.convexHull(corners)[:, 0, :]
     gaps = hull[:, None, :] - hull[None, :, :]
     return float(np.sqrt((gaps**2).sum(axis=2).max())), float(cv2.contourArea(hull))
-
-
-def face_landmarks(image: np.ndarray, face: Detection, side: int = LANDMARK_SIDE) -> np.ndarray:
-    """dlib's 68 landmarks of ``face`` as a 68 x 2 array of photo (x, y) pixel centres.
-
-    The predictor runs on an upright copy of the face (turned by its roll, the crop's own
-    resampling) whose side is at most ``side`` px: the points are as precise as the
-    predictor is at that size, and the cost does not grow with the photo.
-    """
-    import dlib
-
-    crop = square_crop_box(face.box, LANDMARK_MARGIN)
-    size = max(1, min(side, crop[2]))
-    to_photo = crop_matrix(crop, size, face.roll)
-    upright = cv2.convertScaleAbs(resample(image, to_photo, size, "edge"), alpha=255.0)
-    top, right, bottom, left = face_box_in_crop(face.box, crop, size, face.roll)
-    shape = _pose_68()(upright, dlib.rectangle(left, top, right, bottom))
-    points = np.array([(p.x, p.y, 1.0) for p in shape.parts()], np.float64)
-    return points @ to_photo.T
-
-
-def eye_landmarks(
-    image: np.ndarray, face: Detection, side: int = LANDMARK_SIDE
-) -> tuple[np.ndarray, np.ndarray]:
-    """The two eye openings of ``face`` (points 36-41 and 42-47 of :func:`face_landmarks`,
-    6 x 2 photo points each): the one on the image's left first."""
-    photo = face_landmarks(image, face, side)
-    eyes = (photo[_LEFT_EYE], photo[_RIGHT_EYE])
-    return eyes if eyes[0][:, 0].mean() <= eyes[1][:, 0].mean() else eyes[::-1]
 
 
 def _redness(patch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -456,8 +402,6 @@ __all__ = [
     "PupilFix",
     "correct_eye",
     "correct_redeye",
-    "eye_landmarks",
-    "face_landmarks",
     "find_eye",
     "find_pupil",
     "find_redeye",
