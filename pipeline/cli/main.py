@@ -153,6 +153,13 @@ def demo(
     show_default=True,
     help="Network precision; bf16 is ~1.7x faster on CPUs with native bf16 (AVX512-BF16/AMX).",
 )
+@click.option(
+    "--redeye",
+    type=click.Choice(["auto", "off"]),
+    default="auto",
+    show_default=True,
+    help="Repair red-eye in each face after relighting (auto) or leave the eyes as they are.",
+)
 def enhance_command(
     inputs: tuple[str, ...],
     output: str | None,
@@ -163,6 +170,7 @@ def enhance_command(
     feather: float,
     detector: str | None,
     precision: str,
+    redeye: str,
 ) -> None:
     """Relight every face of flash photos INPUTS (files, folders, globs) with a trained model.
 
@@ -177,9 +185,8 @@ def enhance_command(
     with contextlib.ExitStack() as stack:
         if is_model_uri(model_path):
             model_path = _model_file_of_uri(model_path, stack)
-        _enhance(
-            inputs, output, out_dir, model_path, device, skip_no_face, feather, detector, precision
-        )
+        options = (feather, skip_no_face, detector, precision, redeye)
+        _enhance(inputs, output, out_dir, model_path, device, options)
 
 
 def _model_file_of_uri(uri: str, stack: contextlib.ExitStack) -> str:
@@ -202,17 +209,16 @@ def _enhance(
     out_dir: str | None,
     model_path: str,
     device: str,
-    skip_no_face: bool,
-    feather: float,
-    detector: str | None,
-    precision: str,
+    options: tuple[float, bool, str | None, str, str],
 ) -> None:
+    """``options``: EnhanceOptions' fields (feather, skip_no_face, detector, precision,
+    redeye), built here since apply (and torch) is imported only after the read-ahead starts."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from pipeline.enhance.photo import read_ahead
 
     # Started before torch is imported (by apply, below): the first photo is read meanwhile.
-    ahead = read_ahead(inputs, detector)
+    ahead = read_ahead(inputs, options[2])
     from pipeline.enhance.apply import EnhanceError, EnhanceOptions, enhance_paths
 
     try:
@@ -223,7 +229,7 @@ def _enhance(
                 output=output,
                 out_dir=out_dir,
                 device=device,
-                options=EnhanceOptions(feather, skip_no_face, detector, precision),
+                options=EnhanceOptions(*options),
                 ahead=ahead,
             )
     except EnhanceError as error:
@@ -234,10 +240,15 @@ def _enhance(
         counts[result.status] = counts.get(result.status, 0) + 1
     faces = sum(len(result.faces) for result in results)
     summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
+    eyes: dict[str, int] = {}
+    for face in (face for result in results for face in result.faces if face.redeye):
+        eyes[face.redeye.status] = eyes.get(face.redeye.status, 0) + 1
+    red = "".join(f", red-eye {s} {eyes[s]}" for s in ("corrected", "found", "none") if s in eyes)
     # Per photo: read to write, the model and the detector loaded once for all of them.
     seconds = sum(sum(result.timings.values()) for result in results) / max(1, len(results))
     click.echo(
-        f"{len(results)} photo(s): {summary}; {faces} face(s) relit; {seconds:.2f} s per photo",
+        f"{len(results)} photo(s): {summary}; {faces} face(s) relit{red}; "
+        f"{seconds:.2f} s per photo",
         err=True,
     )
     if counts.get("failed"):

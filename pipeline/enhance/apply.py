@@ -19,7 +19,11 @@ photos by hand (segmentation in Photoshop). Here it is automatic, for every face
 6. blend each face back with a feathered elliptical mask (smooth falloff to exactly 0 inside the
    crop; turned back with the face in the same single warp), so pixels away from faces are
    bit-identical to the input and there is no seam (:mod:`pipeline.enhance.blend`);
-7. write the result with the input's EXIF (orientation reset to 1: the pixels are upright now),
+7. repair red-eye on the relit full-resolution photo, face by face, from the faces' landmarks
+   (``--redeye auto``, the default; :mod:`pipeline.enhance.redeye`): the pupils are found on
+   the photo as read (the relight warms lids toward red) and repaired on the relit one; the
+   network cannot learn it (the pupils are high frequency, which encoding C passes through);
+8. write the result with the input's EXIF (orientation reset to 1: the pixels are upright now),
    ICC profile and alpha channel (colour is relit, alpha passes through;
    :mod:`pipeline.enhance.files`).
 
@@ -68,6 +72,9 @@ from pipeline.enhance.photo import (
     timed,
 )
 from pipeline.enhance.placement import Placement, face_crops, place_face
+from pipeline.enhance.redeye import MODES as REDEYE_MODES
+from pipeline.enhance.redeye import FaceRedeye, find_redeye, repair_redeye
+from pipeline.enhance.redeye import summary as redeye_summary
 from pipeline.faces.detect import Face as Detection
 from pipeline.models.format import ModelMeta
 from pipeline.runtime import DeviceError, resolve_device
@@ -75,7 +82,7 @@ from pipeline.runtime import DeviceError, resolve_device
 log = logging.getLogger(__name__)
 
 #: The stages timed per photo (EnhanceResult.timings keys).
-STAGES = ("read", "detect", "crop", "model", "reconstruct", "blend", "write")
+STAGES = ("read", "detect", "crop", "model", "reconstruct", "blend", "redeye", "write")
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,8 @@ class Face:
     in photo pixels, ``region`` (x0, y0, x1, y1): the photo pixels its mask may change,
     ``angle``: the crop's turn (0 unless the face's ``roll`` is beyond the model's training
     rotations), ``centre``: the blend ellipse's centre, and ``path``: which detector found it
-    (``given`` for boxes passed in)."""
+    (``given`` for boxes passed in); ``redeye``: what the red-eye step found in its eyes
+    (None when it was off)."""
 
     box: tuple[int, int, int, int]
     crop: tuple[int, int, int]
@@ -93,18 +101,21 @@ class Face:
     roll: float = 0.0
     path: str = "given"
     centre: tuple[float, float] | None = None
+    redeye: FaceRedeye | None = None
 
 
 @dataclass(frozen=True)
 class EnhanceOptions:
     """How ``deepflash enhance`` treats each photo: the blend mask's ``feather``, whether a
     photo without a face is skipped (else copied), the face ``detector`` (None: the model's)
-    and the network ``precision`` (see :func:`run_model`)."""
+    and the network ``precision`` (see :func:`run_model`), ``redeye``: ``auto`` repairs
+    red-eye after relighting, ``off`` leaves the eyes as the network made them."""
 
     feather: float = DEFAULT_FEATHER
     skip_no_face: bool = False
     detector: str | None = None
     precision: str = "fp32"
+    redeye: str = "auto"
 
 
 @dataclass
@@ -163,11 +174,6 @@ def parse_meta(meta: Any, source: str | os.PathLike = "model") -> ModelMeta:
         raise EnhanceError(str(error)) from None
 
 
-def check_meta(meta: Any, source: str | os.PathLike = "model") -> None:
-    """Raise :class:`EnhanceError` when ``meta`` is not a valid model meta."""
-    parse_meta(meta, source)
-
-
 def crop_settings(meta: dict[str, Any]) -> dict[str, Any]:
     """The crop settings the model's training crops were made with (meta ``crop``)."""
     return parse_meta(meta).crop_settings()
@@ -188,6 +194,7 @@ def enhance_image(
     precision: str = "fp32",
     inplace: bool = False,
     timings: dict[str, float] | None = None,
+    redeye: str = "auto",
 ) -> tuple[np.ndarray, list[Face]]:
     """Relight every face of an upright RGB photo; returns (photo, faces).
 
@@ -202,8 +209,11 @@ def enhance_image(
     returned as is. ``inplace=True`` writes into ``image`` (saves a full-size copy of a
     12 MP photo). ``timings`` (a dict) receives seconds per stage: detect, crop, model,
     reconstruct, blend. ``precision``: ``fp32`` or ``bf16`` for the network (see
-    :func:`run_model`).
+    :func:`run_model`). ``redeye``: ``auto`` repairs red-eye in each face's eyes after the
+    blend (each Face's ``redeye`` says what was found), ``off`` skips it.
     """
+    if redeye not in REDEYE_MODES:
+        raise ValueError(f"redeye must be one of {REDEYE_MODES}, got {redeye!r}")
     if (
         image.ndim != 3
         or image.shape[2] != 3
@@ -212,7 +222,7 @@ def enhance_image(
         raise ValueError(
             f"expected an HxWx3 float RGB image in [0, 1] or uint8, got {image.dtype} {image.shape}"
         )
-    check_meta(meta)
+    parse_meta(meta)  # EnhanceError for a bad meta
     if boxes is None:
         with timed(timings, "detect"):
             faces = detect_photo_faces(image, crop_settings(meta), detector)
@@ -231,6 +241,9 @@ def enhance_image(
     with timed(timings, "model"):
         ys = run_model(model, meta, crops, device, precision)
 
+    if redeye == "auto":  # found on the photo as read: the relight warms lids toward red
+        with timed(timings, "redeye"):
+            findings = find_redeye(image, faces)
     regions = [mask_region(p.crop, image.shape, p.angle, p.centre) for p in placements]
     with timed(timings, "reconstruct"):
         changes = [
@@ -243,9 +256,13 @@ def enhance_image(
             for p, r in zip(placements, regions, strict=True)
         ]
         blend(out, image, changes, masks, regions)
+    eyes: list[FaceRedeye | None] = [None] * len(faces)
+    if redeye == "auto":
+        with timed(timings, "redeye"):
+            eyes = list(repair_redeye(out, findings))
     found = [
-        Face(face.box, p.crop, region, p.angle, face.roll, face.path, p.centre)
-        for face, p, region in zip(faces, placements, regions, strict=True)
+        Face(face.box, p.crop, region, p.angle, face.roll, face.path, p.centre, eye)
+        for face, p, region, eye in zip(faces, placements, regions, eyes, strict=True)
     ]
     return out, found
 
@@ -270,7 +287,7 @@ def enhance_file(
     of time); read here otherwise.
     """
     source, target = Path(source), Path(target)
-    check_meta(meta)
+    parse_meta(meta)  # EnhanceError for a bad meta
     photo = photo or read_photo(source, crop_settings(meta), options.detector)
     timings = dict(photo.timings)
     if photo.image is None:
@@ -288,6 +305,7 @@ def enhance_file(
         precision=options.precision,
         inplace=True,
         timings=timings,
+        redeye=options.redeye,
     )
     if not found and options.skip_no_face:
         log.warning("%s: no face found; skipped (--skip-no-face)", source)
@@ -313,6 +331,9 @@ def enhance_file(
     if not found:
         log.warning("%s: no face found; copied unchanged", source)
         return EnhanceResult(source, target, "copied_no_face", reason="no face", timings=timings)
+    checked = [face.redeye for face in found if face.redeye is not None]
+    if checked:
+        log.info("%s: red-eye: %s", source, redeye_summary(checked))
     return EnhanceResult(source, target, "enhanced", faces=found, timings=timings)
 
 
@@ -337,6 +358,10 @@ def enhance_paths(
 
     if not 0 < options.feather <= 1:
         raise EnhanceError(f"--feather must be in (0, 1], got {options.feather}")
+    if options.redeye not in REDEYE_MODES:
+        raise EnhanceError(
+            f"--redeye must be one of {', '.join(REDEYE_MODES)}, got {options.redeye!r}"
+        )
     if options.precision not in PRECISIONS:
         raise EnhanceError(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
@@ -379,7 +404,6 @@ __all__ = [
     "EnhanceResult",
     "Face",
     "Placement",
-    "check_meta",
     "crop_settings",
     "enhance_file",
     "enhance_image",

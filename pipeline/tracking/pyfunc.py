@@ -10,7 +10,8 @@ MLflow 3's conventions for a custom model:
   ``load_context`` by :func:`pipeline.enhance.apply.load_enhancer`: its checksum is verified,
   a damaged file raises the enhance command's "model file damaged" error and is never run;
 - a signature: a batch of RGB uint8 photos ``(-1, -1, -1, 3)`` in, the relit photos (same
-  shape, uint8) out; param ``feather`` (the blend mask's soft edge, as ``--feather``); a small
+  shape, uint8) out; params ``feather`` (the blend mask's soft edge, as ``--feather``) and
+  ``redeye`` (``auto`` or ``off``, as ``--redeye``); a small
   input example (one black 16x16 photo: no face, returned as is).
 """
 
@@ -67,18 +68,20 @@ class EnhanceModel(mlflow.pyfunc.PythonModel):
                 f"expected RGB uint8 photos N x H x W x 3, got {photos.dtype} {photos.shape}"
             )
         feather = float((params or {}).get("feather", DEFAULT_FEATHER))
+        redeye = str((params or {}).get("redeye", "auto"))
         out = np.empty_like(batch)
         for i, photo in enumerate(batch):
             # The 8-bit path of `deepflash enhance`: floats only where a face needs them.
             out[i], _ = enhance_image(
                 np.ascontiguousarray(photo), self.model, self.meta, feather=feather,
-                device=self.device,
+                device=self.device, redeye=redeye,
             )  # fmt: skip
         return out[0] if single else out
 
 
 def signature() -> Any:
-    """Photos in, relit photos out (uint8, any size, a batch), param ``feather``."""
+    """Photos in, relit photos out (uint8, any size, a batch), params ``feather`` and
+    ``redeye``."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
@@ -86,7 +89,9 @@ def signature() -> Any:
     return ModelSignature(
         inputs=photos,
         outputs=photos,
-        params=ParamSchema([ParamSpec("feather", "double", DEFAULT_FEATHER)]),
+        params=ParamSchema(
+            [ParamSpec("feather", "double", DEFAULT_FEATHER), ParamSpec("redeye", "string", "auto")]
+        ),
     )
 
 
