@@ -65,6 +65,15 @@ AXIS_RANGE = (0.2, 0.8)
 #: Convex-hull diameter of a pupil as a fraction of the eye opening's width.
 DIAMETER_RANGE = (0.05, 0.40)
 MIN_ROUNDNESS = 0.4
+#: A confirmed pupil takes in the red pixels connected to it up to this fraction of its
+#: diameter beyond it (:func:`_grow`).
+GROW_FRACTION = 0.25
+#: ... those pixels need r / (g + b) above this and r - max(g, b) above 2 RED_MARGIN.
+GROW_RATIO = 0.75
+#: Inside the filled pupil the repair is full from r / (g + b) = :data:`INNER_GATE`\ [1]
+#: down to none at [0]: a bright reflection on the pupil that the flash's red washed pink
+#: (r clipped at white) is repaired too, a white catch-light (ratio 0.5) is kept.
+INNER_GATE = (0.55, 0.75)
 #: Fewest pixels of a pupil: a red speck in a small face's eye is not judged.
 MIN_PIXELS = 4
 #: The box searched around each eye opening, grown by this fraction of the eye width.
@@ -75,9 +84,6 @@ OPENING_MARGIN = 0.04
 CLOSE_FRACTION = 0.05
 #: Largest r / (g + b) of a repaired pupil (a neutral grey has 0.5).
 MAX_PUPIL_RATIO = 0.8
-#: Share of the iris ring's chromaticity given to the repaired pupil (1: all of it; the
-#: known-answer test's unpainted pupils match it best).
-IRIS_TINT = 1.0
 _EPS = 1e-6
 
 
@@ -130,15 +136,17 @@ def _shape(mask: np.ndarray) -> tuple[float, float]:
     return float(np.sqrt((gaps**2).sum(axis=2).max())), float(cv2.contourArea(hull))
 
 
-def _redness(patch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """r / (g + b) and the red-pixel mask of a float RGB patch."""
+def _redness(patch: np.ndarray, full: bool = False) -> tuple[np.ndarray, ...]:
+    """r / (g + b) and the red-pixel mask of a float RGB patch (with ``full``, also
+    r - max(g, b) and the unsigned hue from red, degrees)."""
     r, g, b = patch[..., 0], patch[..., 1], patch[..., 2]
     ratio = r / (g + b + _EPS)
     lead = r - np.maximum(g, b)
     # Hue from red = 60 deg * (g - b) / (r - min(g, b)) when r is the largest channel: a
     # brown iris or warm skin (g well above b) is orange, a lit retina is not.
     hue = 60.0 * np.abs(g - b) / np.maximum(r - np.minimum(g, b), _EPS)
-    return ratio, (ratio > 1.0) & (lead > RED_MARGIN) & (hue <= PIXEL_HUE)
+    red = (ratio > 1.0) & (lead > RED_MARGIN) & (hue <= PIXEL_HUE)
+    return (ratio, red, lead, hue) if full else (ratio, red)
 
 
 def _signed_hue(pixels: np.ndarray) -> np.ndarray:
@@ -181,7 +189,7 @@ def find_pupil(
     The largest red region that passes every test of the module docstring wins; without one,
     the reason names the test the largest red region failed.
     """
-    ratio, red = _redness(patch)
+    ratio, red, lead, hue = _redness(patch, full=True)
     width = float(np.hypot(*(eye[3, :2] - eye[0, :2])))
     polygon = eye[:, :2] - np.array(origin, np.float64)
     # A pupil shows inside the eye opening (the lids cover the rest of it): red eye shadow,
@@ -191,6 +199,9 @@ def find_pupil(
     cv2.fillPoly(opening, [np.rint(polygon).astype(np.int32)], 1)
     grow = max(1, round(OPENING_MARGIN * width))
     opening = cv2.dilate(opening, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+    # The rim the confirmed pupil may grow into (:func:`_grow`): clearly red by a lower
+    # ratio (the flash's red clipped at white over a bright iris or lid), anywhere.
+    loose = (ratio > GROW_RATIO) & (lead > 2.0 * RED_MARGIN) & (hue <= PIXEL_HUE)
     red &= opening.astype(bool)
     if not red.any():
         return None, "no red pixels"
@@ -230,8 +241,19 @@ def find_pupil(
         elif roundness < MIN_ROUNDNESS:
             failures.append(f"roundness {roundness:.2f} < {MIN_ROUNDNESS}")
         else:
-            return region, "red pupil"
+            return _grow(region, loose, across), "red pupil"
     return None, failures[0]
+
+
+def _grow(region: np.ndarray, red: np.ndarray, across: float) -> np.ndarray:
+    """A confirmed pupil grown to the whole red disc: the red pixels (:func:`_redness`, now
+    also outside the eye opening: a lid margin the landmarks put over the pupil's rim)
+    connected to it within :data:`GROW_FRACTION` of its diameter. Confirmation judged the
+    pupil; this only keeps its rim from staying red."""
+    near = _dilate(region, max(1, round(GROW_FRACTION * across)))
+    count, labels = cv2.connectedComponents((red & near | region).astype(np.uint8), connectivity=8)
+    keep = np.unique(labels[region])
+    return np.isin(labels, keep[keep > 0])
 
 
 @dataclass(frozen=True)
@@ -247,10 +269,11 @@ class PupilFix:
     tint: np.ndarray
 
 
-def _gate(patch: np.ndarray) -> np.ndarray:
-    """Redness weight: 1 from r / (g + b) = 1 up, 0 below 0.7 (skin, iris, catch-light)."""
+def _gate(patch: np.ndarray, low: float = 0.7, high: float = 1.0) -> np.ndarray:
+    """Redness weight: 1 from r / (g + b) = ``high`` up, 0 below ``low`` (by default: skin,
+    iris, catch-light)."""
     ratio, _ = _redness(patch)
-    return np.clip((ratio - 0.7) / 0.3, 0.0, 1.0)
+    return np.clip((ratio - low) / (high - low), 0.0, 1.0)
 
 
 def pupil_weight(patch: np.ndarray, pupil: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,30 +291,34 @@ def pupil_weight(patch: np.ndarray, pupil: np.ndarray) -> tuple[np.ndarray, np.n
     ratio, _ = _redness(patch)
     ring = _dilate(filled, max(2, round(0.35 * diameter))) & ~reach
     feather = feather.astype(np.float32)
-    return feather, feather * _gate(patch), ring & (ratio < 0.9)
+    gate = np.where(filled, _gate(patch, *INNER_GATE), _gate(patch))
+    return feather, feather * gate, ring & (ratio < 0.9)
 
 
 def iris_tint(patch: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """The repaired pupil's chromaticity (r, g, b gains, mean 1): that of the darker half of
-    the iris ``ring`` by :data:`IRIS_TINT`, its red gain capped so that the pupil's
-    r / (g + b) stays at most :data:`MAX_PUPIL_RATIO` (a reddish iris rim must not bring the
-    red back)."""
-    tint = np.ones(3, np.float32)
+    """The repaired pupil's red as a function of its own green and blue: the gains
+    (a, b) of the least-squares fit r = a g + b b over the iris ``ring``, the camera's colour
+    balance and the iris's cast at that eye (a pupil seen without flash has them). Neutral
+    grey (r = (g + b) / 2) when the ring is too small to fit."""
+    tint = np.full(2, 0.5, np.float32)
     if ring.sum() >= 4:
-        value = (patch[..., 1] + patch[..., 2]) / 2.0
-        # The darker half of the ring is iris; the brighter, sclera and catch-lights.
-        iris = patch[ring & (value <= np.median(value[ring]))].mean(axis=0)
-        tint = (1.0 - IRIS_TINT) + IRIS_TINT * iris / max(float(iris.mean()), _EPS)
-        tint[0] = min(float(tint[0]), MAX_PUPIL_RATIO * float(tint[1] + tint[2]))
-    return tint.astype(np.float32)
+        pixels = patch[ring].astype(np.float64)
+        gains, *_ = np.linalg.lstsq(pixels[:, 1:], pixels[:, 0], rcond=None)
+        if np.all(np.isfinite(gains)):
+            tint = gains.astype(np.float32)
+    return tint
 
 
 def repair_pupil(patch: np.ndarray, weight: np.ndarray, tint: np.ndarray) -> np.ndarray:
-    """``patch`` (float RGB) with its red pupil made dark: the value (g + b) / 2 times the
-    ``tint`` (:func:`iris_tint`), blended in by ``weight`` (see :func:`pupil_weight`)."""
-    value = (patch[..., 1] + patch[..., 2]) / 2.0
-    dark = np.clip(value[..., None] * tint, 0.0, 1.0)
-    return patch + weight[..., None] * (dark - patch)
+    """``patch`` (float RGB) with its red pupil made dark: green and blue kept (the flash lit
+    the retina red; they keep the pupil's brightness pattern), red replaced by
+    ``tint`` . (g, b) (:func:`iris_tint`), at most :data:`MAX_PUPIL_RATIO` (g + b) (a reddish
+    iris rim must not bring the red back), blended in by ``weight`` (:func:`pupil_weight`)."""
+    g, b = patch[..., 1], patch[..., 2]
+    red = np.clip(tint[0] * g + tint[1] * b, 0.0, MAX_PUPIL_RATIO * (g + b))
+    return np.concatenate(
+        [(patch[..., 0] + weight * (red - patch[..., 0]))[..., None], patch[..., 1:]], axis=2
+    )
 
 
 def find_eye(image: np.ndarray, eye: np.ndarray, side: str) -> tuple[EyeRedeye, PupilFix | None]:
