@@ -57,7 +57,14 @@ PIXEL_HUE = 20.0
 #: seen through a dark pupil has g close to b (-10 to -3 on the two real red-eye photos of
 #: the shared test data); red lid margins, the inner corner and skin have g above b and
 #: lean to orange (+8 to +20 on the shared portraits' eyes).
-HUE_RANGE = (-25.0, 5.0)
+HUE_RANGE = (-25.0, 10.0)
+#: ... and the last ORANGE_HUES degrees of it (+5 to +10: a pupil glowing over a brown
+#: iris, whose green above blue shifts it toward orange; also where the weakly red lid
+#: margins of the shared portraits begin) count only at a 75th-percentile r / (g + b) of
+#: ORANGE_REDNESS (painted pupils: 1.8 and more; the shared portraits' red lid margins and
+#: corners there: 1.26-1.68).
+ORANGE_HUES = 5.0
+ORANGE_REDNESS = 1.7
 #: Where a pupil's centroid may lie along the line between the eye's corners (0: the outer
 #: landmark 36/42 side, 1: the other corner): the iris moves this far when the eye looks
 #: aside; the pink inner corner and red lid ends lie outside.
@@ -65,6 +72,9 @@ AXIS_RANGE = (0.2, 0.8)
 #: Convex-hull diameter of a pupil as a fraction of the eye opening's width.
 DIAMETER_RANGE = (0.05, 0.40)
 MIN_ROUNDNESS = 0.4
+#: The iris ring whose colour the repaired pupil takes reaches this many pupil diameters
+#: beyond the pupil (:func:`pupil_weight`).
+RING_REACH = 0.6
 #: A confirmed pupil takes in the red pixels connected to it up to this fraction of its
 #: diameter beyond it (:func:`_grow`).
 GROW_FRACTION = 0.25
@@ -230,6 +240,8 @@ def find_pupil(
             failures.append(f"redness {redness:.2f} < {MIN_REDNESS}")
         elif not HUE_RANGE[0] <= hue <= HUE_RANGE[1]:
             failures.append(f"hue {hue:.1f} deg, not red")
+        elif hue > HUE_RANGE[1] - ORANGE_HUES and redness < ORANGE_REDNESS:
+            failures.append(f"hue {hue:.1f} deg with redness {redness:.2f}, orange")
         elif stats[label, cv2.CC_STAT_AREA] < MIN_PIXELS:
             failures.append(f"{stats[label, cv2.CC_STAT_AREA]} px, too few to judge")
         elif not DIAMETER_RANGE[0] <= diameter <= DIAMETER_RANGE[1]:
@@ -276,23 +288,29 @@ def _gate(patch: np.ndarray, low: float = 0.7, high: float = 1.0) -> np.ndarray:
     return np.clip((ratio - low) / (high - low), 0.0, 1.0)
 
 
-def pupil_weight(patch: np.ndarray, pupil: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pupil_weight(
+    patch: np.ndarray, pupil: np.ndarray, inside: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The feather, repair weight and iris ring of the red pupil ``pupil`` (bool) of ``patch``.
 
     The weight is a feathered copy of the filled pupil mask times the pixel's own redness
-    (full from r / (g + b) = 1 up, none below 0.7), so the soft red edge fades out and the
-    catch-light (white: its ratio far below 1) is left alone. The ring reaches 0.35
-    diameters beyond the pupil's reach, its non-red pixels only.
+    (full from r / (g + b) = 1 up, none below 0.7; inside the filled pupil by
+    :data:`INNER_GATE`), so the soft red edge fades out and the catch-light (white: its ratio
+    far below 1) is left alone. The ring reaches :data:`RING_REACH` diameters beyond the
+    pupil, outside the feather's reach, its non-red pixels only, and within ``inside`` (the
+    eye opening: the lids' skin is no guide to a pupil's colour) when that leaves a few.
     """
     filled = _fill_holes(pupil)
     diameter = 2.0 * math.sqrt(filled.sum() / math.pi)
     reach = _dilate(filled, max(1, round(0.2 * diameter)))
     feather = cv2.GaussianBlur(reach.astype(np.float32), (0, 0), max(0.5, 0.08 * diameter)) * reach
     ratio, _ = _redness(patch)
-    ring = _dilate(filled, max(2, round(0.35 * diameter))) & ~reach
+    ring = _dilate(filled, max(2, round(RING_REACH * diameter))) & ~reach & (ratio < 0.9)
+    if inside is not None and (ring & inside).sum() >= MIN_PIXELS:
+        ring &= inside
     feather = feather.astype(np.float32)
     gate = np.where(filled, _gate(patch, *INNER_GATE), _gate(patch))
-    return feather, feather * gate, ring & (ratio < 0.9)
+    return feather, feather * gate, ring
 
 
 def iris_tint(patch: np.ndarray, ring: np.ndarray) -> np.ndarray:
@@ -332,7 +350,11 @@ def find_eye(image: np.ndarray, eye: np.ndarray, side: str) -> tuple[EyeRedeye, 
     pupil, reason = find_pupil(patch, eye, (x0, y0))
     if pupil is None:
         return EyeRedeye(side, "none", reason, centre), None
-    feather, weight, ring = pupil_weight(patch, pupil)
+    # The iris and sclera: the eye opening less a pixel of its edge (lash and lid line).
+    inside = np.zeros(pupil.shape, np.uint8)
+    cv2.fillPoly(inside, [np.rint(eye[:, :2] - (x0, y0)).astype(np.int32)], 1)
+    inside = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
+    feather, weight, ring = pupil_weight(patch, pupil, inside)
     found = EyeRedeye(side, "found", reason, centre, int(pupil.sum()))
     return found, PupilFix((x0, y0, x1, y1), feather, weight, iris_tint(patch, ring))
 
