@@ -75,6 +75,8 @@ MIN_ROUNDNESS = 0.4
 #: The iris ring whose colour the repaired pupil takes reaches this many pupil diameters
 #: beyond the pupil (:func:`pupil_weight`).
 RING_REACH = 0.6
+#: Percentiles of the ring's r / (g + b) that bound the repaired pupil's (:func:`iris_tint`).
+RING_PERCENTILES = (1.0, 99.0)
 #: A confirmed pupil takes in the red pixels connected to it up to this fraction of its
 #: diameter beyond it (:func:`_grow`).
 GROW_FRACTION = 0.25
@@ -278,7 +280,7 @@ class PupilFix:
     box: tuple[int, int, int, int]
     feather: np.ndarray
     weight: np.ndarray
-    tint: np.ndarray
+    tint: IrisColour
 
 
 def _gate(patch: np.ndarray, low: float = 0.7, high: float = 1.0) -> np.ndarray:
@@ -313,30 +315,55 @@ def pupil_weight(
     return feather, feather * gate, ring
 
 
-def iris_tint(patch: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """The repaired pupil's red as a function of its own green and blue: the gains
-    (a, b) of the least-squares fit r = a g + b b over the iris ``ring``, the camera's colour
-    balance and the iris's cast at that eye (a pupil seen without flash has them). Neutral
-    grey (r = (g + b) / 2) when the ring is too small to fit."""
-    tint = np.full(2, 0.5, np.float32)
-    if ring.sum() >= 4:
-        pixels = patch[ring].astype(np.float64)
-        gains, *_ = np.linalg.lstsq(pixels[:, 1:], pixels[:, 0], rcond=None)
-        if np.all(np.isfinite(gains)):
-            tint = gains.astype(np.float32)
-    return tint
+@dataclass(frozen=True)
+class IrisColour:
+    """How a repaired pupil's colour follows its own green and blue, measured on the iris
+    ring (:func:`iris_tint`): red = ``gains`` . (g, b), its r / (g + b) within ``ratio``, and
+    the pupil's balance (g - b) / (g + b) kept within ``balance``."""
+
+    gains: tuple[float, float] = (0.5, 0.5)
+    ratio: tuple[float, float] = (0.5, 0.5)
+    balance: tuple[float, float] = (0.0, 0.0)
 
 
-def repair_pupil(patch: np.ndarray, weight: np.ndarray, tint: np.ndarray) -> np.ndarray:
-    """``patch`` (float RGB) with its red pupil made dark: green and blue kept (the flash lit
-    the retina red; they keep the pupil's brightness pattern), red replaced by
-    ``tint`` . (g, b) (:func:`iris_tint`), at most :data:`MAX_PUPIL_RATIO` (g + b) (a reddish
-    iris rim must not bring the red back), blended in by ``weight`` (:func:`pupil_weight`)."""
-    g, b = patch[..., 1], patch[..., 2]
-    red = np.clip(tint[0] * g + tint[1] * b, 0.0, MAX_PUPIL_RATIO * (g + b))
-    return np.concatenate(
-        [(patch[..., 0] + weight * (red - patch[..., 0]))[..., None], patch[..., 1:]], axis=2
+def iris_tint(patch: np.ndarray, ring: np.ndarray) -> IrisColour:
+    """The repaired pupil's colour rule from the iris ``ring`` of ``patch``: the gains of the
+    least-squares fit r = a g + b b over the ring (the camera's colour balance and the iris's
+    cast at that eye, which a pupil seen without flash has), and the ring's
+    :data:`RING_PERCENTILES` of r / (g + b) and of (g - b) / (g + b), the colours the rule is
+    trusted in (the magenta glow of the shared real red-eye photos tints the pupil's blue
+    above its green, beyond any iris colour: kept, that would leave the pupil blue). Neutral
+    grey when the ring is too small to fit."""
+    if ring.sum() < MIN_PIXELS:
+        return IrisColour()
+    pixels = patch[ring].astype(np.float64)
+    gains, *_ = np.linalg.lstsq(pixels[:, 1:], pixels[:, 0], rcond=None)
+    if not np.all(np.isfinite(gains)):
+        return IrisColour()
+    total = pixels[:, 1] + pixels[:, 2] + _EPS
+    ratio = np.percentile(pixels[:, 0] / total, RING_PERCENTILES)
+    balance = np.percentile((pixels[:, 1] - pixels[:, 2]) / total, RING_PERCENTILES)
+    return IrisColour(
+        (float(gains[0]), float(gains[1])),
+        (float(ratio[0]), float(ratio[1])),
+        (float(balance[0]), float(balance[1])),
     )
+
+
+def repair_pupil(patch: np.ndarray, weight: np.ndarray, tint: IrisColour) -> np.ndarray:
+    """``patch`` (float RGB) with its red pupil made dark, blended in by ``weight``
+    (:func:`pupil_weight`): g + b kept (the flash lit the retina red; they keep the pupil's
+    brightness pattern), their balance kept within the iris ring's, and red set by the ring's
+    rule ``tint`` (:func:`iris_tint`), at most :data:`MAX_PUPIL_RATIO` (g + b) (a reddish
+    iris rim must not bring the red back)."""
+    g, b = patch[..., 1], patch[..., 2]
+    total = g + b
+    balance = np.clip((g - b) / (total + _EPS), *tint.balance)
+    g, b = total * (1.0 + balance) / 2.0, total * (1.0 - balance) / 2.0
+    low, high = tint.ratio[0], min(tint.ratio[1], MAX_PUPIL_RATIO)
+    red = np.clip(tint.gains[0] * g + tint.gains[1] * b, min(low, high) * total, high * total)
+    dark = np.stack([red, g, b], axis=-1).astype(patch.dtype, copy=False)
+    return patch + weight[..., None] * (dark - patch)
 
 
 def find_eye(image: np.ndarray, eye: np.ndarray, side: str) -> tuple[EyeRedeye, PupilFix | None]:
@@ -448,6 +475,7 @@ __all__ = [
     "MODES",
     "EyeRedeye",
     "FaceRedeye",
+    "IrisColour",
     "PupilFix",
     "correct_eye",
     "correct_redeye",
