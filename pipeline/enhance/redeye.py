@@ -18,18 +18,19 @@ alone.
    splits a pupil) and grouped into 8-connected regions.
 3. **Confirmation** (what makes a red region a pupil, and keeps red eye shadow, red frames,
    skin, lid margins and lips untouched): its 75th-percentile ratio is at least
-   :data:`MIN_REDNESS`, the mean hue of its reddest quarter in :data:`HUE_RANGE`, its
-   size at least :data:`MIN_PIXELS` and its convex-hull diameter in
-   :data:`DIAMETER_RANGE` of the eye width, its centroid inside
-   the eye opening and away from the corners (:data:`AXIS_RANGE`), and its hull round
-   (hull area over the disc of that diameter at least :data:`MIN_ROUNDNESS`: a lid may
-   cut the disc, a streak is not one).
-4. **Repair** (on the relit photo, with the mask and weights found on the photo as read):
-   the pupil becomes dark, its value (g + b) / 2 (the flash lit the retina red;
-   green and blue keep the pupil's brightness pattern), with the chromaticity of the darker
-   half of the iris ring around it (a pupil seen without flash takes the iris's cast); the
-   change is weighted by the pixel's own redness and a feathered pupil mask, so the edge is
-   soft and the catch-light (white, not red) is kept as it is.
+   :data:`MIN_REDNESS`, the mean hue of its reddest quarter in :data:`HUE_RANGE` (and, in
+   its orange end, :data:`ORANGE_HUES`, a redness of :data:`ORANGE_REDNESS`: a pupil over a
+   brown iris leans orange, and so do the weakly red lid margins), its size at least
+   :data:`MIN_PIXELS` and its convex-hull diameter in :data:`DIAMETER_RANGE` of the eye
+   width, its centroid inside the eye opening and away from the corners
+   (:data:`AXIS_RANGE`), and its hull round (hull area over the disc of that diameter at
+   least :data:`MIN_ROUNDNESS`: a lid may cut the disc, a streak is not one). A confirmed
+   pupil is then grown to the red pixels connected to it nearby, at a lower ratio
+   (:data:`GROW_FRACTION`, :data:`GROW_RATIO`): the rim of the red disc where the red
+   clipped at white over a bright iris or lid.
+4. **Repair** (:mod:`pipeline.enhance.pupil`, on the relit photo, with the mask, weights and
+   the iris ring's colour rule found on the photo as read): a dark pupil of the ring's
+   colour with its own green and blue, a soft edge, the catch-light kept.
 
 Everything here is a pure function of arrays; pixels outside the repaired pupils are
 returned bit-identical.
@@ -44,6 +45,14 @@ import cv2
 import numpy as np
 
 from pipeline.enhance.landmarks import eye_landmarks
+from pipeline.enhance.pupil import (
+    IrisColour,
+    dilate,
+    iris_tint,
+    pupil_weight,
+    redness_gate,
+    repair_pupil,
+)
 from pipeline.faces.detect import Face as Detection
 
 MODES = ("auto", "off")
@@ -72,20 +81,11 @@ AXIS_RANGE = (0.2, 0.8)
 #: Convex-hull diameter of a pupil as a fraction of the eye opening's width.
 DIAMETER_RANGE = (0.05, 0.40)
 MIN_ROUNDNESS = 0.4
-#: The iris ring whose colour the repaired pupil takes reaches this many pupil diameters
-#: beyond the pupil (:func:`pupil_weight`).
-RING_REACH = 0.6
-#: Percentiles of the ring's r / (g + b) that bound the repaired pupil's (:func:`iris_tint`).
-RING_PERCENTILES = (1.0, 99.0)
 #: A confirmed pupil takes in the red pixels connected to it up to this fraction of its
 #: diameter beyond it (:func:`_grow`).
 GROW_FRACTION = 0.25
 #: ... those pixels need r / (g + b) above this and r - max(g, b) above 2 RED_MARGIN.
 GROW_RATIO = 0.75
-#: Inside the filled pupil the repair is full from r / (g + b) = :data:`INNER_GATE`\ [1]
-#: down to none at [0]: a bright reflection on the pupil that the flash's red washed pink
-#: (r clipped at white) is repaired too, a white catch-light (ratio 0.5) is kept.
-INNER_GATE = (0.55, 0.75)
 #: Fewest pixels of a pupil: a red speck in a small face's eye is not judged.
 MIN_PIXELS = 4
 #: The box searched around each eye opening, grown by this fraction of the eye width.
@@ -94,8 +94,6 @@ SEARCH_MARGIN = 0.15
 OPENING_MARGIN = 0.04
 #: Radius of the closing that joins a pupil's red pieces, as a fraction of the eye width.
 CLOSE_FRACTION = 0.05
-#: Largest r / (g + b) of a repaired pupil (a neutral grey has 0.5).
-MAX_PUPIL_RATIO = 0.8
 _EPS = 1e-6
 
 
@@ -120,20 +118,6 @@ class FaceRedeye:
     status: str
     eyes: tuple[EyeRedeye, ...]
     reason: str = ""
-
-
-def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
-    """``mask`` grown by ``steps`` 4-connected steps (a 3x3 cross, ``steps`` times)."""
-    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    return cv2.dilate(mask.astype(np.uint8), cross, iterations=steps).astype(bool)
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with the holes of its regions (a catch-light inside a pupil) filled."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    filled = np.zeros(mask.shape, np.uint8)
-    cv2.drawContours(filled, contours, -1, 1, cv2.FILLED)
-    return filled.astype(bool) | mask
 
 
 def _shape(mask: np.ndarray) -> tuple[float, float]:
@@ -264,7 +248,7 @@ def _grow(region: np.ndarray, red: np.ndarray, across: float) -> np.ndarray:
     also outside the eye opening: a lid margin the landmarks put over the pupil's rim)
     connected to it within :data:`GROW_FRACTION` of its diameter. Confirmation judged the
     pupil; this only keeps its rim from staying red."""
-    near = _dilate(region, max(1, round(GROW_FRACTION * across)))
+    near = dilate(region, max(1, round(GROW_FRACTION * across)))
     count, labels = cv2.connectedComponents((red & near | region).astype(np.uint8), connectivity=8)
     keep = np.unique(labels[region])
     return np.isin(labels, keep[keep > 0])
@@ -281,89 +265,6 @@ class PupilFix:
     feather: np.ndarray
     weight: np.ndarray
     tint: IrisColour
-
-
-def _gate(patch: np.ndarray, low: float = 0.7, high: float = 1.0) -> np.ndarray:
-    """Redness weight: 1 from r / (g + b) = ``high`` up, 0 below ``low`` (by default: skin,
-    iris, catch-light)."""
-    ratio, _ = _redness(patch)
-    return np.clip((ratio - low) / (high - low), 0.0, 1.0)
-
-
-def pupil_weight(
-    patch: np.ndarray, pupil: np.ndarray, inside: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The feather, repair weight and iris ring of the red pupil ``pupil`` (bool) of ``patch``.
-
-    The weight is a feathered copy of the filled pupil mask times the pixel's own redness
-    (full from r / (g + b) = 1 up, none below 0.7; inside the filled pupil by
-    :data:`INNER_GATE`), so the soft red edge fades out and the catch-light (white: its ratio
-    far below 1) is left alone. The ring reaches :data:`RING_REACH` diameters beyond the
-    pupil, outside the feather's reach, its non-red pixels only, and within ``inside`` (the
-    eye opening: the lids' skin is no guide to a pupil's colour) when that leaves a few.
-    """
-    filled = _fill_holes(pupil)
-    diameter = 2.0 * math.sqrt(filled.sum() / math.pi)
-    reach = _dilate(filled, max(1, round(0.2 * diameter)))
-    feather = cv2.GaussianBlur(reach.astype(np.float32), (0, 0), max(0.5, 0.08 * diameter)) * reach
-    ratio, _ = _redness(patch)
-    ring = _dilate(filled, max(2, round(RING_REACH * diameter))) & ~reach & (ratio < 0.9)
-    if inside is not None and (ring & inside).sum() >= MIN_PIXELS:
-        ring &= inside
-    feather = feather.astype(np.float32)
-    gate = np.where(filled, _gate(patch, *INNER_GATE), _gate(patch))
-    return feather, feather * gate, ring
-
-
-@dataclass(frozen=True)
-class IrisColour:
-    """How a repaired pupil's colour follows its own green and blue, measured on the iris
-    ring (:func:`iris_tint`): red = ``gains`` . (g, b), its r / (g + b) within ``ratio``, and
-    the pupil's balance (g - b) / (g + b) kept within ``balance``."""
-
-    gains: tuple[float, float] = (0.5, 0.5)
-    ratio: tuple[float, float] = (0.5, 0.5)
-    balance: tuple[float, float] = (0.0, 0.0)
-
-
-def iris_tint(patch: np.ndarray, ring: np.ndarray) -> IrisColour:
-    """The repaired pupil's colour rule from the iris ``ring`` of ``patch``: the gains of the
-    least-squares fit r = a g + b b over the ring (the camera's colour balance and the iris's
-    cast at that eye, which a pupil seen without flash has), and the ring's
-    :data:`RING_PERCENTILES` of r / (g + b) and of (g - b) / (g + b), the colours the rule is
-    trusted in (the magenta glow of the shared real red-eye photos tints the pupil's blue
-    above its green, beyond any iris colour: kept, that would leave the pupil blue). Neutral
-    grey when the ring is too small to fit."""
-    if ring.sum() < MIN_PIXELS:
-        return IrisColour()
-    pixels = patch[ring].astype(np.float64)
-    gains, *_ = np.linalg.lstsq(pixels[:, 1:], pixels[:, 0], rcond=None)
-    if not np.all(np.isfinite(gains)):
-        return IrisColour()
-    total = pixels[:, 1] + pixels[:, 2] + _EPS
-    ratio = np.percentile(pixels[:, 0] / total, RING_PERCENTILES)
-    balance = np.percentile((pixels[:, 1] - pixels[:, 2]) / total, RING_PERCENTILES)
-    return IrisColour(
-        (float(gains[0]), float(gains[1])),
-        (float(ratio[0]), float(ratio[1])),
-        (float(balance[0]), float(balance[1])),
-    )
-
-
-def repair_pupil(patch: np.ndarray, weight: np.ndarray, tint: IrisColour) -> np.ndarray:
-    """``patch`` (float RGB) with its red pupil made dark, blended in by ``weight``
-    (:func:`pupil_weight`): g + b kept (the flash lit the retina red; they keep the pupil's
-    brightness pattern), their balance kept within the iris ring's, and red set by the ring's
-    rule ``tint`` (:func:`iris_tint`), at most :data:`MAX_PUPIL_RATIO` (g + b) (a reddish
-    iris rim must not bring the red back)."""
-    g, b = patch[..., 1], patch[..., 2]
-    total = g + b
-    balance = np.clip((g - b) / (total + _EPS), *tint.balance)
-    g, b = total * (1.0 + balance) / 2.0, total * (1.0 - balance) / 2.0
-    low, high = tint.ratio[0], min(tint.ratio[1], MAX_PUPIL_RATIO)
-    red = np.clip(tint.gains[0] * g + tint.gains[1] * b, min(low, high) * total, high * total)
-    dark = np.stack([red, g, b], axis=-1).astype(patch.dtype, copy=False)
-    return patch + weight[..., None] * (dark - patch)
 
 
 def find_eye(image: np.ndarray, eye: np.ndarray, side: str) -> tuple[EyeRedeye, PupilFix | None]:
@@ -394,7 +295,7 @@ def repair_eye(image: np.ndarray, found: EyeRedeye, fix: PupilFix) -> EyeRedeye:
     patch = _as_float(view)
     # Red on either photo: a relight that warms the iris rim past r / (g + b) = 1 there is
     # repaired too (inside the pupil's feathered reach only).
-    weight = np.maximum(fix.weight, fix.feather * _gate(patch))
+    weight = np.maximum(fix.weight, fix.feather * redness_gate(patch))
     repaired = repair_pupil(patch, weight, fix.tint)
     if image.dtype == np.uint8:
         repaired = np.clip(np.rint(repaired * 255.0), 0, 255).astype(np.uint8)
@@ -475,17 +376,13 @@ __all__ = [
     "MODES",
     "EyeRedeye",
     "FaceRedeye",
-    "IrisColour",
     "PupilFix",
     "correct_eye",
     "correct_redeye",
     "find_eye",
     "find_pupil",
     "find_redeye",
-    "iris_tint",
-    "pupil_weight",
     "repair_eye",
-    "repair_pupil",
     "repair_redeye",
     "summary",
 ]
