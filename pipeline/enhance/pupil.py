@@ -20,7 +20,8 @@ import numpy as np
 #: The iris ring whose colour the repaired pupil takes reaches this many pupil diameters
 #: beyond the pupil (:func:`pupil_weight`).
 RING_REACH = 0.6
-#: Percentiles of the ring's r / (g + b) that bound the repaired pupil's (:func:`iris_tint`).
+#: Percentiles of the ring's r / (g + b) and (g - b) / (g + b) that bound the repaired
+#: pupil's (:func:`iris_tint`).
 RING_PERCENTILES = (1.0, 99.0)
 #: Inside the filled pupil the repair is full from r / (g + b) = :data:`INNER_GATE`\ [1]
 #: down to none at [0]: a bright reflection on the pupil that the flash's red washed pink
