@@ -485,6 +485,9 @@ def main() -> None:
                 runs[name].append(result if isinstance(result, dict) else result.timings)
 
         redeye = time_redeye(photo, args.repeats)
+        # A close-up (2400 px face) whose painted pupils are found: the photo's Grace Hopper
+        # skin is red enough to merge with hers, so there only the search is timed.
+        selfie = time_redeye(make_selfie(tmp / "selfie_12mp.jpg"), args.repeats)
         cli_s = None
         if args.cli:
             command = [sys.executable, "-m", "pipeline.cli", "enhance", str(photo)]
@@ -538,6 +541,13 @@ def main() -> None:
         f"{'met' if max(redeye['clean'], redeye['painted']) <= 0.030 else 'NOT met'}"
     )
     print(
+        f"red-eye per face, 12 MP close-up (2400 px face): {1000 * selfie['clean']:.1f} ms "
+        f"(CPU {1000 * selfie['clean_cpu']:.1f}) no red-eye, {1000 * selfie['painted']:.1f} ms "
+        f"(CPU {1000 * selfie['painted_cpu']:.1f}) painted ({selfie['painted_corrected']} face(s) "
+        f"corrected); target <= 30 ms per face: "
+        f"{'met' if max(selfie['clean'], selfie['painted']) <= 0.030 else 'NOT met'}"
+    )
+    print(
         f"one-off start-up (not per photo): model load {load_s:.2f} s, "
         f"face detector import {detector_start_s:.2f} s"
         + (f"; cold `deepflash enhance` process, 1 photo: {cli_s:.2f} s" if cli_s else "")
@@ -554,6 +564,9 @@ def main() -> None:
         "speedup_vs_full_frame": round(base / ours, 2),
         "redeye_ms_per_face": {
             k: round(1000 * v, 1) for k, v in redeye.items() if not k.endswith("_corrected")
+        },
+        "redeye_selfie_ms_per_face": {
+            k: round(1000 * v, 1) for k, v in selfie.items() if not k.endswith("_corrected")
         },
         "model_load_s": round(load_s, 2),
         "detector_start_s": round(detector_start_s, 2),

@@ -93,32 +93,28 @@ def _near(inner: np.ndarray) -> np.ndarray:
 
 
 def test_painted_pupils_are_found_and_repaired(painted_cases: list[dict]) -> None:
-    """12 painted eyes (pupils of 20-60 % of the iris, four reds): 11 are corrected, their
-    redness is gone, their pixels are close to the unpainted eye, the catch-light is kept,
-    and nothing outside the pupil's neighbourhood changes."""
+    """12 painted eyes (pupils of 20-60 % of the iris, four reds): all 12 are corrected, their
+    redness is gone (mean r / (g + b) inside the pupil within 10 % of the unpainted eye's on
+    every one), their pixels are close to the unpainted eye, the catch-light is kept, and
+    nothing outside the pupil's neighbourhood changes.
+
+    Measured: r / (g + b) off by 0.03-8.8 % (median 3.7 %); mean abs error against the
+    unpainted eye 0.2-15.9 /255 (median 3.1; the largest on the pupils painted with green and
+    blue raised 20 %, which the repair keeps), where the painted pupil was 26-59 /255 away.
+    The 20 % pupil on 015248's brown left eye has a hue of +6 degrees (green above blue), in
+    HUE_RANGE's orange end, and passes it by its redness (1.8 >= ORANGE_REDNESS)."""
     assert len(painted_cases) == 12
     for case in painted_cases:
         assert case["ratio_painted"] > 1.15  # every painted pupil is red
         assert case["catchlight"] == 0.0  # white, not red: left exactly as it was
         assert case["outside"]
-    corrected = [c for c in painted_cases if c["result"].status == "corrected"]
-    # The one miss: the 20 % pupil painted on 015248's brown left eye, whose green above
-    # blue gives a hue of +6 degrees, past HUE_RANGE's +5 (lid margins measure +8 to +14).
-    (missed,) = [c for c in painted_cases if c["result"].status != "corrected"]
-    assert (missed["name"], missed["fraction"]) == (PORTRAITS[0], 0.2)
-    assert missed["result"].reason.startswith("hue 6.")
-    for case in corrected:
+        assert case["result"].status == "corrected", (case["name"], case["result"])
         assert case["ratio_fixed"] < 0.75  # no longer red
-    offsets = [abs(c["ratio_fixed"] / c["ratio_original"] - 1.0) for c in corrected]
-    errors = [c["error"] * 255 for c in corrected]
-    before = [c["error_painted"] * 255 for c in corrected]
-    # Measured on the 11: r / (g + b) within 10 % of the unpainted eye's on 8 (median 5 %;
-    # 14, 24 and 26 % on three pupils of 40-60 % of the iris, whose repair takes the iris
-    # ring's cast); mean abs error 1.8-15.9 /255 (median 6.3), where the painted pupil was
-    # 36-59 /255 away from the unpainted eye.
-    assert sum(o <= 0.10 for o in offsets) >= 8
-    assert max(offsets) <= 0.3 and float(np.median(offsets)) <= 0.06
-    assert max(errors) <= 17 and float(np.median(errors)) <= 7
+    offsets = [abs(c["ratio_fixed"] / c["ratio_original"] - 1.0) for c in painted_cases]
+    errors = [c["error"] * 255 for c in painted_cases]
+    before = [c["error_painted"] * 255 for c in painted_cases]
+    assert max(offsets) <= 0.10 and float(np.median(offsets)) <= 0.05
+    assert max(errors) <= 17 and float(np.median(errors)) <= 4
     assert min(b / e for b, e in zip(before, errors, strict=True)) >= 3
 
 
@@ -168,7 +164,8 @@ def test_red_lookalikes_are_untouched() -> None:
 
 def test_synthetic_eye_known_answer() -> None:
     """A drawn eye (grey sclera, brown iris, a pure-red pupil of radius 6 with a white
-    catch-light): the pupil becomes g+b-dark, neutral-ish, the catch-light stays, the iris
+    catch-light): the pupil's red becomes the iris ring's fit of r from g and b, the
+    catch-light stays, the iris
     and sclera are bit-identical; a uint8 photo gets the same repair to rounding."""
     image = np.full((60, 100, 3), 0.8, np.float32)
     cv2.circle(image, (50, 30), 12, (0.4, 0.3, 0.2), -1)
@@ -180,7 +177,10 @@ def test_synthetic_eye_known_answer() -> None:
     assert result.status == "corrected" and result.pixels >= 100
     pupil = np.hypot(*np.mgrid[0:60, 0:100][::-1] - np.array([50, 30])[:, None, None]) <= 4
     core = out[pupil & (image[..., 1] < 0.5)]
-    assert core[:, 0].max() < 0.15  # red gone: r near (g + b) / 2 = 0.08 times the iris tint
+    # Red gone: the iris ring (brown iris, grey sclera) fits r = 2 g - b exactly, and the
+    # pupil's g = b = 0.08 give r = 0.08; green and blue are kept.
+    np.testing.assert_allclose(core[:, 0], 0.08, atol=1e-3)
+    assert np.array_equal(core[:, 1:], image[pupil & (image[..., 1] < 0.5)][:, 1:])
     assert np.array_equal(out[28, 52], image[28, 52])  # catch-light
     far = np.hypot(*np.mgrid[0:60, 0:100][::-1] - np.array([50, 30])[:, None, None]) > 10
     assert np.array_equal(out[far], image[far])
@@ -258,7 +258,7 @@ def test_real_redeye_photos_corrected_through_the_cli(
 ) -> None:
     """`deepflash enhance` on the two real red-eye photos: each of the four eyes is reported
     corrected; where the repair reaches, the pixels with r / (g + b) > 1 drop from 152-169 in
-    the photo (197-271 relit with --redeye off) to 4-40, the clearly red ones to 0-3."""
+    the photo (197-271 relit with --redeye off) to 1-30, the clearly red ones to 0-1."""
     sources = [str(shared_data / "flash_pairs" / name) for name in REAL]
     runner = CliRunner()
     for mode in ("auto", "off"):
@@ -282,11 +282,11 @@ def test_real_redeye_photos_corrected_through_the_cli(
                 for path in (source, tmp_path / "off" / name, tmp_path / "auto" / name)
             ]
             # Measured (photo, --redeye off, auto; ratio > 1, clearly red): man 152/152,
-            # 197/194, 4/0 and 153/150, 203/197, 4/0; woman 169/135, 271/259, 31/1 and
-            # 163/109, 265/243, 40/3. The relight makes more of each pupil red, the repair
+            # 197/194, 1/0 and 153/150, 203/197, 2/0; woman 169/135, 271/259, 30/1 and
+            # 163/109, 265/243, 27/1. The relight makes more of each pupil red, the repair
             # leaves a few dark pixels the output JPEG's chroma tints reddish.
             assert counts[0][0] >= 150 and counts[1][0] > counts[0][0], (name, counts)
-            assert counts[2][1] <= 3 and counts[2][0] <= 0.2 * counts[1][0], (name, counts)
+            assert counts[2][1] <= 1 and counts[2][0] <= 0.12 * counts[1][0], (name, counts)
 
 
 @pytest.mark.parametrize("name", REAL)

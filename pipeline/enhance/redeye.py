@@ -18,18 +18,19 @@ alone.
    splits a pupil) and grouped into 8-connected regions.
 3. **Confirmation** (what makes a red region a pupil, and keeps red eye shadow, red frames,
    skin, lid margins and lips untouched): its 75th-percentile ratio is at least
-   :data:`MIN_REDNESS`, the mean hue of its reddest quarter in :data:`HUE_RANGE`, its
-   size at least :data:`MIN_PIXELS` and its convex-hull diameter in
-   :data:`DIAMETER_RANGE` of the eye width, its centroid inside
-   the eye opening and away from the corners (:data:`AXIS_RANGE`), and its hull round
-   (hull area over the disc of that diameter at least :data:`MIN_ROUNDNESS`: a lid may
-   cut the disc, a streak is not one).
-4. **Repair** (on the relit photo, with the mask and weights found on the photo as read):
-   the pupil becomes dark, its value (g + b) / 2 (the flash lit the retina red;
-   green and blue keep the pupil's brightness pattern), with the chromaticity of the darker
-   half of the iris ring around it (a pupil seen without flash takes the iris's cast); the
-   change is weighted by the pixel's own redness and a feathered pupil mask, so the edge is
-   soft and the catch-light (white, not red) is kept as it is.
+   :data:`MIN_REDNESS`, the mean hue of its reddest quarter in :data:`HUE_RANGE` (and, in
+   its orange end, :data:`ORANGE_HUES`, a redness of :data:`ORANGE_REDNESS`: a pupil over a
+   brown iris leans orange, and so do the weakly red lid margins), its size at least
+   :data:`MIN_PIXELS` and its convex-hull diameter in :data:`DIAMETER_RANGE` of the eye
+   width, its centroid inside the eye opening and away from the corners
+   (:data:`AXIS_RANGE`), and its hull round (hull area over the disc of that diameter at
+   least :data:`MIN_ROUNDNESS`: a lid may cut the disc, a streak is not one). A confirmed
+   pupil is then grown to the red pixels connected to it nearby, at a lower ratio
+   (:data:`GROW_FRACTION`, :data:`GROW_RATIO`): the rim of the red disc where the red
+   clipped at white over a bright iris or lid.
+4. **Repair** (:mod:`pipeline.enhance.pupil`, on the relit photo, with the mask, weights and
+   the iris ring's colour rule found on the photo as read): a dark pupil of the ring's
+   colour with its own green and blue, a soft edge, the catch-light kept.
 
 Everything here is a pure function of arrays; pixels outside the repaired pupils are
 returned bit-identical.
@@ -44,6 +45,14 @@ import cv2
 import numpy as np
 
 from pipeline.enhance.landmarks import eye_landmarks
+from pipeline.enhance.pupil import (
+    IrisColour,
+    dilate,
+    iris_tint,
+    pupil_weight,
+    redness_gate,
+    repair_pupil,
+)
 from pipeline.faces.detect import Face as Detection
 
 MODES = ("auto", "off")
@@ -57,7 +66,14 @@ PIXEL_HUE = 20.0
 #: seen through a dark pupil has g close to b (-10 to -3 on the two real red-eye photos of
 #: the shared test data); red lid margins, the inner corner and skin have g above b and
 #: lean to orange (+8 to +20 on the shared portraits' eyes).
-HUE_RANGE = (-25.0, 5.0)
+HUE_RANGE = (-25.0, 10.0)
+#: ... and the last ORANGE_HUES degrees of it (+5 to +10: a pupil glowing over a brown
+#: iris, whose green above blue shifts it toward orange; also where the weakly red lid
+#: margins of the shared portraits begin) count only at a 75th-percentile r / (g + b) of
+#: ORANGE_REDNESS (painted pupils: 1.8 and more; the shared portraits' red lid margins and
+#: corners there: 1.26-1.68).
+ORANGE_HUES = 5.0
+ORANGE_REDNESS = 1.7
 #: Where a pupil's centroid may lie along the line between the eye's corners (0: the outer
 #: landmark 36/42 side, 1: the other corner): the iris moves this far when the eye looks
 #: aside; the pink inner corner and red lid ends lie outside.
@@ -65,6 +81,11 @@ AXIS_RANGE = (0.2, 0.8)
 #: Convex-hull diameter of a pupil as a fraction of the eye opening's width.
 DIAMETER_RANGE = (0.05, 0.40)
 MIN_ROUNDNESS = 0.4
+#: A confirmed pupil takes in the red pixels connected to it up to this fraction of its
+#: diameter beyond it (:func:`_grow`).
+GROW_FRACTION = 0.25
+#: ... those pixels need r / (g + b) above this and r - max(g, b) above 2 RED_MARGIN.
+GROW_RATIO = 0.75
 #: Fewest pixels of a pupil: a red speck in a small face's eye is not judged.
 MIN_PIXELS = 4
 #: The box searched around each eye opening, grown by this fraction of the eye width.
@@ -73,11 +94,6 @@ SEARCH_MARGIN = 0.15
 OPENING_MARGIN = 0.04
 #: Radius of the closing that joins a pupil's red pieces, as a fraction of the eye width.
 CLOSE_FRACTION = 0.05
-#: Largest r / (g + b) of a repaired pupil (a neutral grey has 0.5).
-MAX_PUPIL_RATIO = 0.8
-#: Share of the iris ring's chromaticity given to the repaired pupil (1: all of it; the
-#: known-answer test's unpainted pupils match it best).
-IRIS_TINT = 1.0
 _EPS = 1e-6
 
 
@@ -104,20 +120,6 @@ class FaceRedeye:
     reason: str = ""
 
 
-def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
-    """``mask`` grown by ``steps`` 4-connected steps (a 3x3 cross, ``steps`` times)."""
-    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    return cv2.dilate(mask.astype(np.uint8), cross, iterations=steps).astype(bool)
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with the holes of its regions (a catch-light inside a pupil) filled."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    filled = np.zeros(mask.shape, np.uint8)
-    cv2.drawContours(filled, contours, -1, 1, cv2.FILLED)
-    return filled.astype(bool) | mask
-
-
 def _shape(mask: np.ndarray) -> tuple[float, float]:
     """(convex-hull diameter, convex-hull area) of a region, on its pixels' corners (a single
     pixel is 1 across, area 1)."""
@@ -130,15 +132,17 @@ def _shape(mask: np.ndarray) -> tuple[float, float]:
     return float(np.sqrt((gaps**2).sum(axis=2).max())), float(cv2.contourArea(hull))
 
 
-def _redness(patch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """r / (g + b) and the red-pixel mask of a float RGB patch."""
+def _redness(patch: np.ndarray, full: bool = False) -> tuple[np.ndarray, ...]:
+    """r / (g + b) and the red-pixel mask of a float RGB patch (with ``full``, also
+    r - max(g, b) and the unsigned hue from red, degrees)."""
     r, g, b = patch[..., 0], patch[..., 1], patch[..., 2]
     ratio = r / (g + b + _EPS)
     lead = r - np.maximum(g, b)
     # Hue from red = 60 deg * (g - b) / (r - min(g, b)) when r is the largest channel: a
     # brown iris or warm skin (g well above b) is orange, a lit retina is not.
     hue = 60.0 * np.abs(g - b) / np.maximum(r - np.minimum(g, b), _EPS)
-    return ratio, (ratio > 1.0) & (lead > RED_MARGIN) & (hue <= PIXEL_HUE)
+    red = (ratio > 1.0) & (lead > RED_MARGIN) & (hue <= PIXEL_HUE)
+    return (ratio, red, lead, hue) if full else (ratio, red)
 
 
 def _signed_hue(pixels: np.ndarray) -> np.ndarray:
@@ -181,7 +185,7 @@ def find_pupil(
     The largest red region that passes every test of the module docstring wins; without one,
     the reason names the test the largest red region failed.
     """
-    ratio, red = _redness(patch)
+    ratio, red, lead, hue = _redness(patch, full=True)
     width = float(np.hypot(*(eye[3, :2] - eye[0, :2])))
     polygon = eye[:, :2] - np.array(origin, np.float64)
     # A pupil shows inside the eye opening (the lids cover the rest of it): red eye shadow,
@@ -191,6 +195,9 @@ def find_pupil(
     cv2.fillPoly(opening, [np.rint(polygon).astype(np.int32)], 1)
     grow = max(1, round(OPENING_MARGIN * width))
     opening = cv2.dilate(opening, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+    # The rim the confirmed pupil may grow into (:func:`_grow`): clearly red by a lower
+    # ratio (the flash's red clipped at white over a bright iris or lid), anywhere.
+    loose = (ratio > GROW_RATIO) & (lead > 2.0 * RED_MARGIN) & (hue <= PIXEL_HUE)
     red &= opening.astype(bool)
     if not red.any():
         return None, "no red pixels"
@@ -219,6 +226,8 @@ def find_pupil(
             failures.append(f"redness {redness:.2f} < {MIN_REDNESS}")
         elif not HUE_RANGE[0] <= hue <= HUE_RANGE[1]:
             failures.append(f"hue {hue:.1f} deg, not red")
+        elif hue > HUE_RANGE[1] - ORANGE_HUES and redness < ORANGE_REDNESS:
+            failures.append(f"hue {hue:.1f} deg with redness {redness:.2f}, orange")
         elif stats[label, cv2.CC_STAT_AREA] < MIN_PIXELS:
             failures.append(f"{stats[label, cv2.CC_STAT_AREA]} px, too few to judge")
         elif not DIAMETER_RANGE[0] <= diameter <= DIAMETER_RANGE[1]:
@@ -230,8 +239,19 @@ def find_pupil(
         elif roundness < MIN_ROUNDNESS:
             failures.append(f"roundness {roundness:.2f} < {MIN_ROUNDNESS}")
         else:
-            return region, "red pupil"
+            return _grow(region, loose, across), "red pupil"
     return None, failures[0]
+
+
+def _grow(region: np.ndarray, red: np.ndarray, across: float) -> np.ndarray:
+    """A confirmed pupil grown to the whole red disc: the red pixels (:func:`_redness`, now
+    also outside the eye opening: a lid margin the landmarks put over the pupil's rim)
+    connected to it within :data:`GROW_FRACTION` of its diameter. Confirmation judged the
+    pupil; this only keeps its rim from staying red."""
+    near = dilate(region, max(1, round(GROW_FRACTION * across)))
+    count, labels = cv2.connectedComponents((red & near | region).astype(np.uint8), connectivity=8)
+    keep = np.unique(labels[region])
+    return np.isin(labels, keep[keep > 0])
 
 
 @dataclass(frozen=True)
@@ -244,54 +264,7 @@ class PupilFix:
     box: tuple[int, int, int, int]
     feather: np.ndarray
     weight: np.ndarray
-    tint: np.ndarray
-
-
-def _gate(patch: np.ndarray) -> np.ndarray:
-    """Redness weight: 1 from r / (g + b) = 1 up, 0 below 0.7 (skin, iris, catch-light)."""
-    ratio, _ = _redness(patch)
-    return np.clip((ratio - 0.7) / 0.3, 0.0, 1.0)
-
-
-def pupil_weight(patch: np.ndarray, pupil: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The feather, repair weight and iris ring of the red pupil ``pupil`` (bool) of ``patch``.
-
-    The weight is a feathered copy of the filled pupil mask times the pixel's own redness
-    (full from r / (g + b) = 1 up, none below 0.7), so the soft red edge fades out and the
-    catch-light (white: its ratio far below 1) is left alone. The ring reaches 0.35
-    diameters beyond the pupil's reach, its non-red pixels only.
-    """
-    filled = _fill_holes(pupil)
-    diameter = 2.0 * math.sqrt(filled.sum() / math.pi)
-    reach = _dilate(filled, max(1, round(0.2 * diameter)))
-    feather = cv2.GaussianBlur(reach.astype(np.float32), (0, 0), max(0.5, 0.08 * diameter)) * reach
-    ratio, _ = _redness(patch)
-    ring = _dilate(filled, max(2, round(0.35 * diameter))) & ~reach
-    feather = feather.astype(np.float32)
-    return feather, feather * _gate(patch), ring & (ratio < 0.9)
-
-
-def iris_tint(patch: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """The repaired pupil's chromaticity (r, g, b gains, mean 1): that of the darker half of
-    the iris ``ring`` by :data:`IRIS_TINT`, its red gain capped so that the pupil's
-    r / (g + b) stays at most :data:`MAX_PUPIL_RATIO` (a reddish iris rim must not bring the
-    red back)."""
-    tint = np.ones(3, np.float32)
-    if ring.sum() >= 4:
-        value = (patch[..., 1] + patch[..., 2]) / 2.0
-        # The darker half of the ring is iris; the brighter, sclera and catch-lights.
-        iris = patch[ring & (value <= np.median(value[ring]))].mean(axis=0)
-        tint = (1.0 - IRIS_TINT) + IRIS_TINT * iris / max(float(iris.mean()), _EPS)
-        tint[0] = min(float(tint[0]), MAX_PUPIL_RATIO * float(tint[1] + tint[2]))
-    return tint.astype(np.float32)
-
-
-def repair_pupil(patch: np.ndarray, weight: np.ndarray, tint: np.ndarray) -> np.ndarray:
-    """``patch`` (float RGB) with its red pupil made dark: the value (g + b) / 2 times the
-    ``tint`` (:func:`iris_tint`), blended in by ``weight`` (see :func:`pupil_weight`)."""
-    value = (patch[..., 1] + patch[..., 2]) / 2.0
-    dark = np.clip(value[..., None] * tint, 0.0, 1.0)
-    return patch + weight[..., None] * (dark - patch)
+    tint: IrisColour
 
 
 def find_eye(image: np.ndarray, eye: np.ndarray, side: str) -> tuple[EyeRedeye, PupilFix | None]:
@@ -305,7 +278,11 @@ def find_eye(image: np.ndarray, eye: np.ndarray, side: str) -> tuple[EyeRedeye, 
     pupil, reason = find_pupil(patch, eye, (x0, y0))
     if pupil is None:
         return EyeRedeye(side, "none", reason, centre), None
-    feather, weight, ring = pupil_weight(patch, pupil)
+    # The iris and sclera: the eye opening less a pixel of its edge (lash and lid line).
+    inside = np.zeros(pupil.shape, np.uint8)
+    cv2.fillPoly(inside, [np.rint(eye[:, :2] - (x0, y0)).astype(np.int32)], 1)
+    inside = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
+    feather, weight, ring = pupil_weight(patch, pupil, inside)
     found = EyeRedeye(side, "found", reason, centre, int(pupil.sum()))
     return found, PupilFix((x0, y0, x1, y1), feather, weight, iris_tint(patch, ring))
 
@@ -318,7 +295,7 @@ def repair_eye(image: np.ndarray, found: EyeRedeye, fix: PupilFix) -> EyeRedeye:
     patch = _as_float(view)
     # Red on either photo: a relight that warms the iris rim past r / (g + b) = 1 there is
     # repaired too (inside the pupil's feathered reach only).
-    weight = np.maximum(fix.weight, fix.feather * _gate(patch))
+    weight = np.maximum(fix.weight, fix.feather * redness_gate(patch))
     repaired = repair_pupil(patch, weight, fix.tint)
     if image.dtype == np.uint8:
         repaired = np.clip(np.rint(repaired * 255.0), 0, 255).astype(np.uint8)
@@ -405,10 +382,7 @@ __all__ = [
     "find_eye",
     "find_pupil",
     "find_redeye",
-    "iris_tint",
-    "pupil_weight",
     "repair_eye",
-    "repair_pupil",
     "repair_redeye",
     "summary",
 ]
