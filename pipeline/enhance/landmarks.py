@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.faces.detect import Face
+from pipeline.faces.detect import DLIB_LOCK, Face
 from pipeline.faces.geometry import crop_matrix, face_box_in_crop, square_crop_box
 from pipeline.faces.resample import resample
 
@@ -37,9 +37,10 @@ def _pose_68() -> Any:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("face_recognition_models is not installed (pip install it)")
     folder = spec.submodule_search_locations[0]
-    return dlib.shape_predictor(
-        os.path.join(folder, "models", "shape_predictor_68_face_landmarks.dat")
-    )
+    with DLIB_LOCK:
+        return dlib.shape_predictor(
+            os.path.join(folder, "models", "shape_predictor_68_face_landmarks.dat")
+        )
 
 
 def face_landmarks(image: np.ndarray, face: Face, side: int = LANDMARK_SIDE) -> np.ndarray:
@@ -56,7 +57,8 @@ def face_landmarks(image: np.ndarray, face: Face, side: int = LANDMARK_SIDE) -> 
     to_photo = crop_matrix(crop, size, face.roll)
     upright = cv2.convertScaleAbs(resample(image, to_photo, size, "edge"), alpha=255.0)
     top, right, bottom, left = face_box_in_crop(face.box, crop, size, face.roll)
-    shape = _pose_68()(upright, dlib.rectangle(left, top, right, bottom))
+    with DLIB_LOCK:  # the read-ahead thread may be finding the next photo's faces
+        shape = _pose_68()(upright, dlib.rectangle(left, top, right, bottom))
     points = np.array([(p.x, p.y, 1.0) for p in shape.parts()], np.float64)
     return points @ to_photo.T
 

@@ -23,6 +23,7 @@ import contextlib
 import importlib.util
 import math
 import os
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -83,6 +84,12 @@ def _model_file(name: str) -> str:
     return os.path.join(spec.submodule_search_locations[0], "models", name)
 
 
+#: Held around every dlib call and model load: `deepflash enhance` finds the next photo's
+#: faces in a read-ahead thread while the current photo's 68 landmarks are measured, and
+#: concurrent dlib calls corrupted the heap (a segfault in a later garbage collection).
+DLIB_LOCK = threading.RLock()
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deepflash"
 
@@ -94,6 +101,11 @@ def _hog_detector() -> Any:
     cache (per dlib version: the same detector, the same boxes) and read from there."""
     import dlib
 
+    with DLIB_LOCK:
+        return _load_hog(dlib)
+
+
+def _load_hog(dlib: Any) -> Any:
     cached = _cache_dir() / f"frontal_face_detector-dlib{dlib.__version__}.svm"
     if cached.is_file():
         try:
@@ -112,7 +124,8 @@ def _pose_5() -> Any:
     """dlib's 5-point landmark predictor (the eye corners give the roll)."""
     import dlib
 
-    return dlib.shape_predictor(_model_file(_POSE_5_FILE))
+    with DLIB_LOCK:
+        return dlib.shape_predictor(_model_file(_POSE_5_FILE))
 
 
 @cache
@@ -120,7 +133,8 @@ def _cnn_detector() -> Any:
     """dlib's CNN (MMOD) face detector: loaded only when the HOG passes found nothing."""
     import dlib
 
-    return dlib.cnn_face_detection_model_v1(_model_file(_CNN_FILE))
+    with DLIB_LOCK:
+        return dlib.cnn_face_detection_model_v1(_model_file(_CNN_FILE))
 
 
 def load_detector(cnn: bool = True) -> None:
@@ -174,7 +188,8 @@ def _shrunk(
 
 def _eye_roll(image: np.ndarray, rect: Any) -> float:
     """Roll in degrees of the face in ``rect``: the eye line's tilt (5-point landmarks)."""
-    shape = _pose_5()(image, rect)
+    with DLIB_LOCK:
+        shape = _pose_5()(image, rect)
     points = np.array([(p.x, p.y) for p in shape.parts()], np.float64)
     # Points 0-1 are the corners of the eye on the image's right, 2-3 of the other one.
     dx, dy = points[0:2].mean(axis=0) - points[2:4].mean(axis=0)
@@ -246,7 +261,8 @@ def _hog(
         matrix[:, 2] += ((out_w - 1) / 2.0 - centre[0], (out_h - 1) / 2.0 - centre[1])
         turned = cv2.warpAffine(small, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR)
         to_small = cv2.invertAffineTransform(matrix)
-    rects, scores, _ = _hog_detector().run(turned, upsample, 0.0)
+    with DLIB_LOCK:
+        rects, scores, _ = _hog_detector().run(turned, upsample, 0.0)
     path = "hog" if angle == 0.0 else "hog_rotated"
     faces = []
     for rect, score in zip(rects, scores, strict=True):
@@ -265,7 +281,9 @@ def _cnn(image: np.ndarray, max_side: int, in_float: bool = False) -> list[Face]
     """
     small, fx, fy = _shrunk(image, max_side, in_float)
     faces = []
-    for found in _cnn_detector()(small, 0):
+    with DLIB_LOCK:
+        found_faces = _cnn_detector()(small, 0)
+    for found in found_faces:
         roll = _eye_roll(small, found.rect)
         face = _rect_face(
             found.rect, found.confidence, roll, "cnn", _NO_TURN, fx, fy, image.shape[:2],
