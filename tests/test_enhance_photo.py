@@ -1,4 +1,4 @@
-"""The network-free half of a photo (pipeline/enhance/photo.py): read ahead, same answer."""
+"""The network-free half of a photo (pipeline/enhance/photo.py): its 8-bit pixels and faces."""
 
 from __future__ import annotations
 
@@ -8,24 +8,18 @@ import numpy as np
 import skimage.data
 
 from pipeline.config import CropParams
-from pipeline.enhance.photo import read_ahead, read_photo, take_ahead
+from pipeline.enhance.photo import read_photo
 from pipeline.io import read_image, write_image
 
 
-def test_read_ahead_gives_the_photo_and_faces_a_fresh_read_gives(tmp_path: Path) -> None:
-    """The first photo read in the background (default detector settings) equals a fresh
-    read_photo; it is refused for another photo, another detector or other settings."""
+def test_read_photo_keeps_8_bit_pixels_and_finds_the_face(tmp_path: Path) -> None:
+    """The photo's uint8 pixels (x / 255 is exactly the reader's float image) and its face(s);
+    an unreadable file gives its reason instead of raising."""
     photo = write_image(tmp_path / "astronaut.png", skimage.data.astronaut())
-    other = write_image(tmp_path / "other.png", skimage.data.astronaut()[:, ::-1])
-    settings = CropParams().model_dump()
-    assert take_ahead(read_ahead([str(other)]), photo, settings, None) is None
-    assert take_ahead(read_ahead([str(tmp_path)]), photo, settings, "hog") is None
-    changed = {**settings, "detect_max_side": settings["detect_max_side"] // 2}
-    assert take_ahead(read_ahead([str(photo)]), photo, changed, None) is None
-    early = take_ahead(read_ahead([str(photo)]), photo, settings, None)
-    fresh = read_photo(photo, settings, None)
-    assert early is not None and early.faces == fresh.faces and len(fresh.faces) >= 1
-    assert early.image.dtype == np.uint8
-    assert np.array_equal(early.image, fresh.image)
-    assert np.array_equal(early.image / np.float32(255), read_image(photo))
-    assert read_ahead([str(tmp_path / "missing.jpg")]) is None
+    read = read_photo(photo, CropParams().model_dump(), None)
+    assert read.image.dtype == np.uint8 and len(read.faces) >= 1
+    assert np.array_equal(read.image / np.float32(255), read_image(photo))
+    assert set(read.timings) == {"read", "detect"}
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    broken = read_photo(tmp_path / "broken.jpg", CropParams().model_dump(), None)
+    assert broken.image is None and broken.reason and broken.faces == []

@@ -212,13 +212,9 @@ def _enhance(
     options: tuple[float, bool, str | None, str, str],
 ) -> None:
     """``options``: EnhanceOptions' fields (feather, skip_no_face, detector, precision,
-    redeye), built here since apply (and torch) is imported only after the read-ahead starts."""
+    redeye), built here: apply (and torch) is imported only once the model is known."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from pipeline.enhance.photo import read_ahead
-
-    # Started before torch is imported (by apply, below): the first photo is read meanwhile.
-    ahead = read_ahead(inputs, options[2])
     from pipeline.enhance.apply import EnhanceError, EnhanceOptions, enhance_paths
 
     try:
@@ -230,7 +226,6 @@ def _enhance(
                 out_dir=out_dir,
                 device=device,
                 options=EnhanceOptions(*options),
-                ahead=ahead,
             )
     except EnhanceError as error:
         click.echo(f"error: {error}", err=True)

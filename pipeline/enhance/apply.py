@@ -38,7 +38,6 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,11 +63,9 @@ from pipeline.enhance.files import (
 )
 from pipeline.enhance.network import PRECISIONS, run_model
 from pipeline.enhance.photo import (
-    Ahead,
     Photo,
     detect_photo_faces,
     read_photo,
-    take_ahead,
     timed,
 )
 from pipeline.enhance.placement import Placement, face_crops, place_face
@@ -283,8 +280,8 @@ def enhance_file(
     ``options.skip_no_face``.
     An alpha channel is kept as it is (only colour is relit) when ``target``'s type holds
     one; a JPEG or BMP target drops it, with a warning saying so. ``photo``: the file
-    already read and its faces found (:func:`pipeline.enhance.photo.read_photo`, e.g. ahead
-    of time); read here otherwise.
+    already read and its faces found (:func:`pipeline.enhance.photo.read_photo`); read here
+    otherwise.
     """
     source, target = Path(source), Path(target)
     parse_meta(meta)  # EnhanceError for a bad meta
@@ -346,12 +343,10 @@ def enhance_paths(
     device: str = "auto",
     options: EnhanceOptions = EnhanceOptions(),
     progress: bool = True,
-    ahead: Ahead | None = None,
 ) -> list[EnhanceResult]:
     """The ``deepflash enhance`` command: inputs (files, folders, globs) -> enhanced photos.
 
-    ``ahead``: the first photo already being read (:func:`pipeline.enhance.photo.read_ahead`),
-    used when its detector settings are the model's. Argument and model problems raise :class:`EnhanceError` before any photo is read; a bad
+    Argument and model problems raise :class:`EnhanceError` before any photo is read; a bad
     photo is logged with its reason and reported as ``failed`` while the others go on.
     """
     from tqdm.auto import tqdm
@@ -373,24 +368,14 @@ def enhance_paths(
     bar = tqdm(
         list(zip(sources, targets, strict=True)), desc="enhance", unit="photo", disable=not progress
     )
-    # One photo ahead: the next photo is decoded and its faces found (OpenCV and Pillow
-    # release Python's lock while they work) beside this one's network, blend and encoding.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        settings = crop_settings(meta)
-        pending: Future[Photo] | None = None
-        for index, (source, target) in enumerate(bar):
-            bar.set_postfix_str(source.name, refresh=False)
-            if pending is None:  # the first photo
-                photo = take_ahead(ahead, source, settings, options.detector)
-                photo = photo or read_photo(source, settings, options.detector)
-            else:
-                photo = pending.result()
-            if index + 1 < len(sources):
-                pending = pool.submit(read_photo, sources[index + 1], settings, options.detector)
-            result = enhance_file(
-                source, target, model, meta, options, device=torch_device, photo=photo
-            )
-            results.append(result)
+    settings = crop_settings(meta)
+    for source, target in bar:
+        bar.set_postfix_str(source.name, refresh=False)
+        photo = read_photo(source, settings, options.detector)
+        result = enhance_file(
+            source, target, model, meta, options, device=torch_device, photo=photo
+        )
+        results.append(result)
     return results
 
 

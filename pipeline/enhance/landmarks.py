@@ -57,7 +57,7 @@ def face_landmarks(image: np.ndarray, face: Face, side: int = LANDMARK_SIDE) -> 
     to_photo = crop_matrix(crop, size, face.roll)
     upright = cv2.convertScaleAbs(resample(image, to_photo, size, "edge"), alpha=255.0)
     top, right, bottom, left = face_box_in_crop(face.box, crop, size, face.roll)
-    with DLIB_LOCK:  # the read-ahead thread may be finding the next photo's faces
+    with DLIB_LOCK:  # dlib is not safe to call from two threads at once
         shape = _pose_68()(upright, dlib.rectangle(left, top, right, bottom))
     points = np.array([(p.x, p.y, 1.0) for p in shape.parts()], np.float64)
     return points @ to_photo.T
