@@ -7,6 +7,7 @@ red, as a lit retina does; the known answer is the unpainted eye.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -21,7 +22,7 @@ from pipeline.enhance.apply import EnhanceOptions, enhance_file, enhance_image, 
 from pipeline.enhance.landmarks import eye_landmarks, face_landmarks
 from pipeline.faces.detect import Face as Detection
 from pipeline.faces.detect import find_faces
-from pipeline.io import ImageReadError, read_image
+from pipeline.io import ImageReadError, read_image, write_image
 from pipeline.models import build_model, save_model_file
 from tests.conftest import shared_path
 from tests.helpers.redeye import (
@@ -307,6 +308,26 @@ def test_real_redeye_photos_repaired_in_each_eye_opening(name: str, shared_data:
             ratio = photo[..., 0] / (photo[..., 1] + photo[..., 2] + 1e-6)
             counts.append(int(((ratio > 1.0) & inside.astype(bool)).sum()))
         assert counts[0] >= 125 and counts[1] <= 2, counts
+    if os.environ.get("DEEPFLASH_SCREENSHOTS") == "docs":
+        _write_eye_crops(name, image, out, eye_landmarks(image, faces[0]))
+
+
+def _write_eye_crops(name: str, before: np.ndarray, after: np.ndarray, eyes: list) -> None:
+    """Before | after crops of each eye, 2x, to docs/redeye/ (git-ignored: the photos are the
+    shared data's, never the project's), eyes named left to right as they appear."""
+    folder = Path(__file__).resolve().parents[1] / "docs" / "redeye"
+    for side, eye in zip(
+        ("left", "right"), sorted(eyes, key=lambda e: e[:, 0].mean()), strict=True
+    ):
+        (x0, y0), (x1, y1) = eye.min(axis=0), eye.max(axis=0)
+        pad = int(0.6 * (x1 - x0))
+        box = (
+            slice(max(0, int(y0) - pad), int(y1) + pad),
+            slice(max(0, int(x0) - pad), int(x1) + pad),
+        )
+        pair = np.concatenate([before[box], after[box]], axis=1)
+        big = cv2.resize(pair, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+        write_image(folder / f"{Path(name).stem.removesuffix('_flash')}_{side}.png", big)
 
 
 def test_cli_redeye_option(monkeypatch, tmp_path: Path) -> None:
