@@ -221,24 +221,26 @@ def warp_variant(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One variant ``(flash, studio, valid)`` of a crop pair: ``matrix`` applied to both images
     and the bool mask by one transform; the augment stage and the on-the-fly loader share it."""
-    transform = A.Compose(
-        [FixedAffine(matrix, border_mode=BORDER_MODES[border_mode])],
-        additional_targets={"studio": "image"},
-    )
-    out = transform(image=flash, studio=studio, mask=valid.astype(np.float32))
-    ok = out["mask"] >= 1.0 - _VALID_TOLERANCE
-    flash_out, studio_out = out["image"], out["studio"]
+    # The transform's own apply methods, not A.Compose: Compose's per-call checks cost more
+    # than the three warps (the loader's item took twice as long), and its output is the same.
+    transform = FixedAffine(matrix, border_mode=BORDER_MODES[border_mode])
+    shape = flash.shape[:2]
+    flash_out = transform.apply(flash, transform.matrix, shape)
+    studio_out = transform.apply(studio, transform.matrix, shape)
+    mask = transform.apply_to_mask(valid.astype(np.float32), transform.matrix, shape)
+    ok = mask >= 1.0 - _VALID_TOLERANCE
     if border_mode == "constant" and not ok.all():
-        flash_out[~ok] = 0.0  # partly padded pixels too: the padded area is constant
-        studio_out[~ok] = 0.0
+        padded = ~ok[..., None]  # partly padded pixels too: the padded area is constant
+        np.copyto(flash_out, 0.0, where=padded)
+        np.copyto(studio_out, 0.0, where=padded)
     return flash_out, studio_out, ok
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A variant's 8-bit pixels, stored (PNG) or served (on the fly): write_image's rounding."""
-    scaled = image * 255  # in place from here: the loader calls it per item (warps are finite)
-    np.rint(scaled, out=scaled)
-    return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
+    """A variant's 8-bit pixels, stored (PNG) or served (on the fly): write_image's rounding,
+    ``clip(rint(image * 255), 0, 255)``, for the values a warp of [0, 1] images gives (>= 0:
+    OpenCV's saturating convert rounds half to even like ``np.rint``, 10x faster)."""
+    return cv2.convertScaleAbs(image, alpha=255.0)
 
 
 def matrix_text(matrix: np.ndarray) -> str:

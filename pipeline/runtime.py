@@ -7,7 +7,7 @@ each slows down far more than twofold. ``train.threads: auto`` gives each traini
 share, ``cores // live training processes``; the processes find each other through their
 pid files (:class:`TrainingProcesses`) in the main repository, which ``dvc exp run``,
 queued experiments (``dvc queue start -j 2``, ``deepflash grid queue --run 2``) and plain
-``python stages/train.py`` runs all share: DVC sets ``$DVC_ROOT`` to the main repository even
+``python -m stages.train`` runs all share: DVC sets ``$DVC_ROOT`` to the main repository even
 for an experiment that runs in a temporary copy.
 """
 

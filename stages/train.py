@@ -4,8 +4,8 @@ Outputs: models/model.pt (weights + everything needed to use them), models/check
 (persist: a re-run after a crash resumes from the last epoch), models/mlflow_run.json (the
 MLflow run, continued by `evaluate`), metrics/train.json and plots/train.csv.
 
-Single process: `python stages/train.py`. Several GPUs, nodes or CPU processes:
-`torchrun --nproc_per_node=N stages/train.py` (DistributedDataParallel; only rank 0 logs and
+Single process: `python -m stages.train`. Several GPUs, nodes or CPU processes:
+`torchrun --nproc_per_node=N -m stages.train` (DistributedDataParallel; only rank 0 logs and
 writes). CPU threads per process: `train.threads` (auto: a share of the cores among the
 trainings running at once, found under `$DVC_ROOT/.deepflash/trainings/`).
 """

@@ -68,5 +68,14 @@ def test_group_and_table_with_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "deepflash/C - identity",
         "deepflash/A - deepflash/C",
     }
+    other = "0123456789abcdef"  # seeds of an experiment on other data (-S data.raw_dir=...)
+    for k in range(2):
+        seed_run(repo, f"yaleb-deepflash-B-seed{k}", "deepflash", "B", 0.04, k, other)
+    workspace = CliRunner().invoke(main, ["grid", "group", *args])
+    assert "yaleb-deepflash-B" not in workspace.output, workspace.output
+    theirs = CliRunner().invoke(main, ["grid", "group", *args, "--fingerprint", other])
+    assert theirs.exit_code == 0, theirs.output
+    assert "seed group yaleb-deepflash-B: MLflow parent run" in theirs.output
+    assert "grid-deepflash-C" not in theirs.output
     nothing = CliRunner().invoke(main, ["grid", "group", "--experiment", "nope"])
     assert nothing.exit_code == 1 and "no seed group" in nothing.output

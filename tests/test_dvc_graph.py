@@ -10,7 +10,10 @@ re-run it for nothing. Both fail here.
 from __future__ import annotations
 
 import ast
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -72,7 +75,9 @@ def stage_deps(dvc_yaml: Path) -> dict[str, tuple[Path, list[Path]]]:
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     out = {}
     for name, stage in stages.items():
-        script = dvc_yaml.parent / stage["cmd"].split()[1]
+        words = stage["cmd"].split()
+        assert words[:3] == ["python", "-m", f"stages.{name}"], (name, stage["cmd"])
+        script = dvc_yaml.parent / "stages" / f"{name}.py"
         deps = [dvc_yaml.parent / d for d in stage.get("deps", []) if "${" not in d]
         out[name] = (script, deps)
     return out
@@ -151,4 +156,26 @@ def test_the_model_is_a_dvc_artifact_labelled_by_its_params() -> None:
     assert artifact.labels[:2] == [
         params["model"]["arch"],
         f"encoding-{params['loss']['encoding']}",
+    ]
+
+
+def test_a_stage_runs_the_code_of_its_own_checkout(tmp_path: Path) -> None:
+    """A stage's command imports `pipeline` from the folder DVC runs it in, not from the
+    editable install's checkout: `dvc exp run --queue` runs each experiment in a temporary
+    copy of the repository, and with `python stages/x.py` (the script's folder first on
+    sys.path) every queued experiment ran the main checkout's working tree instead, edits
+    made while the queue ran included."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["check_params"]
+    shutil.copytree(ROOT / "stages", tmp_path / "stages")
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "__init__.py").write_text(
+        "raise SystemExit('pipeline from ' + __file__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    words = stage["cmd"].split()
+    result = subprocess.run(
+        [sys.executable, *words[1:]], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert f"pipeline from {tmp_path / 'pipeline' / '__init__.py'}" in result.stderr, result.stderr[
+        -2000:
     ]

@@ -144,7 +144,9 @@ def grid_queue(
                 click.echo(f"error: `{shlex.join(cmd)}` failed ({done.returncode})", err=True)
                 sys.exit(done.returncode)
     if seeds > 0 and jobs > 0 and not dry_run:
-        _group_seeds(None)
+        # These groups, on whatever data they ran (an -S data.raw_dir=... is not the workspace's)
+        groups = {f"{prefix}-{arch}-{encoding}" for arch in arch_list for encoding in enc_list}
+        _group_seeds(None, "all", groups)
     if jobs <= 0 and not dry_run:
         click.echo(
             "queued; run them with `dvc queue start -j 2` (PATH with the venv first), "
@@ -153,17 +155,22 @@ def grid_queue(
         )
 
 
-def _group_seeds(experiment: str | None) -> dict[str, str]:
-    """Nest the evaluated seed runs on the workspace's data under their groups' parent runs."""
+def _group_seeds(
+    experiment: str | None, fingerprint: str | None = None, groups: set[str] | None = None
+) -> dict[str, str]:
+    """Nest the evaluated seed runs on the data ``fingerprint`` (default: the workspace's;
+    ``all``: any), of ``groups`` only when given, under their groups' parent runs."""
     from pathlib import Path
 
     from pipeline import tracking
     from pipeline.config import Params, load_params
-    from pipeline.tracking.seeds import log_seed_groups
+    from pipeline.tracking.seeds import group_of, log_seed_groups
 
     params = load_params() if Path("params.yaml").is_file() else Params()
     experiment = experiment or params.mlflow.experiment
-    records = tracking.evaluated_runs(experiment, tracking.data_fingerprint("."))
+    records = tracking.evaluated_runs(experiment, fingerprint or tracking.data_fingerprint("."))
+    if groups is not None:
+        records = [r for r in records if group_of(r) in groups]
     parents = log_seed_groups(experiment, records)
     for group, run_id in parents.items():
         click.echo(f"seed group {group}: MLflow parent run {run_id}")
@@ -174,10 +181,15 @@ def _group_seeds(experiment: str | None) -> dict[str, str]:
 @click.option(
     "--experiment", default=None, help="MLflow experiment (default: params mlflow.experiment)."
 )
-def grid_group_seeds(experiment: str | None) -> None:
+@click.option(
+    "--fingerprint",
+    default=None,
+    help="Data fingerprint of the runs (default: the workspace's data; 'all' for every run).",
+)
+def grid_group_seeds(experiment: str | None, fingerprint: str | None) -> None:
     """Nest the evaluated runs of each seed group (<name>-seed<k>) under one MLflow parent run
     whose metrics are the mean, std and 95 % interval over the seeds."""
-    if not _group_seeds(experiment):
+    if not _group_seeds(experiment, fingerprint):
         click.echo("no seed group among the evaluated runs on these data", err=True)
         sys.exit(1)
 
