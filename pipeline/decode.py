@@ -105,6 +105,50 @@ def to_rgb(pil: Image.Image, path: Path) -> np.ndarray:
     return np.asarray(pil.convert("RGB"))
 
 
+def _jpeg_complete(data: bytes) -> bool:
+    """Whether a JPEG stream's first image reaches its end-of-image marker: segments are
+    walked by their lengths up to the first start of scan (the EXIF thumbnail's own markers
+    lie inside a segment), and after it an FF D9 ends the image (an 0xFF byte of coded data
+    is stuffed as FF 00). Bytes after it (MPF images, maker trailers) are allowed."""
+    if data[:2] != b"\xff\xd8":
+        return False
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xDA:
+            return data.find(b"\xff\xd9", pos + 2) != -1
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return False
+
+
+def decode_jpeg(pil: Image.Image, path: Path) -> np.ndarray | None:
+    """An 8-bit colour JPEG's RGB pixels decoded by OpenCV straight into an array, else None.
+
+    The same pixels as Pillow's decode (both are libjpeg-turbo with its default slow-integer
+    DCT and smooth chroma upsampling; tests compare on the shared photos and made ones)
+    without Pillow's copy through ``tobytes``: 0.12 s instead of 0.28 s for a 12 MP photo.
+    None (Pillow then decodes and names the error) for other formats and modes, and for a
+    file that looks cut short: OpenCV would pad it with grey where Pillow refuses it.
+    """
+    if pil.format != "JPEG" or pil.mode != "RGB":
+        return None
+    data = Path(path).read_bytes()
+    if not _jpeg_complete(data):
+        return None
+    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # orientation: applied after
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if array is None or array.shape != (pil.height, pil.width, 3):
+        return None
+    return array
+
+
 def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation tag (1-8) to an HxWxC array, as ImageOps.exif_transpose does."""
     ops = {
@@ -123,6 +167,7 @@ def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 __all__ = [
     "HEIF_SUFFIXES",
     "apply_orientation",
+    "decode_jpeg",
     "exif_orientation",
     "load_strict",
     "open_image",

@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.decode import (
     HEIF_SUFFIXES,
     apply_orientation,
+    decode_jpeg,
     exif_orientation,
     load_strict,
     open_image,
@@ -102,10 +103,12 @@ def read_image(
                     "possible decompression bomb",
                 )
             orientation = exif_orientation(pil)
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                load_strict(pil)
-            array = to_rgb(pil, path)
+            array = decode_jpeg(pil, path)
+            if array is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    load_strict(pil)
+                array = to_rgb(pil, path)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
