@@ -162,7 +162,7 @@ def test_the_model_is_a_dvc_artifact_labelled_by_its_params() -> None:
 def test_a_stage_runs_the_code_of_its_own_checkout(tmp_path: Path) -> None:
     """A stage's command imports `pipeline` from the folder DVC runs it in, not from the
     editable install's checkout: `dvc exp run --queue` runs each experiment in a temporary
-    copy of the repository, and with `python stages/x.py` (the script's folder first on
+    copy of the repository, and with `python stages/<name>.py` (the script's folder first on
     sys.path) every queued experiment ran the main checkout's working tree instead, edits
     made while the queue ran included."""
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["check_params"]
