@@ -4,8 +4,8 @@ Per pair: rotations (default -20, -10, 0, 10, 20 degrees) about the face-box cen
 {the whole crop, the crop to the face box rescaled to full size}, times {as is, mirrored}:
 5 x 2 x 2 = 20 variants. Each variant is ONE fixed affine matrix (rotation, zoom and mirror
 folded together, so each output pixel is interpolated once) applied by ONE albumentations
-transform to the flash image and, through ``additional_targets``, to the studio image: the
-two images of a variant share their geometry exactly. Nothing is random.
+transform (:class:`FixedAffine`) to the flash image and the studio image alike: the two
+images of a variant share their geometry exactly. Nothing is random.
 
 Variant names: ``rot<signed degrees>_<full|face>_<orig|flip>``, e.g. ``rot-20_full_orig``,
 ``rot+10_face_flip``, ``rot+0_full_orig`` (the identity). Positive angles turn the picture
@@ -196,8 +196,8 @@ def augment_pair(
 
     ``box`` is the face box (top, right, bottom, left) in the crop's pixels; ``valid`` the
     crop's bool validity mask (None: all valid). With the default rotations there are
-    exactly 20 variants. Both images get the same albumentations transform (the studio image
-    as an additional ``image`` target, the mask as its ``mask``). A variant's pixel is valid
+    exactly 20 variants. Both images get the same albumentations transform (its image warp;
+    the mask its mask warp). A variant's pixel is valid
     when only valid crop pixels reach it; with ``border_mode`` constant its invalid pixels
     are exactly 0 in both images.
     """

@@ -106,10 +106,11 @@ def grid_queue(
     if seeds < 0:
         click.echo("error: --seeds must be 0 (one run per cell) or more", err=True)
         sys.exit(2)
-    commands = []
+    commands, names = [], set()
     for arch in arch_list:
         for encoding in enc_list:
             name = f"{prefix}-{arch}-{encoding}"
+            names.add(name)
             # (name, extra -S) per training: one, or one per seed of the group
             runs = [(name, [])] if seeds == 0 else [
                 (seed_exp_name(name, k), ["-S", f"train.seed={k}"]) for k in range(seeds)
@@ -145,8 +146,7 @@ def grid_queue(
                 sys.exit(done.returncode)
     if seeds > 0 and jobs > 0 and not dry_run:
         # These groups, on whatever data they ran (an -S data.raw_dir=... is not the workspace's)
-        groups = {f"{prefix}-{arch}-{encoding}" for arch in arch_list for encoding in enc_list}
-        _group_seeds(None, "all", groups)
+        _group_seeds(None, "all", names)
     if jobs <= 0 and not dry_run:
         click.echo(
             "queued; run them with `dvc queue start -j 2` (PATH with the venv first), "
