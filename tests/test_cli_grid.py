@@ -29,7 +29,7 @@ def test_queue_seeds_are_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     seeded = CliRunner().invoke(main, [*base, "--seeds", "3", "--run", "2"])
     assert seeded.exit_code == 0, seeded.output
     lines = seeded.output.strip().splitlines()
-    assert len(lines) == 2 * 3 + 1 and lines[-1] == "dvc exp run --run-all -j 2"
+    assert len(lines) == 2 * 3 + 1 and lines[-1] == "dvc queue start -j 2"
     assert lines[0] == (
         "dvc exp run --queue -n grid-deepflash-A-seed0 -S model.arch=deepflash "
         "-S loss.encoding=A -S train.seed=0"

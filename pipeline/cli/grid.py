@@ -106,7 +106,7 @@ def grid_queue(
     if seeds < 0:
         click.echo("error: --seeds must be 0 (one run per cell) or more", err=True)
         sys.exit(2)
-    commands, names = [], set()
+    commands, names, queued_by = [], set(), {}
     for arch in arch_list:
         for encoding in enc_list:
             name = f"{prefix}-{arch}-{encoding}"
@@ -121,8 +121,7 @@ def grid_queue(
                 for item in extra:
                     cmd += ["-S", item]
                 commands.append(cmd + seed_set)
-    if jobs > 0:
-        commands.append(["dvc", "exp", "run", "--run-all", "-j", str(jobs)])
+                queued_by[exp_name] = cmd + seed_set
     env = _venv_env()
     # Queued experiments run from a git stash of the workspace: untracked files are not in it.
     untracked = subprocess.run(
@@ -144,15 +143,48 @@ def grid_queue(
             if done.returncode != 0:
                 click.echo(f"error: `{shlex.join(cmd)}` failed ({done.returncode})", err=True)
                 sys.exit(done.returncode)
+    if jobs > 0:
+        click.echo(f"dvc queue start -j {jobs}")
+    failed = _run_queue_in_foreground(jobs, queued_by, env) if jobs > 0 and not dry_run else []
     if seeds > 0 and jobs > 0 and not dry_run:
         # These groups, on whatever data they ran (an -S data.raw_dir=... is not the workspace's)
         _group_seeds(None, "all", names)
+    if failed:
+        sys.exit(1)
     if jobs <= 0 and not dry_run:
         click.echo(
             "queued; run them with `dvc queue start -j 2` (PATH with the venv first), "
             "follow with `dvc queue status`, then `deepflash grid table`.",
             err=True,
         )
+
+
+def _run_queue_in_foreground(
+    jobs: int, queued_by: dict[str, list[str]], env: dict[str, str]
+) -> list[str]:
+    """Run the whole queue ``jobs`` at a time (pipeline/cli/queue.py: DVC's own
+    `--run-all` can wait for ever on a dropped task); the names that did not succeed."""
+    import subprocess
+    from pathlib import Path
+
+    from pipeline.cli.queue import DvcQueue, run_queue
+
+    root = subprocess.run(["dvc", "root"], env=env, capture_output=True, text=True, check=False)
+    dvc = DvcQueue(Path(root.stdout.strip() or ".").resolve(), env)
+    click.echo("watching the queue (follow one experiment with `dvc queue logs -f <name>`)")
+    outcome = run_queue(jobs, queued_by, dvc, click.echo)
+    bad = sorted(name for name, status in outcome.items() if status != "Success")
+    for name in bad:
+        logs = dvc.logs(name)
+        click.echo(
+            f"--- last lines of `dvc queue logs {name}`:\n" + "\n".join(logs.splitlines()[-30:])
+        )
+    done = len(outcome) - len(bad)
+    click.echo(
+        f"{done} of {len(outcome)} experiments succeeded"
+        + (f"; not: {', '.join(bad)}" if bad else "")
+    )
+    return bad
 
 
 def _group_seeds(

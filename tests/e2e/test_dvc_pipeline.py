@@ -31,6 +31,8 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline.cli.queue import DvcQueue
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -314,7 +316,7 @@ def test_queued_experiments_run_two_at_once_into_one_table_and_mlflow(repo: Repo
     before = {r.info.run_id for r in repo.runs()}
     first = repo.runs()[0]
     repo.run("dvc", "exp", "run", "--queue", "-n", "enc-b", "-S", "loss.encoding=B")
-    repo.run(
+    watched = repo.run(
         str(BIN / "deepflash"),
         "grid",
         "queue",
@@ -328,6 +330,9 @@ def test_queued_experiments_run_two_at_once_into_one_table_and_mlflow(repo: Repo
         "2",
         timeout=400,
     )
+    # The whole queue ran (enc-b too), and no queue worker outlived it (pipeline/cli/queue.py)
+    assert "2 of 2 experiments succeeded" in watched, watched
+    assert DvcQueue(repo.root, repo.env).worker_pids() == []
     new = {r.data.tags["dvc.exp_name"]: r for r in repo.runs() if r.info.run_id not in before}
     assert set(new) == {"enc-b", "e2e-hdrnet-C"}
     tagged = {(r.data.tags["model.arch"], r.data.tags["loss.encoding"]) for r in new.values()}
