@@ -50,16 +50,16 @@ class ScriptedQueue:
     """A queue whose status at poll k is ``script[k]`` (the last one repeats); it records
     the starts, re-queues and stopped workers."""
 
-    def __init__(self, script: list[tuple[list[Task], int]], leftover: list[int] = ()):
+    def __init__(self, script: list[tuple[list[Task], int] | None], leftover: list[int] = ()):
         self.script, self.polls = script, 0
         self.starts: list[int] = []
         self.queued: list[list[str]] = []
         self.leftover, self.stopped = list(leftover), []
 
-    def status(self) -> QueueStatus:
-        tasks, workers = self.script[min(self.polls, len(self.script) - 1)]
+    def status(self) -> QueueStatus | None:
+        step = self.script[min(self.polls, len(self.script) - 1)]
         self.polls += 1
-        return QueueStatus(tuple(tasks), workers)
+        return None if step is None else QueueStatus(tuple(step[0]), step[1])
 
     def start(self, jobs: int) -> None:
         self.starts.append(jobs)
@@ -121,7 +121,8 @@ def test_a_dropped_task_of_ours_is_queued_again_once_and_a_failure_is_reported()
     mine = ["dvc", "exp", "run", "--queue", "-n", "mine"]
     first = Task("aaaaaaa", "mine", "Queued")
     theirs = Task("bbbbbbb", "theirs", "Running")
-    gone = [([theirs], 1)] * PATIENCE  # "mine" vanished for PATIENCE polls
+    # `dvc queue status` failing (None) is no news; then "mine" vanishes for PATIENCE polls
+    gone = [None] * (PATIENCE + 1) + [([theirs], 1)] * PATIENCE
     again = Task("ccccccc", "mine", "Queued")
     queue = ScriptedQueue(
         [

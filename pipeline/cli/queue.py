@@ -78,8 +78,13 @@ class DvcQueue:
             cmd, cwd=self.root, env=self.env, capture_output=True, text=True, check=False
         )
 
-    def status(self) -> QueueStatus:
-        return parse_queue_status(self._run(["dvc", "queue", "status"]).stdout or "")
+    def status(self) -> QueueStatus | None:
+        """The queue now; None when `dvc queue status` failed (a busy lock, say): a failed
+        look must not read as every task gone."""
+        done = self._run(["dvc", "queue", "status"])
+        if done.returncode != 0 or "Worker status:" not in (done.stdout or ""):
+            return None
+        return parse_queue_status(done.stdout)
 
     def start(self, jobs: int) -> None:
         # The workers are daemons forked from this command: give them no pipe of ours, or
@@ -150,7 +155,11 @@ def run_queue(
     again, once, if DVC drops the task). Returns name -> final status ("Success", "Failed",
     or "Lost" for a task dropped and not queued again) of every task watched.
     """
-    watched = {t.rev: t.name for t in dvc.status().tasks if t.status in PENDING}
+    first = None
+    while first is None:
+        if (first := dvc.status()) is None:
+            sleep(poll_s)
+    watched = {t.rev: t.name for t in first.tasks if t.status in PENDING}
     dvc.start(jobs)
     outcome: dict[str, str] = {}
     requeued: set[str] = set()
@@ -160,6 +169,8 @@ def run_queue(
     while watched:
         sleep(poll_s)
         status = dvc.status()
+        if status is None:
+            continue
         by_rev = {t.rev: t for t in status.tasks}
         for task in status.tasks:  # ours, queued again, are under a new rev
             if task.status in PENDING and task.name in requeued and task.rev not in watched:
@@ -204,8 +215,9 @@ def _stop_leftover_workers(
     while (pids := dvc.worker_pids()) and waited < LEFTOVER_GRACE_S:
         sleep(poll_s)
         waited += poll_s
-    if pids and any(t.status in PENDING for t in dvc.status().tasks):
-        return  # queued since we started: the workers have work again
+    now = dvc.status()
+    if pids and (now is None or any(t.status in PENDING for t in now.tasks)):
+        return  # queued since we started (or unknown): the workers may have work again
     for pid in pids:
         echo(f"queue worker {pid} outlived the queue (a DVC bug); stopping it")
         dvc.stop(pid)
