@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from helpers.perimage import per_image
 
-from pipeline.evaluation.noise import noise_rows, render_noise
+from pipeline.evaluation.noise import grid_noise_rows, noise_rows, render_noise
 from pipeline.evaluation.stats import BETTER, TOO_FEW, WORSE
 
 
@@ -42,3 +42,28 @@ def test_one_person_is_too_few_and_missing_splits_are_skipped() -> None:
     assert row.startswith("| test | model - identity | PSNR dB vs gt | +1.0")  # 20 x 0.05
     assert row.endswith("| - | 1 | 1 | too few people |")
     assert render_noise([], "Noise")[-2] == "(no per-person scores)"
+
+
+def test_grid_rows_pair_every_encoding_of_the_paper_s_claim_once() -> None:
+    """A, B, C of one arch: A - C, B - C and B - A (the three pairs of C > B > A), each once;
+    another arch against the reference arch at its encoding."""
+    configs = {
+        "deepflash/A": [per_image(0.02, seed=0)],
+        "deepflash/B": [per_image(0.05, seed=1)],
+        "deepflash/C": [per_image(0.03, seed=2)],
+        "hdrnet/C": [per_image(0.01, seed=3)],
+    }
+    rows = grid_noise_rows(configs, metrics=("ssim_gt",))
+    assert [r["comparison"] for r in rows] == [
+        "deepflash/A - identity",
+        "deepflash/B - identity",
+        "deepflash/C - identity",
+        "hdrnet/C - identity",
+        "deepflash/A - deepflash/C",
+        "deepflash/B - deepflash/C",
+        "deepflash/B - deepflash/A",
+        "hdrnet/C - deepflash/C",
+    ]
+    b_minus_a = next(r for r in rows if r["comparison"] == "deepflash/B - deepflash/A")
+    assert b_minus_a["low"] < 0.03 < b_minus_a["high"]  # 0.05 - 0.02
+    assert b_minus_a["verdict"] == BETTER

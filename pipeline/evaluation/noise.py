@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.config import ENCODINGS
 from pipeline.evaluation.report import md_table
 from pipeline.evaluation.stats import compare_tables, fmt_difference
 
@@ -65,12 +66,17 @@ def grid_noise_rows(
     reference_arch: str = "deepflash",
 ) -> list[dict[str, Any]]:
     """The grid's rows: per configuration ``"<arch>/<encoding>"`` (-> its seed tables), model -
-    identity; then each encoding minus ``reference_encoding`` of the same arch (A - C, B - C:
-    the paper's claim) and each arch minus ``reference_arch`` with the same encoding."""
+    identity; then each encoding minus ``reference_encoding`` of the same arch (A - C, B - C),
+    each other encoding minus those before it (B - A: with the two before, all three pairs
+    of the paper's claim C > B > A, Sec. 4), and each arch minus ``reference_arch`` with the
+    same encoding."""
     pairs = [(f"{key} - identity", key, key, ("model", "identity")) for key in configs]
     for key in configs:
         arch, encoding = key.split("/", 1)
-        for other in (f"{arch}/{reference_encoding}", f"{reference_arch}/{encoding}"):
+        others = [f"{arch}/{reference_encoding}", f"{reference_arch}/{encoding}"]
+        if encoding != reference_encoding:
+            others += [f"{arch}/{e}" for e in sorted(ENCODINGS) if e < encoding]
+        for other in dict.fromkeys(others):
             if other != key and other in configs:
                 pairs.append((f"{key} - {other}", key, other, ("model", "model")))
     rows: list[dict[str, Any]] = []
