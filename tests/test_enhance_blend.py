@@ -11,6 +11,8 @@ from pipeline.enhance.blend import (
     blend,
     face_mask,
     mask_region,
+    region_pixels,
+    relit_change,
     upsample_to_region,
 )
 from pipeline.faces.geometry import crop_matrix
@@ -119,3 +121,26 @@ def test_blend_normalises_overlaps_and_keeps_far_pixels() -> None:
     blend(out, image, changes, masks, [(0, 0, 6, 4), (3, 0, 9, 4)])
     np.testing.assert_allclose(out[:4, :9], 0.7, atol=1e-7)  # 0.2, not 0.4, where both are
     assert np.array_equal(out[4:], image[4:]) and np.array_equal(out[:, 9:], image[:, 9:])
+
+
+def test_one_face_with_its_region_pixels_given_blends_the_same_bytes() -> None:
+    """A uint8 photo, one face: the relit change and the blend reuse one float copy of the
+    region (enhance_image) and write exactly the bytes of converting it twice."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (60, 50, 3), dtype=np.uint8)
+    square = (5, 8, 40)  # x0, y0, side
+    crop = rng.random((16, 16, 3), dtype=np.float32)
+    y = rng.random((16, 16, 3), dtype=np.float32) * 0.2 + 0.4
+    region = mask_region(square, photo.shape)
+    mask = face_mask((region[3] - region[1], region[2] - region[0]), square, region[:2], 0.35)
+    outs = []
+    for reuse in (False, True):
+        x = region_pixels(photo, region) if reuse else None
+        change = relit_change(photo, crop, y, square, region, "C", 0.0, x)
+        out = photo.copy()
+        blend(out, photo, [change], [mask], [region], [x] if reuse else None)
+        outs.append(out)
+    assert np.array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], photo)  # the face did change
+    x0, y0, x1, y1 = region
+    assert np.array_equal(region_pixels(photo, region), photo[y0:y1, x0:x1] / np.float32(255))

@@ -51,6 +51,7 @@ from pipeline.enhance.blend import (
     blend,
     face_mask,
     mask_region,
+    region_pixels,
     relit_change,
 )
 from pipeline.enhance.files import (
@@ -243,16 +244,20 @@ def enhance_image(
             findings = find_redeye(image, faces)
     regions = [mask_region(p.crop, image.shape, p.angle, p.centre) for p in placements]
     with timed(timings, "reconstruct"):
+        # One face (a selfie): its region's float pixels once, for its change and its blend
+        # (with more faces the blend works on their union; holding every region costs memory)
+        xs = [region_pixels(image, regions[0])] if len(regions) == 1 else [None] * len(regions)
         changes = [
-            relit_change(image, crop, y, p.crop, region, meta["encoding"], p.angle)
-            for crop, y, p, region in zip(crops, ys, placements, regions, strict=True)
+            relit_change(image, crop, y, p.crop, region, meta["encoding"], p.angle, x)
+            for crop, y, p, region, x in zip(crops, ys, placements, regions, xs, strict=True)
         ]
     with timed(timings, "blend"):
         masks = [
             face_mask((r[3] - r[1], r[2] - r[0]), p.crop, (r[0], r[1]), feather, p.angle, p.centre)
             for p, r in zip(placements, regions, strict=True)
         ]
-        blend(out, image, changes, masks, regions)
+        blend(out, image, changes, masks, regions, xs)
+        del xs
     eyes: list[FaceRedeye | None] = [None] * len(faces)
     if redeye == "auto":
         with timed(timings, "redeye"):

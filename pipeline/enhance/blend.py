@@ -160,6 +160,7 @@ def relit_change(
     region: Region,
     encoding: str,
     angle: float = 0.0,
+    x: np.ndarray | None = None,
 ) -> np.ndarray:
     """clip(pred) - x over the photo pixels ``region``, pred at the photo's resolution.
 
@@ -168,10 +169,11 @@ def relit_change(
     ``reconstruct(x_crop, y) - x_crop`` (= 1 - 2y, smooth) and adding the photo's own pixels is
     eq. 2 applied at full resolution, with one full-size temporary instead of three.
     A: the network's image itself, upsampled. A uint8 ``image`` is taken as x / 255 (only the
-    region is converted).
+    region is converted). ``x``: that float region already made (:func:`region_pixels`).
     """
     rx0, ry0, rx1, ry1 = region
-    x = _as_float(image[ry0:ry1, rx0:rx1])
+    if x is None:
+        x = region_pixels(image, region)
     if encoding == "A":
         pred = upsample_to_region(y, square, region, angle)
     else:
@@ -182,19 +184,34 @@ def relit_change(
     return pred
 
 
+def region_pixels(image: np.ndarray, region: Region) -> np.ndarray:
+    """The photo's pixels over ``region`` as float (x / 255 for uint8: only the region is
+    converted; a float photo gives a view)."""
+    x0, y0, x1, y1 = region
+    return _as_float(image[y0:y1, x0:x1])
+
+
 def _as_float(pixels: np.ndarray) -> np.ndarray:
     return uint8_to_float(pixels) if pixels.dtype == np.uint8 else pixels
 
 
-def _put(out: np.ndarray, image: np.ndarray, change: np.ndarray, region: Region) -> None:
-    """out[region] = x + change (x = image[region]); a uint8 ``out`` gets the rounded,
-    saturated 8-bit value (what the writer makes of the float result), so a uint8 photo is
-    blended and quantised in this one pass over the region, the rest never touched."""
+def _put(
+    out: np.ndarray,
+    image: np.ndarray,
+    change: np.ndarray,
+    region: Region,
+    x: np.ndarray | None = None,
+) -> None:
+    """out[region] = x + change (x = image[region], or the float region given); a uint8
+    ``out`` gets the rounded, saturated 8-bit value (what the writer makes of the float
+    result), so a uint8 photo is blended and quantised in this one pass over the region, the
+    rest never touched."""
     x0, y0, x1, y1 = region
     if out.dtype != np.uint8:
         np.add(image[y0:y1, x0:x1], change, out=out[y0:y1, x0:x1])
         return
-    result = np.add(_as_float(image[y0:y1, x0:x1]), change, out=change)
+    x = region_pixels(image, region) if x is None else x
+    result = np.add(x, change, out=change)
     out[y0:y1, x0:x1] = cv2.convertScaleAbs(result, alpha=255.0)
 
 
@@ -204,6 +221,7 @@ def blend(
     changes: list[np.ndarray],
     masks: list[np.ndarray],
     regions: list[Region],
+    xs: Sequence[np.ndarray | None] | None = None,
 ) -> None:
     """out = x + sum(m_i c_i) / max(1, sum(m_i)) with c_i = relit_i - x, over the regions.
 
@@ -212,7 +230,9 @@ def blend(
     combination of the input and the relit faces: no overshoot, no seam. Pixels where every
     mask is 0 get a change of exactly 0.0 and keep their value bit for bit. ``changes`` are
     consumed (scaled in place). ``image`` and ``out`` are float, or both uint8 (the photo's
-    8-bit pixels: ``out`` gets the 8-bit result, as the writer would quantise it).
+    8-bit pixels: ``out`` gets the 8-bit result, as the writer would quantise it). ``xs``:
+    each region's float pixels already made (:func:`region_pixels`, before ``out`` changed):
+    one face's blend then converts nothing again.
     """
     live = [i for i, r in enumerate(regions) if r[2] > r[0] and r[3] > r[1]]
     for i in live:
@@ -220,7 +240,7 @@ def blend(
     if len(live) == 1:
         # One face (the usual selfie): weights never exceed 1, no union arrays needed.
         (i,) = live
-        _put(out, image, changes[i], regions[i])
+        _put(out, image, changes[i], regions[i], None if xs is None else xs[i])
         return
     if not live:
         return
@@ -246,6 +266,7 @@ __all__ = [
     "blend",
     "face_mask",
     "mask_region",
+    "region_pixels",
     "relit_change",
     "upsample_to_region",
 ]
