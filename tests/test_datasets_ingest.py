@@ -271,6 +271,28 @@ def test_split_is_subject_level_seeded_and_changes_with_seed():
     )
 
 
+def test_the_yaleb_profile_trains_every_non_test_person_and_keeps_the_test_people():
+    """params-yaleb.yaml's split: 16 train, no val, 3 test of the 19 shared people, and the
+    test people are those of the earlier 13/3/3 split (README, "Extended Yale B" compares the
+    two person by person, so they must be the same people)."""
+    from pipeline.config import override_args
+
+    args = override_args(Path(__file__).resolve().parents[1] / "params-yaleb.yaml")
+    pairs = dict(a.split("=", 1) for a in args if a != "-S")
+    train, val = float(pairs["ingest.train"]), float(pairs["ingest.val"])
+    assert split_sizes(19, train, val) == (16, 0, 3)
+    people = [f"yaleB{i:02d}" for i in range(1, 21) if i != 14]  # the 19 shared people
+    now = split_subjects(people, train, val, 0)
+    before = split_subjects(people, 0.7, 0.15, 0)
+    assert sorted(p for p, s in now.items() if s == "test") == ["yaleB02", "yaleB10", "yaleB17"]
+    assert {p for p, s in now.items() if s == "test"} == {
+        p for p, s in before.items() if s == "test"
+    }
+    assert {p for p, s in now.items() if s == "train"} == {
+        p for p, s in before.items() if s in ("train", "val")
+    }
+
+
 # --------------------------------------------------------------------------------- faid
 def test_faid_layout(tmp_path: Path):
     """`*_flash` pairs with `*_ambient` (or `*_noflash`) in its folder; each pair is a subject."""
