@@ -168,10 +168,19 @@ def test_worker_pids_are_dvc_s_live_queue_workers_and_stop_ends_one(tmp_path: Pa
         # this test's own process: alive, but not a queue worker
         (records / "dvc-exp-worker-2.json").write_text(json.dumps({"pid": os.getpid()}))
         (records / "dvc-exp-worker-3.json").write_text("{")  # being rewritten
-        queue = DvcQueue(tmp_path, dict(os.environ))
+        queue = DvcQueue(tmp_path, dict(os.environ), records=records)
         assert queue.worker_pids() == [worker.pid]
         queue.stop(worker.pid)
         assert worker.wait(timeout=10) is not None
         assert queue.worker_pids() == []
     finally:
         worker.kill()
+
+
+def test_worker_records_are_where_dvc_s_queue_keeps_them(tmp_path: Path) -> None:
+    from dvc.repo import Repo
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # experiments need git
+    Repo.init(str(tmp_path)).close()
+    expected = tmp_path / ".dvc" / "tmp" / "exps" / "celery"  # dvc 3's layout, asked of DVC
+    assert DvcQueue(tmp_path, dict(os.environ)).records == expected

@@ -164,13 +164,13 @@ def _run_queue_in_foreground(
 ) -> list[str]:
     """Run the whole queue ``jobs`` at a time (pipeline/cli/queue.py: DVC's own
     `--run-all` can wait for ever on a dropped task); the names that did not succeed."""
-    import subprocess
     from pathlib import Path
+
+    from dvc.repo import Repo
 
     from pipeline.cli.queue import DvcQueue, run_queue
 
-    root = subprocess.run(["dvc", "root"], env=env, capture_output=True, text=True, check=False)
-    dvc = DvcQueue(Path(root.stdout.strip() or ".").resolve(), env)
+    dvc = DvcQueue(Path(Repo.find_root()).resolve(), env)
     click.echo("watching the queue (follow one experiment with `dvc queue logs -f <name>`)")
     outcome = run_queue(jobs, queued_by, dvc, click.echo)
     bad = sorted(name for name, status in outcome.items() if status != "Success")

@@ -68,10 +68,20 @@ def parse_queue_status(text: str) -> QueueStatus:
 
 
 class DvcQueue:
-    """The DVC commands the watcher needs, run in ``root`` with ``env``."""
+    """The DVC commands the watcher needs, run in ``root`` with ``env``. ``records``: the
+    folder of DVC's worker process records (default: where DVC's queue keeps them)."""
 
-    def __init__(self, root: Path, env: dict[str, str]):
-        self.root, self.env = root, env
+    def __init__(self, root: Path, env: dict[str, str], records: Path | None = None):
+        self.root, self.env, self._records = root, env, records
+
+    @property
+    def records(self) -> Path:
+        if self._records is None:
+            from dvc.repo import Repo  # the queue's own folder, not a copy of its layout
+
+            with Repo(str(self.root)) as repo:
+                self._records = Path(repo.experiments.celery_queue.wdir)
+        return self._records
 
     def _run(self, cmd: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -118,7 +128,7 @@ class DvcQueue:
         import psutil
 
         pids = []
-        for info in sorted((self.root / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.json")):
+        for info in sorted(self.records.glob("dvc-exp-worker-*.json")):
             try:
                 pid = int(json.loads(info.read_text())["pid"])
                 process = psutil.Process(pid)
@@ -185,7 +195,11 @@ def run_queue(
                     if name in own and name not in requeued:
                         requeued.add(name)
                         echo(f"{label}: dropped by DVC's queue; queueing it again")
-                        dvc.queue(own[name])
+                        try:
+                            dvc.queue(own[name])
+                        except RuntimeError as error:
+                            echo(f"{label}: {error}")
+                            outcome[label] = "Lost"
                     else:
                         echo(f"{label}: dropped by DVC's queue")
                         outcome[label] = "Lost"
